@@ -1,0 +1,99 @@
+#include "arch/x86/cpu_features.h"
+
+#include <cstring>
+
+#include "arch/x86/cpu.h"
+
+namespace cohort::x86 {
+
+namespace {
+CpuFeatures g_boot_features;
+char g_enabled_list[96];
+
+bool bit(uint32_t reg, unsigned n) { return (reg >> n) & 1u; }
+} // namespace
+
+CpuFeatures detect_cpu_features() {
+    CpuFeatures f{};
+    CpuidResult r = cpuid(0);
+    f.max_leaf = r.eax;
+    memcpy(f.vendor + 0, &r.ebx, 4);
+    memcpy(f.vendor + 4, &r.edx, 4);
+    memcpy(f.vendor + 8, &r.ecx, 4);
+    f.vendor[12] = 0;
+
+    r = cpuid(1);
+    f.stepping = r.eax & 0xf;
+    f.model = (r.eax >> 4) & 0xf;
+    f.family = (r.eax >> 8) & 0xf;
+    if (f.family == 0xf) f.family += (r.eax >> 20) & 0xff;
+    if (f.family >= 6) f.model |= ((r.eax >> 16) & 0xf) << 4;
+    f.fxsr = bit(r.edx, 24);
+    f.sse2 = bit(r.edx, 26);
+    f.apic = bit(r.edx, 9);
+    f.pge = bit(r.edx, 13);
+    f.pcid = bit(r.ecx, 17);
+    f.x2apic = bit(r.ecx, 21);
+    f.tsc_deadline = bit(r.ecx, 24);
+    f.xsave = bit(r.ecx, 26);
+    f.avx = bit(r.ecx, 28);
+    f.hypervisor = bit(r.ecx, 31);
+
+    if (f.max_leaf >= 7) {
+        r = cpuid(7, 0);
+        f.fsgsbase = bit(r.ebx, 0);
+        f.smep = bit(r.ebx, 7);
+        f.invpcid = bit(r.ebx, 10);
+        f.smap = bit(r.ebx, 20);
+        f.umip = bit(r.ecx, 2);
+    }
+
+    f.max_ext_leaf = cpuid(0x80000000).eax;
+    if (f.max_ext_leaf >= 0x80000001) {
+        r = cpuid(0x80000001);
+        f.nx = bit(r.edx, 20);
+        f.pdpe1gb = bit(r.edx, 26);
+    }
+    if (f.max_ext_leaf >= 0x80000004) {
+        for (uint32_t i = 0; i < 3; ++i) {
+            r = cpuid(0x80000002 + i);
+            memcpy(f.brand + i * 16 + 0, &r.eax, 4);
+            memcpy(f.brand + i * 16 + 4, &r.ebx, 4);
+            memcpy(f.brand + i * 16 + 8, &r.ecx, 4);
+            memcpy(f.brand + i * 16 + 12, &r.edx, 4);
+        }
+    }
+    f.brand[48] = 0;
+    if (f.max_ext_leaf >= 0x80000007) f.invariant_tsc = bit(cpuid(0x80000007).edx, 8);
+    return f;
+}
+
+void cpu_features_init() { g_boot_features = detect_cpu_features(); }
+const CpuFeatures& boot_cpu_features() { return g_boot_features; }
+
+const char* enable_security_features() {
+    const CpuFeatures& f = g_boot_features;
+    char* out = g_enabled_list;
+    auto add = [&out](const char* name) {
+        if (out != g_enabled_list) *out++ = ' ';
+        const size_t n = strlen(name);
+        memcpy(out, name, n);
+        out += n;
+        *out = 0;
+    };
+    if (f.nx) {
+        wrmsr(msr::kEfer, rdmsr(msr::kEfer) | efer::kNxe);
+        add("NX");
+    }
+    write_cr0(read_cr0() | cr0::kWp);
+    add("WP");
+    uint64_t cr4v = read_cr4();
+    if (f.pge) cr4v |= cr4::kPge, add("PGE");
+    if (f.smep) cr4v |= cr4::kSmep, add("SMEP");
+    if (f.smap) cr4v |= cr4::kSmap, add("SMAP");
+    if (f.umip) cr4v |= cr4::kUmip, add("UMIP");
+    write_cr4(cr4v);
+    return g_enabled_list;
+}
+
+} // namespace cohort::x86

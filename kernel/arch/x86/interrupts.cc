@@ -1,0 +1,171 @@
+#include "arch/x86/interrupts.h"
+
+#include <cstring>
+
+#include "arch/x86/cpu.h"
+#include "arch/x86/gdt.h"
+#include "debug/fault_catcher.h"
+#include "debug/log.h"
+#include "debug/panic.h"
+#include "lib/format.h"
+#include "mm/kstack.h"
+#include "smp/cpu.h"
+
+extern "C" const char isr_stubs[]; // 256 entry stubs, 16 bytes apart (isr.S)
+
+namespace cohort::x86 {
+
+namespace {
+
+struct [[gnu::packed]] IdtGate {
+    uint16_t offset_low;
+    uint16_t selector;
+    uint8_t ist;
+    uint8_t type_attr;
+    uint16_t offset_mid;
+    uint32_t offset_high;
+    uint32_t reserved;
+};
+static_assert(sizeof(IdtGate) == 16);
+
+alignas(16) IdtGate g_idt[256];
+IrqHandler g_handlers[256];
+
+void set_gate(uint8_t vector, uint64_t handler, uint8_t ist) {
+    IdtGate& g = g_idt[vector];
+    g.offset_low = handler & 0xffff;
+    g.selector = kKernelCs;
+    g.ist = ist;
+    g.type_attr = 0x8e; // present, DPL 0, 64-bit interrupt gate (IF cleared on entry)
+    g.offset_mid = (handler >> 16) & 0xffff;
+    g.offset_high = static_cast<uint32_t>(handler >> 32);
+    g.reserved = 0;
+}
+
+const char* const kExceptionNames[32] = {
+    "#DE divide error", "#DB debug", "NMI", "#BP breakpoint", "#OF overflow",
+    "#BR bound range exceeded", "#UD invalid opcode", "#NM device not available",
+    "#DF double fault", "coprocessor segment overrun", "#TS invalid TSS", "#NP segment not present",
+    "#SS stack-segment fault", "#GP general protection fault", "#PF page fault", "reserved (15)",
+    "#MF x87 floating-point error", "#AC alignment check", "#MC machine check",
+    "#XM SIMD floating-point exception", "#VE virtualization exception",
+    "#CP control protection exception", "reserved (22)", "reserved (23)", "reserved (24)",
+    "reserved (25)", "reserved (26)", "reserved (27)", "#HV hypervisor injection",
+    "#VC VMM communication", "#SX security exception", "reserved (31)"};
+
+/// Spells out a page-fault error code: what was accessed, how, and why it failed.
+void describe_page_fault(uint64_t err, uint64_t cr2, char* buf, size_t size) {
+    char guard[96];
+    const bool is_guard = kstack_describe_guard(cr2, guard, sizeof(guard));
+    format(buf, size, "%s %s of %#lx from %s mode: %s%s%s%s%s", (err & 0x10) ? "instruction fetch"
+                                                               : (err & 0x2)  ? "write"
+                                                                              : "read",
+           (err & 0x10) ? "at" : "access", cr2, (err & 0x4) ? "user" : "kernel",
+           (err & 0x1) ? "protection violation (page present)" : "page not present",
+           (err & 0x8) ? ", reserved bit set in a paging entry" : "",
+           (err & 0x20) ? ", protection-key violation" : "", (err & 0x8000) ? ", SGX" : "",
+           is_guard ? guard : "");
+}
+
+bool recoverable_by_catcher(uint64_t vector) {
+    // NMI and #MC leave hardware state (NMI blocking, MCA banks) that only IRET or the MCA
+    // handler may clear, so a longjmp out of them would be wrong.
+    return vector < 32 && vector != kVecNmi && vector != kVecMachineCheck;
+}
+
+void report_exception(const InterruptFrame& f, const char* what) {
+    const CpuData* cpu = this_cpu();
+    console_printf("\n*** cpu%u: exception %s (vector %lu, error code %#lx) at rip %#lx\n",
+                   cpu->cpu_id, what, f.vector, f.error_code, f.rip);
+    if (f.vector == kVecPageFault) {
+        char why[256];
+        describe_page_fault(f.error_code, read_cr2(), why, sizeof(why));
+        console_printf("    %s\n", why);
+    }
+    if (f.vector == kVecDoubleFault) {
+        char guard[96];
+        if (kstack_describe_guard(f.rsp, guard, sizeof(guard)) ||
+            kstack_describe_guard(f.rsp - 8, guard, sizeof(guard)))
+            console_printf("    kernel stack overflow: rsp %#lx%s\n", f.rsp, guard);
+    }
+    print_registers(f);
+    print_backtrace(f.rip, f.rbp);
+}
+
+void handle_exception(InterruptFrame& f) {
+    CpuData* cpu = this_cpu();
+    const char* what = kExceptionNames[f.vector];
+    if (FaultCatcher* c = cpu->fault_catcher; c != nullptr && recoverable_by_catcher(f.vector)) {
+        if (c->quiet) {
+            log_debug("fault caught as expected: %s at rip %#lx", what, f.rip);
+        } else {
+            report_exception(f, what);
+            console_printf("    (recovered: the fault ends the current test)\n");
+        }
+        fault_catcher_unwind(f.vector, f.error_code, f.rip,
+                             f.vector == kVecPageFault ? read_cr2() : 0);
+    }
+    if (++cpu->exception_depth > 2) {
+        console_printf("*** cpu%u: exception %s while handling exceptions; stopping\n",
+                       cpu->cpu_id, what);
+        halt_forever();
+    }
+    if (f.vector == kVecPageFault) {
+        char why[256];
+        describe_page_fault(f.error_code, read_cr2(), why, sizeof(why));
+        panic_with_frame(f, "unhandled %s at rip %#lx\n    %s", what, f.rip, why);
+    }
+    if (f.vector == kVecDoubleFault) {
+        char guard[96];
+        if (kstack_describe_guard(f.rsp, guard, sizeof(guard)) ||
+            kstack_describe_guard(f.rsp - 8, guard, sizeof(guard)))
+            panic_with_frame(f, "double fault: kernel stack overflow (rsp %#lx%s)", f.rsp, guard);
+    }
+    panic_with_frame(f, "unhandled exception %s (vector %lu, error code %#lx) at rip %#lx", what,
+                     f.vector, f.error_code, f.rip);
+}
+
+} // namespace
+
+const char* exception_name(uint64_t vector) {
+    return vector < 32 ? kExceptionNames[vector] : "interrupt";
+}
+
+void idt_init() {
+    for (int v = 0; v < 256; ++v) set_gate(static_cast<uint8_t>(v), reinterpret_cast<uint64_t>(isr_stubs) + 16 * v, 0);
+    // Faults that can arrive on a broken stack (or at any moment, like NMI) get their own stacks.
+    g_idt[kVecDoubleFault].ist = kIstDoubleFault;
+    g_idt[kVecNmi].ist = kIstNmi;
+    g_idt[kVecMachineCheck].ist = kIstMachineCheck;
+    g_idt[kVecDebug].ist = kIstDebug;
+}
+
+void idt_load() {
+    struct [[gnu::packed]] {
+        uint16_t limit;
+        uint64_t base;
+    } ptr{sizeof(g_idt) - 1, reinterpret_cast<uint64_t>(g_idt)};
+    asm volatile("lidt %0" : : "m"(ptr));
+}
+
+void set_irq_handler(uint8_t vector, IrqHandler handler) { g_handlers[vector] = handler; }
+
+} // namespace cohort::x86
+
+extern "C" void interrupt_dispatch(cohort::x86::InterruptFrame* frame) {
+    using namespace cohort;
+    CpuData* cpu = this_cpu();
+    ++cpu->interrupts;
+    if (frame->vector < 32) {
+        x86::handle_exception(*frame);
+        return;
+    }
+    ++cpu->irq_depth;
+    if (x86::IrqHandler h = x86::g_handlers[frame->vector]; h != nullptr) {
+        h(*frame);
+    } else if (frame->vector != x86::kVecSpurious) {
+        log_warn("irq: unexpected interrupt vector %lu on cpu%u (no handler)", frame->vector,
+                 cpu->cpu_id);
+    }
+    --cpu->irq_depth;
+}

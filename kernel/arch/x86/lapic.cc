@@ -1,0 +1,157 @@
+#include "arch/x86/lapic.h"
+
+#include "arch/x86/cpu.h"
+#include "arch/x86/cpu_features.h"
+#include "arch/x86/interrupts.h"
+#include "debug/log.h"
+#include "debug/panic.h"
+#include "lib/muldiv.h"
+#include "mm/vmm.h"
+#include "time/clock.h"
+
+namespace cohort::x86 {
+
+namespace {
+
+// Register offsets in the xAPIC MMIO page; the x2APIC MSR is 0x800 + offset / 16.
+enum Reg : uint32_t {
+    kId = 0x20,
+    kVersion = 0x30,
+    kTpr = 0x80,
+    kEoi = 0xb0,
+    kSpurious = 0xf0,
+    kEsr = 0x280,
+    kLvtTimer = 0x320,
+    kLvtLint0 = 0x350,
+    kLvtLint1 = 0x360,
+    kLvtError = 0x370,
+    kTimerInitial = 0x380,
+    kTimerCurrent = 0x390,
+    kTimerDivide = 0x3e0,
+};
+constexpr uint64_t kApicBaseEnable = 1u << 11;
+constexpr uint64_t kApicBaseX2 = 1u << 10;
+constexpr uint32_t kLvtMasked = 1u << 16;
+
+ApicMode g_mode = ApicMode::XApic;
+volatile uint32_t* g_mmio = nullptr;
+uint64_t g_timer_hz = 0; // at divide-by-1
+
+uint32_t read(Reg r) {
+    if (g_mode == ApicMode::X2Apic) return static_cast<uint32_t>(rdmsr(0x800 + r / 16));
+    return g_mmio[r / 4];
+}
+void write(Reg r, uint32_t v) {
+    if (g_mode == ApicMode::X2Apic) wrmsr(0x800 + r / 16, v);
+    else g_mmio[r / 4] = v;
+}
+
+void spurious_handler(InterruptFrame&) {
+    // Spurious interrupts must not be acknowledged (SDM 10.9): no EOI here.
+}
+
+} // namespace
+
+void disable_legacy_pic() {
+    // Remap to 0x20-0x2f first: a PIC interrupt raised before the mask takes effect must not
+    // arrive looking like a CPU exception.
+    outb(0x20, 0x11);
+    outb(0xa0, 0x11);
+    outb(0x21, 0x20);
+    outb(0xa1, 0x28);
+    outb(0x21, 0x04);
+    outb(0xa1, 0x02);
+    outb(0x21, 0x01);
+    outb(0xa1, 0x01);
+    outb(0x21, 0xff);
+    outb(0xa1, 0xff);
+}
+
+void lapic_init_boot_cpu(bool allow_x2apic) {
+    const CpuFeatures& f = boot_cpu_features();
+    if (!f.apic) panic("lapic: this CPU has no local APIC; Cohort needs one");
+    uint64_t base = rdmsr(msr::kApicBase);
+    const uint64_t phys = base & 0x000ffffffffff000ull;
+    if (f.x2apic && allow_x2apic) {
+        // x2APIC must be entered from xAPIC-enabled state (SDM 10.12.5).
+        wrmsr(msr::kApicBase, base | kApicBaseEnable);
+        wrmsr(msr::kApicBase, base | kApicBaseEnable | kApicBaseX2);
+        g_mode = ApicMode::X2Apic;
+    } else {
+        if (base & kApicBaseX2) {
+            // Firmware left x2APIC on but we were told not to use it: leaving x2APIC requires
+            // disabling the APIC first (SDM 10.12.5).
+            wrmsr(msr::kApicBase, base & ~(kApicBaseEnable | kApicBaseX2));
+            base &= ~kApicBaseX2;
+        }
+        wrmsr(msr::kApicBase, base | kApicBaseEnable);
+        g_mmio = static_cast<volatile uint32_t*>(vmm::map_device(phys, 4096));
+        if (g_mmio == nullptr) panic("lapic: cannot map the local APIC registers at %#lx", phys);
+        g_mode = ApicMode::XApic;
+    }
+    set_irq_handler(kVecSpurious, spurious_handler);
+    write(kTpr, 0);
+    write(kLvtTimer, kLvtMasked);
+    write(kLvtError, kLvtMasked);
+    write(kEsr, 0);
+    write(kSpurious, 0x100 | kVecSpurious); // software enable
+    log_info("lapic: %s mode, id %u, version %#x", g_mode == ApicMode::X2Apic ? "x2APIC" : "xAPIC",
+             lapic_id(), read(kVersion) & 0xff);
+}
+
+ApicMode lapic_mode() { return g_mode; }
+
+uint32_t lapic_id() {
+    const uint32_t id = read(kId);
+    return g_mode == ApicMode::X2Apic ? id : id >> 24;
+}
+
+void lapic_eoi() { write(kEoi, 0); }
+
+void lapic_timer_calibrate() {
+    // Count down from the maximum over 10 ms of TSC time. All 32 bits of the counters matter:
+    // at QEMU's 1 GHz timer clock, 10 ms is 10 million ticks.
+    write(kTimerDivide, 0xb); // divide by 1
+    write(kLvtTimer, kLvtMasked);
+    constexpr uint64_t kWindowNs = 10'000'000;
+    const uint64_t t0 = monotonic_ns();
+    write(kTimerInitial, 0xffffffff);
+    while (monotonic_ns() - t0 < kWindowNs) pause();
+    const uint32_t remaining = read(kTimerCurrent);
+    const uint64_t elapsed_ns = monotonic_ns() - t0;
+    write(kTimerInitial, 0);
+    const uint64_t ticks = 0xffffffffull - remaining;
+    g_timer_hz = ticks * 1'000'000'000ull / elapsed_ns;
+    log_info("lapic: timer runs at %lu.%03lu MHz", g_timer_hz / 1000000, (g_timer_hz / 1000) % 1000);
+}
+
+uint64_t lapic_timer_hz() { return g_timer_hz; }
+
+void lapic_timer_oneshot(uint64_t ns, uint8_t vector) {
+    uint64_t ticks = mul_div(ns, g_timer_hz, 1000000000);
+    uint32_t divide_code = 0xb; // /1
+    // Longer delays than 32 bits allow: use a larger divider.
+    static constexpr struct {
+        uint32_t code;
+        uint32_t div;
+    } kDividers[] = {{0xb, 1}, {0x0, 2}, {0x1, 4}, {0x2, 8}, {0x3, 16}, {0x8, 32}, {0x9, 64}, {0xa, 128}};
+    uint32_t div = 1;
+    for (const auto& d : kDividers) {
+        divide_code = d.code;
+        div = d.div;
+        if (ticks / d.div <= 0xffffffffull) break;
+    }
+    ticks /= div;
+    if (ticks > 0xffffffffull) ticks = 0xffffffffull;
+    if (ticks == 0) ticks = 1;
+    write(kTimerDivide, divide_code);
+    write(kLvtTimer, vector); // one-shot, unmasked
+    write(kTimerInitial, static_cast<uint32_t>(ticks));
+}
+
+void lapic_timer_stop() {
+    write(kLvtTimer, kLvtMasked);
+    write(kTimerInitial, 0);
+}
+
+} // namespace cohort::x86

@@ -1,0 +1,28 @@
+// Local APIC in xAPIC (MMIO) or x2APIC (MSR) mode behind one interface.
+#pragma once
+
+#include <cstdint>
+
+namespace cohort::x86 {
+
+enum class ApicMode { XApic, X2Apic };
+
+/// Brings up the calling CPU's local APIC: x2APIC when the CPU has it (and `allow_x2apic`),
+/// else xAPIC through an uncached mapping. Software-enables it with the spurious vector.
+void lapic_init_boot_cpu(bool allow_x2apic);
+ApicMode lapic_mode();
+/// The running CPU's APIC id (full 32 bits in x2APIC mode).
+uint32_t lapic_id();
+void lapic_eoi();
+
+/// Measures the LAPIC timer against the TSC (timer ticks per second at divide-by-1).
+void lapic_timer_calibrate();
+uint64_t lapic_timer_hz();
+/// Arms a one-shot timer interrupt on `vector` after `ns` nanoseconds.
+void lapic_timer_oneshot(uint64_t ns, uint8_t vector);
+void lapic_timer_stop();
+
+/// Masks the legacy 8259 PICs (after moving their vectors out of the exception range).
+void disable_legacy_pic();
+
+} // namespace cohort::x86

@@ -1,0 +1,255 @@
+// Kernel page tables (implements mm/vmm.h).
+#include "arch/x86/paging.h"
+
+#include <cstring>
+
+#include "arch/x86/cpu.h"
+#include "arch/x86/cpu_features.h"
+#include "debug/log.h"
+#include "debug/panic.h"
+#include "mm/layout.h"
+#include "mm/phys.h"
+#include "mm/pmm.h"
+#include "mm/vmm.h"
+#include "sync/spinlock.h"
+
+extern "C" const char __text_start[], __text_end[], __rodata_start[], __rodata_end[];
+extern "C" const char __data_start[], __bss_end[], __ksymtab_start[], __kernel_end[];
+
+namespace cohort {
+
+namespace {
+
+using namespace x86;
+constexpr uint64_t kPage = layout::kPageSize;
+constexpr uint64_t k2M = 2ull << 20;
+constexpr uint64_t k1G = 1ull << 30;
+
+SpinLock g_pt_lock; // guards every kernel-half page-table change
+uint64_t g_kernel_root = 0;
+uint64_t g_global_bit = 0;
+uint64_t g_mmio_next = layout::kMmioAreaBase;
+
+uint64_t* table(uint64_t phys) { return phys_to_virt<uint64_t>(phys); }
+unsigned index(uint64_t va, int level) { return (va >> (12 + 9 * (level - 1))) & 0x1ff; }
+
+uint64_t leaf_bits(uint32_t prot) {
+    uint64_t bits = pte::kPresent | g_global_bit;
+    if (prot & vmm::kWrite) bits |= pte::kWrite;
+    if (!(prot & vmm::kExec)) bits |= pte::kNx;
+    if (prot & vmm::kUncached) bits |= pte::kPcd | pte::kPwt;
+    return bits;
+}
+
+/// Returns the entry for `va` at `level` (1 = PT ... 4 = PML4), creating intermediate tables
+/// when asked. nullptr if a table is missing (and not created) or a huge page is in the way.
+uint64_t* walk(uint64_t root, uint64_t va, int level, bool create) {
+    uint64_t* t = table(root);
+    for (int l = 4; l > level; --l) {
+        uint64_t& e = t[index(va, l)];
+        if (!(e & pte::kPresent)) {
+            if (!create) return nullptr;
+            const uint64_t fresh = pmm::alloc_zeroed_page();
+            if (fresh == 0) return nullptr;
+            // Intermediate entries are permissive; the leaf decides access rights.
+            e = fresh | pte::kPresent | pte::kWrite;
+        } else if (e & pte::kHuge) {
+            return nullptr;
+        }
+        t = table(e & pte::kAddrMask);
+    }
+    return &t[index(va, level)];
+}
+
+bool map_one(uint64_t root, uint64_t va, uint64_t pa, uint64_t bits, uint64_t size) {
+    const int level = size == k1G ? 3 : size == k2M ? 2 : 1;
+    uint64_t* e = walk(root, va, level, true);
+    if (e == nullptr) {
+        log_error("vmm: cannot map %#lx: out of memory or a huge page is in the way", va);
+        return false;
+    }
+    const uint64_t want = (pa & pte::kAddrMask) | bits | (level > 1 ? pte::kHuge : 0);
+    if ((*e & pte::kPresent) && *e != want) {
+        log_error("vmm: %#lx is already mapped to %#lx; refusing to replace it with %#lx", va,
+                  *e & pte::kAddrMask, pa);
+        return false;
+    }
+    *e = want;
+    return true;
+}
+
+/// Maps a range using the largest pages alignment allows (for the direct map).
+bool map_range_large(uint64_t root, uint64_t va, uint64_t pa, uint64_t size, uint64_t bits) {
+    const bool gb_pages = boot_cpu_features().pdpe1gb;
+    while (size > 0) {
+        uint64_t step = kPage;
+        if (gb_pages && (va % k1G) == 0 && (pa % k1G) == 0 && size >= k1G) step = k1G;
+        else if ((va % k2M) == 0 && (pa % k2M) == 0 && size >= k2M) step = k2M;
+        if (!map_one(root, va, pa, bits, step)) return false;
+        va += step;
+        pa += step;
+        size -= step;
+    }
+    return true;
+}
+
+bool direct_mapped_type(MemType t) {
+    return t == MemType::Usable || t == MemType::AcpiReclaimable || t == MemType::AcpiNvs ||
+           t == MemType::Kernel || t == MemType::Trampoline;
+}
+
+void map_image_part(uint64_t root, const char* start, const char* end, uint32_t prot) {
+    const uint64_t va = reinterpret_cast<uint64_t>(start);
+    const uint64_t size = reinterpret_cast<uint64_t>(end) - va;
+    for (uint64_t off = 0; off < size; off += kPage)
+        if (!map_one(root, va + off, kernel_image_virt_to_phys(start) + off, leaf_bits(prot), kPage))
+            panic("vmm: cannot map the kernel image at %#lx", va + off);
+}
+
+void audit_table(uint64_t phys, int level, uint64_t va_base, vmm::WxAudit& out) {
+    const uint64_t* t = table(phys);
+    for (unsigned i = 0; i < 512; ++i) {
+        const uint64_t e = t[i];
+        if (!(e & pte::kPresent)) continue;
+        uint64_t va = va_base + (uint64_t(i) << (12 + 9 * (level - 1)));
+        if (level == 4) va |= (i >= 256) ? 0xffff000000000000ull : 0;
+        if (level == 4 && i < 256) continue; // user half: not the kernel's business here
+        if (level == 1 || (e & pte::kHuge)) {
+            ++out.leaves_checked;
+            const bool bad_wx = (e & pte::kWrite) && !(e & pte::kNx);
+            const bool bad_user = (e & pte::kUser) != 0;
+            if (bad_wx) ++out.writable_executable;
+            if (bad_user) ++out.user_accessible;
+            if ((bad_wx || bad_user) && out.first_bad_va == 0) out.first_bad_va = va;
+        } else {
+            audit_table(e & pte::kAddrMask, level - 1, va, out);
+        }
+    }
+}
+
+} // namespace
+
+namespace x86 {
+bool is_kernel_address_mapped(uint64_t va) {
+    const uint64_t* t = table(read_cr3() & pte::kAddrMask);
+    for (int level = 4; level >= 1; --level) {
+        const uint64_t e = t[index(va, level)];
+        if (!(e & pte::kPresent)) return false;
+        if (level == 1 || (e & pte::kHuge)) return true;
+        t = table(e & pte::kAddrMask);
+    }
+    return false;
+}
+} // namespace x86
+
+namespace vmm {
+
+void init(const MemoryMap& map) {
+    if (boot_cpu_features().pge) g_global_bit = pte::kGlobal;
+    const uint64_t root = pmm::alloc_zeroed_page();
+    if (root == 0) panic("vmm: no memory for the kernel page tables");
+    // Every kernel-half PML4 slot gets its PDPT now and keeps it forever: address spaces
+    // created later copy these 256 entries and so see every future kernel mapping.
+    for (unsigned i = 256; i < 512; ++i) {
+        const uint64_t pdpt = pmm::alloc_zeroed_page();
+        if (pdpt == 0) panic("vmm: no memory for the kernel page tables");
+        table(root)[i] = pdpt | pte::kPresent | pte::kWrite;
+    }
+
+    // Direct map: the low 1 MiB (BIOS data, legacy RSDP area, trampoline) plus every region
+    // that is RAM. Device ranges stay out so no MMIO page gets a cacheable alias.
+    const uint64_t data_bits = leaf_bits(kRead | kWrite);
+    uint64_t run_start = 0, run_end = 1ull << 20;
+    auto flush_run = [&] {
+        if (run_end > run_start &&
+            !map_range_large(root, layout::kDirectMapBase + run_start, run_start,
+                             run_end - run_start, data_bits))
+            panic("vmm: cannot build the direct map");
+    };
+    for (const MemRegion& r : map.regions()) {
+        if (!direct_mapped_type(r.type)) continue;
+        const uint64_t start = r.base & ~(kPage - 1);
+        const uint64_t end = (r.end() + kPage - 1) & ~(kPage - 1);
+        if (end > layout::kDirectMapSize) {
+            log_warn("vmm: RAM above %lu TiB is not mapped", layout::kDirectMapSize >> 40);
+            continue;
+        }
+        if (start <= run_end) {
+            if (end > run_end) run_end = end;
+        } else {
+            flush_run();
+            run_start = start;
+            run_end = end;
+        }
+    }
+    flush_run();
+
+    // The kernel image, section by section: code RX, read-only data R, data RW, all NX but code.
+    map_image_part(root, __text_start, __text_end, kRead | kExec);
+    map_image_part(root, __rodata_start, __rodata_end, kRead);
+    map_image_part(root, __data_start, __bss_end, kRead | kWrite);
+    map_image_part(root, __ksymtab_start, __kernel_end, kRead);
+
+    g_kernel_root = root;
+    write_cr3(root);
+}
+
+uint64_t kernel_root() { return g_kernel_root; }
+
+bool map(uint64_t va, uint64_t pa, uint64_t size, uint32_t prot) {
+    Guard<SpinLock, IrqSave> guard(g_pt_lock);
+    for (uint64_t off = 0; off < size; off += kPage)
+        if (!map_one(g_kernel_root, va + off, pa + off, leaf_bits(prot), kPage)) return false;
+    return true;
+}
+
+uint64_t unmap(uint64_t va, uint64_t size) {
+    Guard<SpinLock, IrqSave> guard(g_pt_lock);
+    uint64_t n = 0;
+    for (uint64_t off = 0; off < size; off += kPage) {
+        uint64_t* e = walk(g_kernel_root, va + off, 1, false);
+        if (e == nullptr || !(*e & pte::kPresent)) continue;
+        *e = 0;
+        invlpg(va + off);
+        ++n;
+    }
+    return n;
+}
+
+uint64_t translate(uint64_t va) {
+    const uint64_t* t = table(g_kernel_root != 0 ? g_kernel_root : (read_cr3() & pte::kAddrMask));
+    for (int level = 4; level >= 1; --level) {
+        const uint64_t e = t[index(va, level)];
+        if (!(e & pte::kPresent)) return UINT64_MAX;
+        if (level == 1 || (e & pte::kHuge)) {
+            const uint64_t page_mask = (1ull << (12 + 9 * (level - 1))) - 1;
+            return (e & pte::kAddrMask & ~page_mask) | (va & page_mask);
+        }
+        t = table(e & pte::kAddrMask);
+    }
+    return UINT64_MAX;
+}
+
+void* map_device(uint64_t pa, uint64_t size, uint32_t prot) {
+    const uint64_t first = pa & ~(kPage - 1);
+    const uint64_t len = ((pa + size + kPage - 1) & ~(kPage - 1)) - first;
+    uint64_t va;
+    {
+        Guard<SpinLock, IrqSave> guard(g_pt_lock);
+        if (g_mmio_next + len > layout::kMmioAreaBase + layout::kMmioAreaSize) return nullptr;
+        va = g_mmio_next;
+        g_mmio_next += len + kPage; // one unmapped page between mappings catches overruns
+    }
+    if (!map(va, first, len, prot & ~kExec)) return nullptr;
+    return reinterpret_cast<void*>(va + (pa - first));
+}
+
+WxAudit audit_wx() {
+    WxAudit out{};
+    Guard<SpinLock, IrqSave> guard(g_pt_lock);
+    audit_table(read_cr3() & pte::kAddrMask, 4, 0, out);
+    return out;
+}
+
+} // namespace vmm
+} // namespace cohort

@@ -1,0 +1,20 @@
+// TSC frequency discovery (CPUID 0x15/0x16, else the PIT) and the PIT as a reference timer.
+#pragma once
+
+#include <cstdint>
+
+namespace cohort::x86 {
+
+enum class TscSource { Cpuid15, Cpuid16Verified, Pit };
+const char* tsc_source_name(TscSource s);
+
+/// Determines the TSC frequency and starts the monotonic clock. Logs the source used.
+void tsc_init();
+TscSource tsc_source();
+
+/// Measures TSC ticks across `pit_ticks` of PIT channel 2 (1.193182 MHz). Returns 0 if the PIT
+/// did not count (no PIT, or it is gated off), which callers must treat as "unknown".
+uint64_t pit_measure_tsc(uint32_t pit_ticks);
+constexpr uint64_t kPitHz = 1193182;
+
+} // namespace cohort::x86

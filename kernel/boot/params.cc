@@ -1,0 +1,65 @@
+#include "boot/params.h"
+
+#include "debug/log.h"
+
+namespace cohort {
+
+namespace {
+CommandLine g_cmdline;
+
+// Every option the kernel understands. Add new ones here (and to README.md).
+constexpr ParamInfo kKnown[] = {
+    {"test", "run in-kernel tests: comma-separated globs, or `all`"},
+    {"exit", "exit the emulator after booting (1) instead of idling"},
+    {"loglevel", "error | warn | info | debug"},
+    {"panic", "`halt` keeps a panicked machine alive for a debugger instead of exiting"},
+    {"ubsan", "`panic` stops at the first undefined-behaviour report (default: report)"},
+    {"apic", "`xapic` forbids x2APIC mode even when the CPU has it"},
+    {"heap.poison", "fill freed heap objects with a pattern and check it (default: on)"},
+    {"test.mem_mib", "RAM size (MiB) QEMU was given, checked by mm.ram_size_matches"},
+};
+} // namespace
+
+const ParamInfo* params_known(size_t* count) {
+    *count = sizeof(kKnown) / sizeof(kKnown[0]);
+    return kKnown;
+}
+
+void params_init(const char* text) {
+    if (!g_cmdline.parse(text)) log_warn("cmdline: %s", g_cmdline.error());
+    for (const CmdlineArg& a : g_cmdline.args()) {
+        bool known = false;
+        for (const ParamInfo& p : kKnown) known = known || a.key == p.key;
+        if (!known)
+            log_warn("cmdline: unknown option '%.*s' ignored (see README.md for the options)",
+                     static_cast<int>(a.key.size()), a.key.data());
+    }
+}
+
+const CommandLine& params() { return g_cmdline; }
+
+uint64_t param_u64(std::string_view key, uint64_t fallback) {
+    uint64_t v = 0;
+    switch (g_cmdline.get_u64(key, v)) {
+    case CommandLine::Status::Ok: return v;
+    case CommandLine::Status::Absent: return fallback;
+    case CommandLine::Status::Invalid: break;
+    }
+    log_warn("cmdline: %.*s needs a number (decimal, 0x hex, K/M/G suffix); using %lu",
+             static_cast<int>(key.size()), key.data(), fallback);
+    return fallback;
+}
+
+bool param_bool(std::string_view key, bool fallback) {
+    bool v = false;
+    switch (g_cmdline.get_bool(key, v)) {
+    case CommandLine::Status::Ok: return v;
+    case CommandLine::Status::Absent: return fallback;
+    case CommandLine::Status::Invalid: break;
+    }
+    log_warn("cmdline: %.*s needs 0/1, yes/no, on/off or true/false; using %s",
+             static_cast<int>(key.size()), key.data(), fallback ? "on" : "off");
+    return fallback;
+}
+
+} // namespace cohort

@@ -1,0 +1,44 @@
+// Recovery points: run code that may fault (deliberately, in tests) and come back with a
+// description of the fault instead of a panic.
+#pragma once
+
+#include <cstdint>
+
+namespace cohort {
+
+struct JumpBuffer {
+    uint64_t rbx, rbp, r12, r13, r14, r15, rsp, rip, rflags;
+};
+extern "C" int cohort_setjmp(JumpBuffer* buf) __attribute__((returns_twice));
+extern "C" [[noreturn]] void cohort_longjmp(JumpBuffer* buf, int value);
+
+struct FaultInfo {
+    uint64_t vector;
+    uint64_t error_code;
+    uint64_t rip;
+    uint64_t cr2;
+};
+
+/// One recovery point on the per-CPU stack of catchers.
+struct FaultCatcher {
+    JumpBuffer jump;
+    FaultInfo fault;
+    FaultCatcher* previous;
+    /// Quiet catchers expect the fault and log only a debug line; others print a full report
+    /// before recovering (the test harness uses those, so a crashing test is explained).
+    bool quiet;
+};
+
+/// Runs fn(arg); returns true if it faulted (details in `out`), false if it returned normally.
+/// Exceptions with state that cannot be recovered this way (NMI, machine check) are not caught.
+bool run_catching_faults(void (*fn)(void*), void* arg, FaultInfo* out, bool quiet = true);
+
+/// The calling CPU's innermost recovery point, or nullptr.
+FaultCatcher* active_fault_catcher();
+
+/// Called by the exception handler: pops the innermost catcher and resumes at its
+/// run_catching_faults() call, which then returns true. Requires an active catcher.
+[[noreturn]] void fault_catcher_unwind(uint64_t vector, uint64_t error_code, uint64_t rip,
+                                       uint64_t cr2);
+
+} // namespace cohort

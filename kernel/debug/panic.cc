@@ -1,0 +1,126 @@
+#include "debug/panic.h"
+
+#include <atomic>
+#include <cstdarg>
+
+#include "arch/x86/cpu.h"
+#include "arch/x86/interrupts.h"
+#include "arch/x86/machine.h"
+#include "arch/x86/paging.h"
+#include "debug/log.h"
+#include "debug/symbols.h"
+#include "lib/assert.h"
+#include "lib/format.h"
+#include "smp/cpu.h"
+
+namespace cohort {
+
+namespace {
+std::atomic<int32_t> g_panicking_cpu{-1};
+bool g_halt_only = false;
+
+void print_reason(const char* fmt, va_list ap) {
+    char msg[384];
+    vformat(msg, sizeof(msg), fmt, ap);
+    const CpuData* cpu = this_cpu();
+    console_printf("\n*** PANIC on cpu%u: %s\n", cpu != nullptr ? cpu->cpu_id : 0, msg);
+}
+
+/// Only the first CPU to panic reports; a nested panic on that CPU prints one line and stops.
+void enter_panic() {
+    x86::cli();
+    console_enter_panic_mode();
+    const int32_t me = static_cast<int32_t>(this_cpu()->cpu_id);
+    int32_t expected = -1;
+    if (!g_panicking_cpu.compare_exchange_strong(expected, me)) {
+        if (expected == me) {
+            console_printf("*** nested PANIC on cpu%d while reporting; stopping\n", me);
+            x86::machine_exit(x86::ExitStatus::Panic);
+        }
+        x86::halt_forever(); // another CPU is reporting
+    }
+}
+
+[[noreturn]] void finish_panic() {
+    console_printf("*** end of panic report\n");
+    if (g_halt_only) x86::halt_forever();
+    x86::machine_exit(x86::ExitStatus::Panic);
+}
+} // namespace
+
+void panic_set_halt_only(bool halt_only) { g_halt_only = halt_only; }
+
+void print_backtrace(uint64_t rip, uint64_t rbp) {
+    console_printf("backtrace:\n");
+    auto line = [](int n, uint64_t addr) {
+        uint64_t off = 0;
+        const char* name = symbolize(addr, &off);
+        if (name != nullptr) console_printf("  #%-2d %#018lx %s+%#lx\n", n, addr, name, off);
+        else console_printf("  #%-2d %#018lx ?\n", n, addr);
+    };
+    line(0, rip);
+    for (int depth = 1; depth < 32 && rbp != 0; ++depth) {
+        // A corrupt frame pointer must not fault inside the panic path: check it first.
+        if ((rbp & 7) != 0 || rbp < 0xffff800000000000 || !x86::is_kernel_address_mapped(rbp) ||
+            !x86::is_kernel_address_mapped(rbp + 8)) {
+            console_printf("  (frame pointer %#lx is not a valid stack address; stopping)\n", rbp);
+            break;
+        }
+        const uint64_t* frame = reinterpret_cast<const uint64_t*>(rbp);
+        const uint64_t ret = frame[1];
+        if (ret == 0) break;
+        // The return address points after the call; -1 lands inside the calling line.
+        line(depth, ret - 1);
+        if (frame[0] <= rbp) break; // stacks grow down: callers' frames are at higher addresses
+        rbp = frame[0];
+    }
+}
+
+void print_registers(const x86::InterruptFrame& f) {
+    console_printf("  rip %#018lx  cs %#lx  rflags %#lx\n", f.rip, f.cs, f.rflags);
+    console_printf("  rsp %#018lx  ss %#lx  cr2 %#018lx  cr3 %#018lx\n", f.rsp, f.ss,
+                   x86::read_cr2(), x86::read_cr3());
+    console_printf("  rax %#018lx  rbx %#018lx  rcx %#018lx  rdx %#018lx\n", f.rax, f.rbx, f.rcx,
+                   f.rdx);
+    console_printf("  rsi %#018lx  rdi %#018lx  rbp %#018lx  r8  %#018lx\n", f.rsi, f.rdi, f.rbp,
+                   f.r8);
+    console_printf("  r9  %#018lx  r10 %#018lx  r11 %#018lx  r12 %#018lx\n", f.r9, f.r10, f.r11,
+                   f.r12);
+    console_printf("  r13 %#018lx  r14 %#018lx  r15 %#018lx\n", f.r13, f.r14, f.r15);
+}
+
+void panic(const char* fmt, ...) {
+    enter_panic();
+    va_list ap;
+    va_start(ap, fmt);
+    print_reason(fmt, ap);
+    va_end(ap);
+    x86::InterruptFrame f{};
+    asm volatile("movq %%rbx, %0; movq %%r12, %1; movq %%r13, %2; movq %%r14, %3; movq %%r15, %4;"
+                 "movq %%rsp, %5; movq %%rbp, %6; leaq 0(%%rip), %%rax; movq %%rax, %7"
+                 : "=m"(f.rbx), "=m"(f.r12), "=m"(f.r13), "=m"(f.r14), "=m"(f.r15), "=m"(f.rsp),
+                   "=m"(f.rbp), "=m"(f.rip)
+                 :
+                 : "rax");
+    f.rflags = x86::read_rflags();
+    print_registers(f);
+    print_backtrace(f.rip, f.rbp);
+    finish_panic();
+}
+
+void panic_with_frame(const x86::InterruptFrame& frame, const char* fmt, ...) {
+    enter_panic();
+    va_list ap;
+    va_start(ap, fmt);
+    print_reason(fmt, ap);
+    va_end(ap);
+    print_registers(frame);
+    print_backtrace(frame.rip, frame.rbp);
+    finish_panic();
+}
+
+[[noreturn]] void assert_fail(const char* expr, const char* file, int line, const char* func) {
+    panic("assertion failed: %s\n    at %s:%d in %s", expr, file, line, func);
+}
+
+} // namespace cohort

@@ -1,0 +1,27 @@
+// Fatal errors: print the reason, registers and a symbolised backtrace, then stop the machine.
+#pragma once
+
+#include <cstdint>
+
+namespace cohort {
+
+namespace x86 {
+struct InterruptFrame;
+}
+
+/// Stops the kernel with a report. Safe to call from any context, including nested panics.
+[[noreturn]] void panic(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/// As panic(), with the registers of an interrupted context (exceptions).
+[[noreturn]] void panic_with_frame(const x86::InterruptFrame& frame, const char* fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/// Prints "  #n 0xADDR function+0xoff" lines by following frame pointers from `rbp`.
+void print_backtrace(uint64_t rip, uint64_t rbp);
+void print_registers(const x86::InterruptFrame& frame);
+
+/// When set (command line `panic=halt`), a panic halts instead of exiting the emulator, so a
+/// debugger can be attached.
+void panic_set_halt_only(bool halt_only);
+
+} // namespace cohort

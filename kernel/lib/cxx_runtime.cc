@@ -1,0 +1,9 @@
+// The few symbols the C++ compiler expects from a runtime, for the freestanding kernel.
+#include "debug/panic.h"
+
+extern "C" {
+void __cxa_pure_virtual() { cohort::panic("pure virtual function called"); }
+// Global destructors never run in a kernel: registering one is a no-op.
+int __cxa_atexit(void (*)(void*), void*, void*) { return 0; }
+void* __dso_handle = nullptr;
+}

@@ -1,0 +1,58 @@
+// The C memory and string functions the compiler may call implicitly in a freestanding kernel.
+// Kernel-only: the host build uses its libc.
+#include <cstddef>
+#include <cstdint>
+
+extern "C" {
+
+void* memcpy(void* dst, const void* src, size_t n) {
+    // rep movsb is fast on every CPU with ERMSB and correct on all others.
+    void* ret = dst;
+    asm volatile("rep movsb" : "+D"(dst), "+S"(src), "+c"(n) : : "memory");
+    return ret;
+}
+
+void* memset(void* dst, int value, size_t n) {
+    void* ret = dst;
+    asm volatile("rep stosb" : "+D"(dst), "+c"(n) : "a"(value) : "memory");
+    return ret;
+}
+
+void* memmove(void* dst, const void* src, size_t n) {
+    auto* d = static_cast<unsigned char*>(dst);
+    const auto* s = static_cast<const unsigned char*>(src);
+    if (d == s || n == 0) return dst;
+    if (d < s || d >= s + n) return memcpy(dst, src, n);
+    // Overlapping with dst above src: copy backwards.
+    for (size_t i = n; i > 0; --i) d[i - 1] = s[i - 1];
+    return dst;
+}
+
+int memcmp(const void* a, const void* b, size_t n) {
+    const auto* x = static_cast<const unsigned char*>(a);
+    const auto* y = static_cast<const unsigned char*>(b);
+    for (size_t i = 0; i < n; ++i)
+        if (x[i] != y[i]) return x[i] < y[i] ? -1 : 1;
+    return 0;
+}
+
+size_t strlen(const char* s) {
+    size_t n = 0;
+    while (s[n] != 0) ++n;
+    return n;
+}
+
+int strcmp(const char* a, const char* b) {
+    while (*a != 0 && *a == *b) ++a, ++b;
+    return static_cast<unsigned char>(*a) - static_cast<unsigned char>(*b);
+}
+
+int strncmp(const char* a, const char* b, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+        if (a[i] != b[i] || a[i] == 0)
+            return static_cast<unsigned char>(a[i]) - static_cast<unsigned char>(b[i]);
+    }
+    return 0;
+}
+
+} // extern "C"

@@ -1,0 +1,165 @@
+// Boot sequence of the boot CPU: from the loader's hand-off to tests or the idle loop.
+#include <cstring>
+
+#include "arch/x86/cpu.h"
+#include "arch/x86/cpu_features.h"
+#include "arch/x86/gdt.h"
+#include "arch/x86/interrupts.h"
+#include "arch/x86/lapic.h"
+#include "arch/x86/machine.h"
+#include "arch/x86/tsc.h"
+#include "boot/boot_defs.h"
+#include "boot/bootinfo.h"
+#include "boot/params.h"
+#include "debug/log.h"
+#include "debug/panic.h"
+#include "debug/ubsan.h"
+#include "mm/heap.h"
+#include "mm/kstack.h"
+#include "mm/layout.h"
+#include "mm/phys.h"
+#include "mm/pmm.h"
+#include "mm/vmm.h"
+#include "smp/cpu.h"
+#include "test/ktest.h"
+#include "time/clock.h"
+
+extern "C" char __kernel_start[], __kernel_end[];
+extern "C" char bsp_boot_stack_bottom[], bsp_boot_stack_top[];
+extern "C" void (*__init_array_start[])();
+extern "C" void (*__init_array_end[])();
+
+namespace cohort {
+
+namespace {
+
+// Until guarded stacks exist, the boot CPU's IST stacks are plain static arrays.
+constexpr size_t kEarlyIstSize = 8192;
+alignas(16) char g_early_ist[x86::kIstCount][kEarlyIstSize];
+constexpr size_t kKernelStackSize = 64 * 1024;
+constexpr size_t kIstStackSize = 16 * 1024;
+
+MemoryMap g_memmap;
+
+void log_memory_map(const MemoryMap& map) {
+    for (const MemRegion& r : map.regions())
+        log_debug("  mem [%#014lx-%#014lx) %8lu KiB %s", r.base, r.end(), r.length >> 10,
+                  mem_type_name(r.type));
+}
+
+void apply_params() {
+    if (auto lvl = params().get("loglevel")) {
+        LogLevel level;
+        if (log_parse_level(lvl->data(), lvl->size(), level)) log_set_level(level);
+        else log_warn("cmdline: loglevel must be error, warn, info or debug");
+    }
+    if (auto p = params().get("panic")) panic_set_halt_only(*p == "halt");
+    if (auto u = params().get("ubsan")) ubsan_set_panic(*u == "panic");
+}
+
+void setup_memory() {
+    g_memmap = g_boot_info.memmap;
+    g_memmap.normalize();
+    // The low 1 MiB stays out of the general allocator: the AP trampoline needs a page there,
+    // and firmware keeps data in it that some machines do not mark as reserved.
+    g_memmap.reserve(0, 1ull << 20, MemType::Trampoline);
+    const uint64_t image_start = kernel_image_virt_to_phys(__kernel_start);
+    g_memmap.reserve(layout::kKernelLoadPhys,
+                     kernel_image_virt_to_phys(__kernel_end) - layout::kKernelLoadPhys,
+                     MemType::Kernel);
+    (void)image_start;
+    if (g_memmap.overflowed()) log_warn("mem: memory map too fragmented; small usable pieces dropped");
+    log_memory_map(g_memmap);
+    pmm::init(g_memmap);
+    vmm::init(g_memmap);
+    heap_init(param_bool("heap.poison", true));
+}
+
+[[noreturn]] void kernel_main_on_guarded_stack();
+
+/// Moves the boot CPU off its static boot stack onto a guarded one, so that a stack overflow
+/// hits a guard page instead of silently corrupting .bss.
+[[noreturn]] void switch_to_guarded_stacks() {
+    CpuData* cpu = this_cpu();
+    const KernelStack stack = kstack_alloc(kKernelStackSize);
+    if (!stack.valid()) panic("boot: cannot allocate the boot CPU's kernel stack");
+    for (int i = 0; i < x86::kIstCount; ++i) {
+        const KernelStack ist = kstack_alloc(kIstStackSize);
+        if (!ist.valid()) panic("boot: cannot allocate IST stack %d", i + 1);
+        x86::set_ist(cpu->tables, static_cast<x86::IstSlot>(i + 1), ist.top);
+    }
+    cpu->kernel_stack_top = stack.top;
+    cpu->kernel_stack_bottom = stack.bottom;
+    asm volatile("movq %0, %%rsp\n\t"
+                 "xorl %%ebp, %%ebp\n\t"
+                 "call *%1"
+                 :
+                 : "r"(stack.top), "r"(&kernel_main_on_guarded_stack)
+                 : "memory");
+    __builtin_unreachable();
+}
+
+[[noreturn]] void kernel_main_on_guarded_stack() {
+    x86::disable_legacy_pic();
+    x86::lapic_init_boot_cpu(params().get("apic") != std::optional<std::string_view>("xapic"));
+    this_cpu()->apic_id = x86::lapic_id();
+    x86::lapic_timer_calibrate();
+    x86::sti();
+
+    const auto heap = heap_stats();
+    log_info("boot: up in %lu ms: %lu MiB free, heap %lu pages",
+             monotonic_ns() / 1000000, pmm::free_bytes() >> 20, heap.pages);
+
+    if (auto sel = params().get("test")) {
+        char selection[256];
+        const size_t n = sel->size() < sizeof(selection) - 1 ? sel->size() : sizeof(selection) - 1;
+        memcpy(selection, sel->data(), n);
+        selection[n] = 0;
+        const bool ok = ktest::run(selection);
+        x86::machine_exit(ok ? x86::ExitStatus::Success : x86::ExitStatus::TestsFailed);
+    }
+    log_info("cohort: boot complete");
+    if (param_bool("exit", false)) x86::machine_exit(x86::ExitStatus::Success);
+    for (;;) x86::sti_halt(); // idle: halted until an interrupt, never spinning
+}
+
+} // namespace
+
+extern "C" [[noreturn]] void kernel_main(uint32_t protocol, uint32_t info_phys) {
+    CpuData* bsp = &g_bsp_cpu_data;
+    bsp->cpu_id = 0;
+    bsp->kernel_stack_bottom = reinterpret_cast<uint64_t>(bsp_boot_stack_bottom);
+    bsp->kernel_stack_top = reinterpret_cast<uint64_t>(bsp_boot_stack_top);
+    install_cpu_data(bsp);
+    for (auto* f = __init_array_start; f != __init_array_end; ++f) (*f)();
+
+    log_init_console();
+    x86::cpu_features_init();
+    x86::tsc_init();
+    const x86::CpuFeatures& cpu = x86::boot_cpu_features();
+    log_info("Cohort kernel booting on %s (%s family %u model %u)", cpu.brand[0] ? cpu.brand : "?",
+             cpu.vendor, cpu.family, cpu.model);
+
+    uint64_t ist_tops[x86::kIstCount];
+    for (int i = 0; i < x86::kIstCount; ++i)
+        ist_tops[i] = reinterpret_cast<uint64_t>(g_early_ist[i]) + kEarlyIstSize;
+    x86::load_cpu_tables(bsp->tables, ist_tops);
+    x86::idt_init();
+    x86::idt_load();
+
+    if (!parse_boot_info(static_cast<BootProtocol>(protocol), info_phys, g_boot_info))
+        panic("boot: the loader's information (protocol %u at %#x) is unusable", protocol,
+              info_phys);
+    log_info("boot: loader '%s', command line '%s'%s", g_boot_info.loader_name, g_boot_info.cmdline,
+             g_boot_info.cmdline_truncated ? " (truncated)" : "");
+    params_init(g_boot_info.cmdline);
+    apply_params();
+    log_info("cpu: TSC %lu.%03lu MHz (%s); enabled %s", tsc_hz() / 1000000,
+             (tsc_hz() / 1000) % 1000, x86::tsc_source_name(x86::tsc_source()),
+             x86::enable_security_features());
+
+    setup_memory();
+    switch_to_guarded_stacks();
+}
+
+} // namespace cohort

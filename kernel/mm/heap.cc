@@ -1,0 +1,41 @@
+#include "mm/heap.h"
+
+#include <cstring>
+#include <new>
+
+#include "debug/log.h"
+#include "mm/phys.h"
+#include "mm/pmm.h"
+
+namespace cohort {
+
+namespace {
+SlabHeap g_heap;
+
+void* pages_alloc(size_t pages, void*) {
+    const uint64_t phys = pmm::alloc_pages(pages);
+    return phys == 0 ? nullptr : phys_to_virt<void>(phys);
+}
+void pages_free(void* p, size_t pages, void*) { pmm::free_pages(direct_map_virt_to_phys(p), pages); }
+void heap_error(const char* what, const void* p) { log_error("%s (pointer %p)", what, p); }
+} // namespace
+
+void heap_init(bool poison) { g_heap.init(PageSource{pages_alloc, pages_free, nullptr}, poison, heap_error); }
+void* kmalloc(size_t size) { return g_heap.alloc(size); }
+void* kzalloc(size_t size) {
+    void* p = g_heap.alloc(size);
+    if (p != nullptr) memset(p, 0, size);
+    return p;
+}
+void kfree(void* p) { g_heap.free(p); }
+SlabHeap::Stats heap_stats() { return g_heap.stats(); }
+
+} // namespace cohort
+
+// C++ allocation goes to the kernel heap. No exceptions exist, so failure returns nullptr.
+void* operator new(size_t size) { return cohort::kmalloc(size); }
+void* operator new[](size_t size) { return cohort::kmalloc(size); }
+void operator delete(void* p) noexcept { cohort::kfree(p); }
+void operator delete[](void* p) noexcept { cohort::kfree(p); }
+void operator delete(void* p, size_t) noexcept { cohort::kfree(p); }
+void operator delete[](void* p, size_t) noexcept { cohort::kfree(p); }

@@ -1,0 +1,28 @@
+// The kernel's virtual address layout. Everything above kKernelHalf is shared by all address
+// spaces: its PML4 entries are created once at boot and never replaced, so a private address
+// space copies them and stays coherent with every later kernel mapping.
+#pragma once
+
+#include <cstdint>
+
+namespace cohort::layout {
+
+constexpr uint64_t kPageSize = 4096;
+constexpr uint64_t kKernelHalf = 0xffff800000000000;
+/// All RAM (and the low 1 MiB) is mapped here: phys P is at kDirectMapBase + P.
+constexpr uint64_t kDirectMapBase = 0xffff800000000000;
+constexpr uint64_t kDirectMapSize = 64ull << 40; // 64 TiB
+/// Kernel stacks, each in its own slot whose unmapped low part is the guard region.
+constexpr uint64_t kStackAreaBase = 0xffffc00000000000;
+constexpr uint64_t kStackAreaSize = 512ull << 30;
+constexpr uint64_t kStackSlotSize = 256 * 1024;
+/// Device registers and firmware tables mapped on demand (uncached or write-back as asked).
+constexpr uint64_t kMmioAreaBase = 0xffffc08000000000;
+constexpr uint64_t kMmioAreaSize = 512ull << 30;
+/// The kernel image, linked at -2 GiB so code can use the kernel code model.
+constexpr uint64_t kKernelImageBase = 0xffffffff80000000;
+
+/// Physical address where the loader puts the kernel (see linker.ld).
+constexpr uint64_t kKernelLoadPhys = 0x100000;
+
+} // namespace cohort::layout

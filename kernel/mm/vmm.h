@@ -1,0 +1,46 @@
+// Kernel virtual memory: the kernel page tables, a page map/unmap API, device mappings and the
+// W^X audit. Implemented by arch/x86/paging.cc.
+#pragma once
+
+#include <cstdint>
+
+#include "lib/memmap.h"
+
+namespace cohort::vmm {
+
+enum Prot : uint32_t {
+    kRead = 0,          // every mapping is readable
+    kWrite = 1u << 0,
+    kExec = 1u << 1,
+    kUncached = 1u << 2, // device registers
+};
+
+/// Builds the kernel page tables (direct map of RAM, W^X kernel image) and switches to them,
+/// dropping the loader-era identity mapping.
+void init(const MemoryMap& map);
+
+/// Maps [va, va+size) to [pa, pa+size) with 4 KiB pages in the kernel half. Fails (false,
+/// logged) rather than silently replacing an existing different mapping.
+[[nodiscard]] bool map(uint64_t va, uint64_t pa, uint64_t size, uint32_t prot);
+/// Unmaps 4 KiB pages and flushes them from this CPU's TLB. Returns how many were mapped.
+uint64_t unmap(uint64_t va, uint64_t size);
+/// Physical address `va` maps to, or UINT64_MAX.
+uint64_t translate(uint64_t va);
+
+/// Maps device memory (uncached) or firmware memory outside the direct map; returns the
+/// virtual address of `pa` itself (offset preserved), or nullptr when out of address space.
+void* map_device(uint64_t pa, uint64_t size, uint32_t prot = kRead | kWrite | kUncached);
+
+/// Physical address of the kernel's top-level page table (shared by every address space).
+uint64_t kernel_root();
+
+struct WxAudit {
+    uint64_t leaves_checked;
+    uint64_t writable_executable; // violations
+    uint64_t user_accessible;     // kernel-half pages with the user bit: also violations
+    uint64_t first_bad_va;
+};
+/// Walks the live page tables of the kernel half and counts W+X and user-accessible mappings.
+WxAudit audit_wx();
+
+} // namespace cohort::vmm

@@ -1,0 +1,148 @@
+#include "test/ktest.h"
+
+#include <cstdarg>
+#include <cstring>
+
+#include "arch/x86/interrupts.h"
+#include "debug/fault_catcher.h"
+#include "debug/log.h"
+#include "debug/ubsan.h"
+#include "lib/format.h"
+#include "lib/glob.h"
+#include "time/clock.h"
+
+extern "C" const cohort::ktest::TestCase __ktests_start[];
+extern "C" const cohort::ktest::TestCase __ktests_end[];
+
+namespace cohort::ktest {
+
+namespace {
+
+struct Current {
+    uint32_t failures = 0;
+    bool skipped = false;
+    bool ubsan_allowed = false;
+    char skip_reason[160] = {};
+};
+Current g_current;
+
+/// Splits the selection into globs; `all` selects everything that is not manual. A manual
+/// test is selected only by a pattern equal to its name, so wildcards never pull it in.
+bool selected(const TestCase& t, const char* selection) {
+    const char* p = selection;
+    while (*p != 0) {
+        const char* end = p;
+        while (*end != 0 && *end != ',') ++end;
+        const std::string_view pattern(p, static_cast<size_t>(end - p));
+        const std::string_view name(t.name);
+        if (t.flags & kManual) {
+            if (pattern == name) return true;
+        } else if (pattern == "all" || glob_match(pattern, name)) {
+            return true;
+        }
+        p = *end == ',' ? end + 1 : end;
+    }
+    return false;
+}
+
+void trampoline(void* test) { static_cast<const TestCase*>(test)->fn(); }
+
+} // namespace
+
+bool check(bool ok, const char* expr, const char* file, int line) {
+    if (!ok) {
+        ++g_current.failures;
+        console_printf("    # %s:%d: check failed: %s\n", file, line, expr);
+    }
+    return ok;
+}
+
+bool check_eq_u(bool ok, const char* ae, const char* be, uint64_t a, uint64_t b, const char* file,
+                int line) {
+    if (!ok) {
+        ++g_current.failures;
+        console_printf("    # %s:%d: expected %s == %s, got %#lx (%lu) vs %#lx (%lu)\n", file, line,
+                       ae, be, a, a, b, b);
+    }
+    return ok;
+}
+
+bool check_eq_s(bool ok, const char* ae, const char* be, int64_t a, int64_t b, const char* file,
+                int line) {
+    if (!ok) {
+        ++g_current.failures;
+        console_printf("    # %s:%d: expected %s == %s, got %ld vs %ld\n", file, line, ae, be, a, b);
+    }
+    return ok;
+}
+
+void note(const char* fmt, ...) {
+    char buf[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vformat(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    console_printf("    # %s\n", buf);
+}
+
+void skip(const char* fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vformat(g_current.skip_reason, sizeof(g_current.skip_reason), fmt, ap);
+    va_end(ap);
+    g_current.skipped = true;
+}
+
+void allow_ubsan_reports() { g_current.ubsan_allowed = true; }
+
+bool run(const char* selection) {
+    const size_t total = static_cast<size_t>(__ktests_end - __ktests_start);
+    size_t count = 0;
+    for (size_t i = 0; i < total; ++i)
+        if (selected(__ktests_start[i], selection)) ++count;
+
+    console_printf("KTAP version 1\n1..%lu\n", count);
+    if (count == 0) {
+        console_printf("# no test matches test=%s (see `test=all`, or a name such as mm.*)\n",
+                       selection);
+        console_printf("# cohort-tests: 0 passed, 1 failed\n");
+        return false;
+    }
+    uint32_t passed = 0, failed = 0, skipped = 0, n = 0;
+    for (size_t i = 0; i < total; ++i) {
+        const TestCase& t = __ktests_start[i];
+        if (!selected(t, selection)) continue;
+        ++n;
+        g_current = Current{};
+        const uint64_t ubsan_before = ubsan_report_count();
+        const uint64_t t0 = monotonic_ns();
+        FaultInfo fault{};
+        const bool crashed = run_catching_faults(trampoline, const_cast<TestCase*>(&t), &fault,
+                                                 /*quiet=*/false);
+        const uint64_t us = (monotonic_ns() - t0) / 1000;
+        const uint64_t ubsan = ubsan_report_count() - ubsan_before;
+        char reason[160] = {};
+        if (crashed) {
+            format(reason, sizeof(reason), "crashed: %s at rip %#lx", x86::exception_name(fault.vector),
+                   fault.rip);
+        } else if (g_current.failures != 0) {
+            format(reason, sizeof(reason), "%u check(s) failed", g_current.failures);
+        } else if (ubsan != 0 && !g_current.ubsan_allowed) {
+            format(reason, sizeof(reason), "%lu undefined-behaviour report(s)", ubsan);
+        }
+        if (reason[0] != 0) {
+            ++failed;
+            console_printf("not ok %u %s # %s\n", n, t.name, reason);
+        } else if (g_current.skipped) {
+            ++skipped;
+            console_printf("ok %u %s # SKIP %s\n", n, t.name, g_current.skip_reason);
+        } else {
+            ++passed;
+            console_printf("ok %u %s # time=%lu.%03lums\n", n, t.name, us / 1000, us % 1000);
+        }
+    }
+    console_printf("# cohort-tests: %u passed, %u failed, %u skipped\n", passed, failed, skipped);
+    return failed == 0;
+}
+
+} // namespace cohort::ktest
