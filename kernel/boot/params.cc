@@ -25,15 +25,23 @@ const ParamInfo* params_known(size_t* count) {
     return kKnown;
 }
 
-void params_init(const char* text) {
-    if (!g_cmdline.parse(text)) log_warn("cmdline: %s", g_cmdline.error());
-    for (const CmdlineArg& a : g_cmdline.args()) {
+size_t params_warn_unknown(const CommandLine& cmdline) {
+    size_t unknown = 0;
+    for (const CmdlineArg& a : cmdline.args()) {
         bool known = false;
         for (const ParamInfo& p : kKnown) known = known || a.key == p.key;
-        if (!known)
-            log_warn("cmdline: unknown option '%.*s' ignored (see README.md for the options)",
+        if (!known) {
+            ++unknown;
+            log_warn("cmdline: unknown option '%.*s' ignored (README.md lists the options)",
                      static_cast<int>(a.key.size()), a.key.data());
+        }
     }
+    return unknown;
+}
+
+void params_init(const char* text) {
+    if (!g_cmdline.parse(text)) log_warn("cmdline: %s", g_cmdline.error());
+    params_warn_unknown(g_cmdline);
 }
 
 const CommandLine& params() { return g_cmdline; }

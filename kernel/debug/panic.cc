@@ -55,11 +55,13 @@ void print_backtrace(uint64_t rip, uint64_t rbp) {
     auto line = [](int n, uint64_t addr) {
         uint64_t off = 0;
         const char* name = symbolize(addr, &off);
-        if (name != nullptr) console_printf("  #%-2d %#018lx %s+%#lx\n", n, addr, name, off);
-        else console_printf("  #%-2d %#018lx ?\n", n, addr);
+        if (name != nullptr) console_printf("  #%-2d 0x%016lx %s+%#lx\n", n, addr, name, off);
+        else console_printf("  #%-2d 0x%016lx ?\n", n, addr);
     };
     line(0, rip);
-    for (int depth = 1; depth < 32 && rbp != 0; ++depth) {
+    uint64_t previous = 0, repeats = 0;
+    int printed = 1;
+    for (int depth = 1; depth < 64 && printed < 24 && rbp != 0; ++depth) {
         // A corrupt frame pointer must not fault inside the panic path: check it first.
         if ((rbp & 7) != 0 || rbp < 0xffff800000000000 || !x86::is_kernel_address_mapped(rbp) ||
             !x86::is_kernel_address_mapped(rbp + 8)) {
@@ -69,24 +71,33 @@ void print_backtrace(uint64_t rip, uint64_t rbp) {
         const uint64_t* frame = reinterpret_cast<const uint64_t*>(rbp);
         const uint64_t ret = frame[1];
         if (ret == 0) break;
-        // The return address points after the call; -1 lands inside the calling line.
-        line(depth, ret - 1);
+        // Deep recursion would fill the screen with one line: count repeats instead.
+        if (ret == previous) {
+            ++repeats;
+        } else {
+            if (repeats != 0) console_printf("      (previous frame repeated %lu more times)\n", repeats);
+            repeats = 0;
+            // The return address points after the call; -1 lands inside the calling line.
+            line(printed++, ret - 1);
+            previous = ret;
+        }
         if (frame[0] <= rbp) break; // stacks grow down: callers' frames are at higher addresses
         rbp = frame[0];
     }
+    if (repeats != 0) console_printf("      (previous frame repeated %lu more times)\n", repeats);
 }
 
 void print_registers(const x86::InterruptFrame& f) {
-    console_printf("  rip %#018lx  cs %#lx  rflags %#lx\n", f.rip, f.cs, f.rflags);
-    console_printf("  rsp %#018lx  ss %#lx  cr2 %#018lx  cr3 %#018lx\n", f.rsp, f.ss,
+    console_printf("  rip 0x%016lx  cs %#lx  rflags %#lx\n", f.rip, f.cs, f.rflags);
+    console_printf("  rsp 0x%016lx  ss %#lx  cr2 0x%016lx  cr3 0x%016lx\n", f.rsp, f.ss,
                    x86::read_cr2(), x86::read_cr3());
-    console_printf("  rax %#018lx  rbx %#018lx  rcx %#018lx  rdx %#018lx\n", f.rax, f.rbx, f.rcx,
+    console_printf("  rax 0x%016lx  rbx 0x%016lx  rcx 0x%016lx  rdx 0x%016lx\n", f.rax, f.rbx, f.rcx,
                    f.rdx);
-    console_printf("  rsi %#018lx  rdi %#018lx  rbp %#018lx  r8  %#018lx\n", f.rsi, f.rdi, f.rbp,
+    console_printf("  rsi 0x%016lx  rdi 0x%016lx  rbp 0x%016lx  r8  0x%016lx\n", f.rsi, f.rdi, f.rbp,
                    f.r8);
-    console_printf("  r9  %#018lx  r10 %#018lx  r11 %#018lx  r12 %#018lx\n", f.r9, f.r10, f.r11,
+    console_printf("  r9  0x%016lx  r10 0x%016lx  r11 0x%016lx  r12 0x%016lx\n", f.r9, f.r10, f.r11,
                    f.r12);
-    console_printf("  r13 %#018lx  r14 %#018lx  r15 %#018lx\n", f.r13, f.r14, f.r15);
+    console_printf("  r13 0x%016lx  r14 0x%016lx  r15 0x%016lx\n", f.r13, f.r14, f.r15);
 }
 
 void panic(const char* fmt, ...) {

@@ -56,3 +56,10 @@ int strncmp(const char* a, const char* b, size_t n) {
 }
 
 } // extern "C"
+
+extern "C" char* strstr(const char* haystack, const char* needle) {
+    const size_t n = strlen(needle);
+    for (; *haystack != 0; ++haystack)
+        if (strncmp(haystack, needle, n) == 0) return const_cast<char*>(haystack);
+    return n == 0 ? const_cast<char*>(haystack) : nullptr;
+}
