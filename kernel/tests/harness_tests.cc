@@ -1,6 +1,7 @@
 // Tests of the test harness itself.
 #include "debug/fault_catcher.h"
 #include "debug/log.h"
+#include "debug/panic.h"
 #include "test/ktest.h"
 
 namespace cohort {
@@ -42,5 +43,12 @@ KTEST(harness, log_history_is_searchable) {
     KEXPECT(!log_contains_since(mark, "harness: marker 7358"));
 }
 
+} // namespace
+} // namespace cohort
+
+namespace cohort {
+namespace {
+// Panics on purpose, so ctest can check the panic report and the runner's exit status.
+KTEST_MANUAL(harness, panic) { panic("harness.panic asked for a panic"); }
 } // namespace
 } // namespace cohort
