@@ -20,7 +20,10 @@
 #include "mm/phys.h"
 #include "mm/pmm.h"
 #include "mm/vmm.h"
+#include "platform/acpi.h"
 #include "smp/cpu.h"
+#include "smp/percpu.h"
+#include "smp/smp.h"
 #include "test/ktest.h"
 #include "time/clock.h"
 
@@ -39,8 +42,6 @@ alignas(16) char g_early_ist[x86::kIstCount][kEarlyIstSize];
 constexpr size_t kKernelStackSize = 64 * 1024;
 constexpr size_t kIstStackSize = 16 * 1024;
 
-MemoryMap g_memmap;
-
 void log_memory_map(const MemoryMap& map) {
     for (const MemRegion& r : map.regions())
         log_debug("  mem [%#014lx-%#014lx) %8lu KiB %s", r.base, r.end(), r.length >> 10,
@@ -58,21 +59,22 @@ void apply_params() {
 }
 
 void setup_memory() {
-    g_memmap = g_boot_info.memmap;
-    g_memmap.normalize();
+    g_memory_map = g_boot_info.memmap;
+    g_memory_map.normalize();
     // The low 1 MiB stays out of the general allocator: the AP trampoline needs a page there,
     // and firmware keeps data in it that some machines do not mark as reserved.
-    g_memmap.reserve(0, 1ull << 20, MemType::Trampoline);
+    g_memory_map.reserve(0, 1ull << 20, MemType::Trampoline);
     const uint64_t image_start = kernel_image_virt_to_phys(__kernel_start);
-    g_memmap.reserve(layout::kKernelLoadPhys,
+    g_memory_map.reserve(layout::kKernelLoadPhys,
                      kernel_image_virt_to_phys(__kernel_end) - layout::kKernelLoadPhys,
                      MemType::Kernel);
     (void)image_start;
-    if (g_memmap.overflowed()) log_warn("mem: memory map too fragmented; small usable pieces dropped");
-    log_memory_map(g_memmap);
-    pmm::init(g_memmap);
-    vmm::init(g_memmap);
+    if (g_memory_map.overflowed()) log_warn("mem: memory map too fragmented; small usable pieces dropped");
+    log_memory_map(g_memory_map);
+    pmm::init(g_memory_map);
+    vmm::init(g_memory_map);
     heap_init(param_bool("heap.poison", true));
+    percpu_init_boot_cpu();
 }
 
 [[noreturn]] void kernel_main_on_guarded_stack();
@@ -87,6 +89,7 @@ void setup_memory() {
         const KernelStack ist = kstack_alloc(kIstStackSize);
         if (!ist.valid()) panic("boot: cannot allocate IST stack %d", i + 1);
         x86::set_ist(cpu->tables, static_cast<x86::IstSlot>(i + 1), ist.top);
+        cpu->ist_tops[i] = ist.top;
     }
     cpu->kernel_stack_top = stack.top;
     cpu->kernel_stack_bottom = stack.bottom;
@@ -102,9 +105,18 @@ void setup_memory() {
 [[noreturn]] void kernel_main_on_guarded_stack() {
     x86::disable_legacy_pic();
     x86::lapic_init_boot_cpu(params().get("apic") != std::optional<std::string_view>("xapic"));
-    this_cpu()->apic_id = x86::lapic_id();
+    CpuData* bsp = this_cpu();
+    bsp->apic_id = x86::lapic_id();
+    bsp->cr0_seen = x86::read_cr0();
+    bsp->cr4_seen = x86::read_cr4();
+    bsp->efer_seen = x86::rdmsr(x86::msr::kEfer);
+    bsp->boot_stage.store(BootStage::Online);
+    bsp->online.store(true);
     x86::lapic_timer_calibrate();
     x86::sti();
+
+    const PlatformTopology& topo = platform_acpi_init(bsp->apic_id);
+    smp_boot(topo.aps);
 
     const auto heap = heap_stats();
     log_info("boot: up in %lu ms: %lu MiB free, heap %lu pages",

@@ -8,6 +8,7 @@
 namespace cohort {
 
 BootInfo g_boot_info;
+MemoryMap g_memory_map;
 
 namespace {
 

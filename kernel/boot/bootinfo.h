@@ -34,4 +34,8 @@ bool parse_boot_info(BootProtocol protocol, uint64_t info_phys, BootInfo& out);
 /// The parsed boot information (filled once by kernel_main).
 extern BootInfo g_boot_info;
 
+/// The normalised physical memory map with the kernel's own reservations (kernel image, the
+/// low 1 MiB kept for the AP trampoline, the frame bitmap).
+extern MemoryMap g_memory_map;
+
 } // namespace cohort

@@ -17,6 +17,14 @@ constexpr ParamInfo kKnown[] = {
     {"apic", "`xapic` forbids x2APIC mode even when the CPU has it"},
     {"heap.poison", "fill freed heap objects with a pattern and check it (default: on)"},
     {"test.mem_mib", "RAM size (MiB) QEMU was given, checked by mm.ram_size_matches"},
+    {"test.expect_cpus", "CPUs the machine has (enabled in the MADT), checked by smp tests"},
+    {"test.expect_disabled", "CPUs the MADT lists as not enabled, checked by smp tests"},
+    {"smp.max_cpus", "start at most this many CPUs (including the boot CPU)"},
+    {"smp.timeout_ms", "one timeout for the whole AP bring-up (default 1000)"},
+    {"smp.online_capable", "also start CPUs the MADT marks online-capable"},
+    {"smp.inject_stall", "APICID[@longmode|tables|features|lapic]: that AP stops there (tests)"},
+    {"smp.inject_feature_mismatch", "APICID: that AP pretends its CPUID differs (tests)"},
+    {"smp.inject_trampoline_corruption", "corrupt the trampoline copy to test the check (tests)"},
 };
 } // namespace
 

@@ -63,3 +63,10 @@ extern "C" char* strstr(const char* haystack, const char* needle) {
         if (strncmp(haystack, needle, n) == 0) return const_cast<char*>(haystack);
     return n == 0 ? const_cast<char*>(haystack) : nullptr;
 }
+
+extern "C" void* memchr(const void* s, int c, size_t n) {
+    const auto* p = static_cast<const unsigned char*>(s);
+    for (size_t i = 0; i < n; ++i)
+        if (p[i] == static_cast<unsigned char>(c)) return const_cast<unsigned char*>(p + i);
+    return nullptr;
+}

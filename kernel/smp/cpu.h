@@ -1,7 +1,12 @@
 // Per-CPU data reached through GSBASE. Every CPU's GSBASE points at its own CpuData, whose
 // first field points to itself, so `this_cpu()` is one %gs-relative load (no MSR read).
+//
+// Layout: the first cache lines hold what is set once at bring-up and then only read (by this
+// CPU and others); counters that this CPU writes constantly live on their own cache line, so
+// other CPUs reading the read-mostly part do not bounce it.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -10,26 +15,66 @@
 namespace cohort {
 
 struct FaultCatcher;
+struct Task;
 
-/// Per-CPU state. Grows with the SMP work; fields read by assembly are pinned below.
+/// Where a CPU is in its bring-up; the last value reached is reported if it never comes online.
+enum class BootStage : uint32_t {
+    NotStarted = 0,
+    InitSent,        // BSP sent INIT
+    SipiSent,        // BSP sent the startup IPI(s)
+    LongMode,        // the AP reached 64-bit code and found its CpuData by APIC id
+    Tables,          // GDT, TSS and IDT loaded, GSBASE set
+    Features,        // CPUID checked against the boot CPU, security features enabled
+    Lapic,           // local APIC enabled in the boot CPU's mode
+    Online,          // counted online: may receive IPIs
+    FeatureMismatch, // refused to come online (CPUID differs from the boot CPU)
+    Stalled,         // stopped on purpose (smp.inject_stall)
+};
+const char* boot_stage_name(BootStage s);
+
+/// Counters this CPU updates (its own cache line).
+struct alignas(64) CpuCounters {
+    std::atomic<uint64_t> interrupts{0};
+    std::atomic<uint64_t> ipis_sent{0};
+    std::atomic<uint64_t> ipis_received{0};
+    std::atomic<uint64_t> context_switches{0};
+};
+
 struct alignas(64) CpuData {
+    // --- read-mostly: set during bring-up ---
     CpuData* self;            // %gs:0
+    uint64_t percpu_offset;   // %gs:8: add to a per-CPU variable's address (smp/percpu.h)
     uint64_t magic;           // kCpuDataMagic while the structure is live
-    uint32_t cpu_id;          // logical id: 0 is the boot CPU
+    uint32_t cpu_id;          // logical id: 0 is the boot CPU, then MADT order
     uint32_t apic_id;         // 32-bit so x2APIC ids fit
+    uint32_t acpi_uid;
+    uint32_t pad0;
     uint64_t kernel_stack_top;
     uint64_t kernel_stack_bottom; // lowest usable address of the current kernel stack
+    uint64_t ist_tops[x86::kIstCount];
+
+    // --- written by this CPU (and by the BSP while it starts this CPU) ---
+    alignas(64) std::atomic<BootStage> boot_stage;
+    std::atomic<bool> online;
     FaultCatcher* fault_catcher; // innermost active recovery point (tests), or nullptr
+    Task* current_task;          // filled in by the scheduler
     uint32_t exception_depth;    // nested exception reports on this CPU
     uint32_t irq_depth;
-    uint64_t interrupts;         // interrupts taken on this CPU
+    // Control state as this CPU set it up, recorded for the cross-CPU consistency tests.
+    uint64_t cr0_seen, cr4_seen, efer_seen;
+
+    CpuCounters counters;
     alignas(64) x86::CpuTables tables; // this CPU's GDT and TSS
 };
 static_assert(offsetof(CpuData, self) == 0, "this_cpu() loads %gs:0");
+static_assert(offsetof(CpuData, percpu_offset) == 8, "per-CPU variables load %gs:8");
+static_assert(offsetof(CpuData, boot_stage) % 64 == 0);
+static_assert(offsetof(CpuData, counters) % 64 == 0);
 
 constexpr uint64_t kCpuDataMagic = 0xc0407c0d'a7a5e1f0;
 
-/// The running CPU's data. Valid from the first instruction of kernel_main on the BSP.
+/// The running CPU's data. Valid from the first instruction of kernel_main on the BSP and from
+/// the first C++ instruction on an AP.
 inline CpuData* this_cpu() {
     CpuData* p;
     asm volatile("movq %%gs:0, %0" : "=r"(p));
@@ -39,7 +84,19 @@ inline CpuData* this_cpu() {
 /// The boot CPU's data, statically allocated so it exists before any allocator.
 extern CpuData g_bsp_cpu_data;
 
-/// Points GSBASE at `cpu` (writes IA32_GS_BASE).
+/// Points GSBASE at `cpu` (writes IA32_GS_BASE) after filling self and magic.
 void install_cpu_data(CpuData* cpu);
+
+/// All CPUs the kernel knows (present in the MADT and chosen to start), by logical id.
+/// Filled during SMP bring-up; before that only the boot CPU is listed.
+uint32_t cpu_count();
+CpuData* cpu_by_id(uint32_t cpu_id);
+/// Number of CPUs online (that have completed bring-up).
+uint32_t cpus_online();
+
+namespace detail {
+void set_cpu_table(CpuData** table, uint32_t count);
+void mark_online(CpuData* cpu);
+} // namespace detail
 
 } // namespace cohort

@@ -155,7 +155,7 @@ void set_irq_handler(uint8_t vector, IrqHandler handler) { g_handlers[vector] = 
 extern "C" void interrupt_dispatch(cohort::x86::InterruptFrame* frame) {
     using namespace cohort;
     CpuData* cpu = this_cpu();
-    ++cpu->interrupts;
+    cpu->counters.interrupts.fetch_add(1, std::memory_order_relaxed);
     if (frame->vector < 32) {
         x86::handle_exception(*frame);
         return;

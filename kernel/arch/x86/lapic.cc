@@ -18,6 +18,8 @@ enum Reg : uint32_t {
     kId = 0x20,
     kVersion = 0x30,
     kTpr = 0x80,
+    kIcrLow = 0x300,
+    kIcrHigh = 0x310,
     kEoi = 0xb0,
     kSpurious = 0xf0,
     kEsr = 0x280,
@@ -32,9 +34,15 @@ enum Reg : uint32_t {
 constexpr uint64_t kApicBaseEnable = 1u << 11;
 constexpr uint64_t kApicBaseX2 = 1u << 10;
 constexpr uint32_t kLvtMasked = 1u << 16;
+constexpr uint32_t kIcrInit = 5u << 8;
+constexpr uint32_t kIcrStartup = 6u << 8;
+constexpr uint32_t kIcrPending = 1u << 12;
+constexpr uint32_t kIcrAssert = 1u << 14;
+constexpr uint32_t kIcrLevelTrigger = 1u << 15;
 
 ApicMode g_mode = ApicMode::XApic;
 volatile uint32_t* g_mmio = nullptr;
+uint64_t g_phys = 0;
 uint64_t g_timer_hz = 0; // at divide-by-1
 
 uint32_t read(Reg r) {
@@ -50,7 +58,56 @@ void spurious_handler(InterruptFrame&) {
     // Spurious interrupts must not be acknowledged (SDM 10.9): no EOI here.
 }
 
+void write_icr(uint32_t apic_id, uint32_t low) {
+    // Both halves must go out together: no interrupt handler may send its own IPI in between.
+    InterruptGuard irq;
+    if (g_mode == ApicMode::X2Apic) {
+        // One MSR write sends it; x2APIC has no delivery-status bit to wait for.
+        wrmsr(0x800 + kIcrLow / 16, (uint64_t(apic_id) << 32) | low);
+        return;
+    }
+    // xAPIC: wait until the previous IPI has been accepted before reusing the ICR.
+    for (int i = 0; i < 1000000 && (g_mmio[kIcrLow / 4] & kIcrPending); ++i) pause();
+    g_mmio[kIcrHigh / 4] = apic_id << 24;
+    g_mmio[kIcrLow / 4] = low;
+}
+
+void enable_common() {
+    set_irq_handler(kVecSpurious, spurious_handler);
+    write(kTpr, 0);
+    write(kLvtTimer, kLvtMasked);
+    write(kLvtError, kLvtMasked);
+    write(kEsr, 0);
+    write(kSpurious, 0x100 | kVecSpurious); // software enable
+}
+
 } // namespace
+
+void lapic_init_ap() {
+    const uint64_t base = rdmsr(msr::kApicBase);
+    if (g_mode == ApicMode::X2Apic) {
+        wrmsr(msr::kApicBase, base | kApicBaseEnable);
+        wrmsr(msr::kApicBase, base | kApicBaseEnable | kApicBaseX2);
+    } else {
+        // The xAPIC registers are at the same physical address on every CPU (the BSP's mapping
+        // serves all), unless firmware moved this one: then we cannot drive it.
+        if ((base & 0x000ffffffffff000ull) != g_phys)
+            panic("lapic: this CPU's APIC is at %#lx, the boot CPU's at %#lx",
+                  static_cast<uint64_t>(base & 0x000ffffffffff000ull), g_phys);
+        wrmsr(msr::kApicBase, (base & ~kApicBaseX2) | kApicBaseEnable);
+    }
+    enable_common();
+}
+
+void lapic_send_ipi(uint32_t apic_id, uint8_t vector) { write_icr(apic_id, vector); }
+
+void lapic_send_init(uint32_t apic_id) {
+    write_icr(apic_id, kIcrInit | kIcrLevelTrigger | kIcrAssert);
+    // The de-assert only matters to pre-Pentium 4 CPUs and does not exist in x2APIC mode.
+    if (g_mode == ApicMode::XApic) write_icr(apic_id, kIcrInit | kIcrLevelTrigger);
+}
+
+void lapic_send_sipi(uint32_t apic_id, uint8_t page) { write_icr(apic_id, kIcrStartup | page); }
 
 void disable_legacy_pic() {
     // Remap to 0x20-0x2f first: a PIC interrupt raised before the mask takes effect must not
@@ -85,16 +142,12 @@ void lapic_init_boot_cpu(bool allow_x2apic) {
             base &= ~kApicBaseX2;
         }
         wrmsr(msr::kApicBase, base | kApicBaseEnable);
+        g_phys = phys;
         g_mmio = static_cast<volatile uint32_t*>(vmm::map_device(phys, 4096));
         if (g_mmio == nullptr) panic("lapic: cannot map the local APIC registers at %#lx", phys);
         g_mode = ApicMode::XApic;
     }
-    set_irq_handler(kVecSpurious, spurious_handler);
-    write(kTpr, 0);
-    write(kLvtTimer, kLvtMasked);
-    write(kLvtError, kLvtMasked);
-    write(kEsr, 0);
-    write(kSpurious, 0x100 | kVecSpurious); // software enable
+    enable_common();
     log_info("lapic: %s mode, id %u, version %#x", g_mode == ApicMode::X2Apic ? "x2APIC" : "xAPIC",
              lapic_id(), read(kVersion) & 0xff);
 }

@@ -22,6 +22,16 @@ uint64_t lapic_timer_hz();
 void lapic_timer_oneshot(uint64_t ns, uint8_t vector);
 void lapic_timer_stop();
 
+/// Brings up an AP's local APIC in the boot CPU's mode (x2APIC if the BSP uses it).
+void lapic_init_ap();
+
+/// Interrupt command: a fixed-vector IPI to one CPU.
+void lapic_send_ipi(uint32_t apic_id, uint8_t vector);
+/// INIT (assert, then de-assert where the mode allows it) to one CPU.
+void lapic_send_init(uint32_t apic_id);
+/// Startup IPI: the CPU starts in real mode at physical page `page` (address page << 12).
+void lapic_send_sipi(uint32_t apic_id, uint8_t page);
+
 /// Masks the legacy 8259 PICs (after moving their vectors out of the exception range).
 void disable_legacy_pic();
 

@@ -146,8 +146,10 @@ namespace vmm {
 
 void init(const MemoryMap& map) {
     if (boot_cpu_features().pge) g_global_bit = pte::kGlobal;
-    const uint64_t root = pmm::alloc_zeroed_page();
-    if (root == 0) panic("vmm: no memory for the kernel page tables");
+    // Below 4 GiB: the AP trampoline loads CR3 while still in 32-bit mode.
+    const uint64_t root = pmm::alloc_pages(1, 1, 1ull << 32);
+    if (root == 0) panic("vmm: no memory below 4 GiB for the kernel page tables");
+    memset(table(root), 0, kPage);
     // Every kernel-half PML4 slot gets its PDPT now and keeps it forever: address spaces
     // created later copy these 256 entries and so see every future kernel mapping.
     for (unsigned i = 256; i < 512; ++i) {
@@ -214,6 +216,29 @@ uint64_t unmap(uint64_t va, uint64_t size) {
         ++n;
     }
     return n;
+}
+
+namespace {
+void free_table_tree(uint64_t phys, int level) {
+    if (level > 1) {
+        const uint64_t* t = table(phys);
+        for (unsigned i = 0; i < 512; ++i)
+            if ((t[i] & pte::kPresent) && !(t[i] & pte::kHuge))
+                free_table_tree(t[i] & pte::kAddrMask, level - 1);
+    }
+    pmm::free_pages(phys);
+}
+} // namespace
+
+void drop_low_half() {
+    Guard<SpinLock, IrqSave> guard(g_pt_lock);
+    uint64_t* root = table(g_kernel_root);
+    for (unsigned i = 0; i < 256; ++i) {
+        if (!(root[i] & pte::kPresent)) continue;
+        const uint64_t pdpt = root[i] & pte::kAddrMask;
+        root[i] = 0;
+        free_table_tree(pdpt, 3);
+    }
 }
 
 uint64_t translate(uint64_t va) {

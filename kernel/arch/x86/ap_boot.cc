@@ -1,0 +1,369 @@
+// Parallel AP start-up: trampoline placement and checks, INIT/SIPI, and the AP's first steps.
+#include <atomic>
+#include <cstring>
+#include <new>
+
+#include "arch/x86/cpu.h"
+#include "arch/x86/cpu_features.h"
+#include "arch/x86/gdt.h"
+#include "arch/x86/interrupts.h"
+#include "arch/x86/lapic.h"
+#include "arch/x86/trampoline.h"
+#include "boot/bootinfo.h"
+#include "boot/params.h"
+#include "debug/log.h"
+#include "debug/panic.h"
+#include "lib/format.h"
+#include "mm/heap.h"
+#include "mm/kstack.h"
+#include "mm/layout.h"
+#include "mm/phys.h"
+#include "mm/vmm.h"
+#include "smp/cpu.h"
+#include "smp/percpu.h"
+#include "smp/smp.h"
+#include "time/clock.h"
+
+namespace cohort {
+
+namespace {
+
+constexpr size_t kKernelStackSize = 64 * 1024;
+constexpr size_t kIstStackSize = 16 * 1024;
+constexpr uint64_t kPage = layout::kPageSize;
+
+SmpBootReport g_report{1, 0, 1, 0, 0, false};
+uint64_t g_trampoline_phys = 0;
+
+// Stall injection (smp.inject_stall=APICID[@stage]) and feature-mismatch injection, for tests.
+uint32_t g_stall_apic = UINT32_MAX;
+BootStage g_stall_stage = BootStage::Lapic;
+uint32_t g_mismatch_apic = UINT32_MAX;
+
+std::atomic<uint64_t> g_last_online_tsc{0};
+
+/// Moves `cpu` forward to `stage`, never backward: the BSP's "SIPI sent" must not overwrite an
+/// AP that already reported a later stage.
+void advance(CpuData* cpu, BootStage stage) {
+    BootStage cur = cpu->boot_stage.load(std::memory_order_relaxed);
+    while (static_cast<uint32_t>(cur) < static_cast<uint32_t>(stage) &&
+           !cpu->boot_stage.compare_exchange_weak(cur, stage, std::memory_order_release)) {
+    }
+}
+
+bool terminal(BootStage s) {
+    return s == BootStage::Online || s == BootStage::FeatureMismatch || s == BootStage::Stalled;
+}
+
+void maybe_stall(CpuData* cpu, BootStage reached) {
+    if (cpu->apic_id != g_stall_apic || reached != g_stall_stage) return;
+    // Report first, then stop for good with interrupts off: exactly what a hung CPU looks like.
+    cpu->boot_stage.store(BootStage::Stalled, std::memory_order_release);
+    x86::halt_forever();
+}
+
+/// Features whose absence on an AP would break assumptions the BSP already acted on.
+bool features_compatible(const x86::CpuFeatures& bsp, const x86::CpuFeatures& ap) {
+    auto missing = [](bool on_bsp, bool on_ap) { return on_bsp && !on_ap; };
+    return !(missing(bsp.apic, ap.apic) || missing(bsp.x2apic, ap.x2apic) || missing(bsp.nx, ap.nx) ||
+             missing(bsp.pdpe1gb, ap.pdpe1gb) || missing(bsp.pge, ap.pge) ||
+             missing(bsp.smep, ap.smep) || missing(bsp.smap, ap.smap) ||
+             missing(bsp.umip, ap.umip) || missing(bsp.fxsr, ap.fxsr) ||
+             missing(bsp.sse2, ap.sse2) || missing(bsp.xsave, ap.xsave) ||
+             missing(bsp.avx, ap.avx) || missing(bsp.pcid, ap.pcid) ||
+             missing(bsp.tsc_deadline, ap.tsc_deadline) || memcmp(bsp.vendor, ap.vendor, 12) != 0);
+}
+
+void parse_injections() {
+    if (auto v = params().get("smp.inject_stall")) {
+        std::string_view text = *v;
+        std::string_view stage = "lapic";
+        if (size_t at = text.find('@'); at != std::string_view::npos) {
+            stage = text.substr(at + 1);
+            text = text.substr(0, at);
+        }
+        CommandLine one;
+        char buf[64];
+        format(buf, sizeof(buf), "x=%.*s", static_cast<int>(text.size()), text.data());
+        uint64_t id = 0;
+        if (one.parse(buf) && one.get_u64("x", id) == CommandLine::Status::Ok) g_stall_apic = uint32_t(id);
+        else log_warn("cmdline: smp.inject_stall needs an APIC id, e.g. smp.inject_stall=2@tables");
+        struct Name {
+            const char* name;
+            BootStage stage;
+        };
+        static constexpr Name kStages[] = {{"longmode", BootStage::LongMode},
+                                           {"tables", BootStage::Tables},
+                                           {"features", BootStage::Features},
+                                           {"lapic", BootStage::Lapic}};
+        bool found = false;
+        for (const Name& n : kStages)
+            if (stage == n.name) g_stall_stage = n.stage, found = true;
+        if (!found) log_warn("cmdline: smp.inject_stall stage must be longmode, tables, features or lapic");
+    }
+    uint64_t id;
+    if (params().get_u64("smp.inject_feature_mismatch", id) == CommandLine::Status::Ok)
+        g_mismatch_apic = static_cast<uint32_t>(id);
+}
+
+/// Two free pages below 1 MiB (code, then data), from what the firmware called usable there.
+uint64_t find_trampoline_pages() {
+    for (const MemRegion& r : g_memory_map.regions()) {
+        if (r.type != MemType::Trampoline) continue;
+        uint64_t base = r.base < kPage ? kPage : r.base; // page 0 holds the real-mode IVT
+        base = (base + kPage - 1) & ~(kPage - 1);
+        const uint64_t end = r.end() < 0x100000 ? r.end() : 0x100000;
+        if (base + 2 * kPage <= end) return base;
+    }
+    return 0;
+}
+
+CpuData* make_cpu(uint32_t cpu_id, const ApTarget& t) {
+    void* mem = kzalloc(sizeof(CpuData));
+    if (mem == nullptr) return nullptr;
+    auto* cpu = new (mem) CpuData{};
+    cpu->self = cpu;
+    cpu->magic = kCpuDataMagic;
+    cpu->cpu_id = cpu_id;
+    cpu->apic_id = t.apic_id;
+    cpu->acpi_uid = t.acpi_uid;
+    const KernelStack stack = kstack_alloc(kKernelStackSize);
+    if (!stack.valid()) return nullptr;
+    cpu->kernel_stack_top = stack.top;
+    cpu->kernel_stack_bottom = stack.bottom;
+    for (int i = 0; i < x86::kIstCount; ++i) {
+        const KernelStack ist = kstack_alloc(kIstStackSize);
+        if (!ist.valid()) return nullptr;
+        cpu->ist_tops[i] = ist.top;
+    }
+    if (!percpu_setup(cpu)) return nullptr;
+    return cpu;
+}
+
+/// Waits about `us` microseconds halted (so emulated APs get the host CPU), woken by the
+/// LAPIC timer; falls back to spinning if interrupts are off.
+constexpr uint8_t kWaitVector = 0xe1;
+void wait_tick(x86::InterruptFrame&) { x86::lapic_eoi(); }
+void sleep_us(uint64_t us) {
+    if (!x86::interrupts_enabled()) return delay_ns(us * 1000);
+    x86::lapic_timer_oneshot(us * 1000, kWaitVector);
+    x86::sti_halt();
+    x86::lapic_timer_stop();
+}
+
+/// Sending a flush-everything IPI to all online APs and waiting for them: enough TLB
+/// shootdown for dropping the identity mapping (smp/tlb replaces this with the real thing).
+constexpr uint8_t kFlushVector = 0xe2;
+std::atomic<uint32_t> g_flush_acks{0};
+void flush_handler(x86::InterruptFrame&) {
+    x86::write_cr3(x86::read_cr3());
+    g_flush_acks.fetch_add(1, std::memory_order_release);
+    x86::lapic_eoi();
+}
+
+} // namespace
+
+/// First C++ code on an AP, on its own stack; `cpu` was found by the trampoline by APIC id.
+extern "C" [[noreturn]] void ap_entry(CpuData* cpu) {
+    install_cpu_data(cpu);
+    advance(cpu, BootStage::LongMode);
+    maybe_stall(cpu, BootStage::LongMode);
+
+    x86::load_cpu_tables(cpu->tables, cpu->ist_tops);
+    x86::idt_load();
+    advance(cpu, BootStage::Tables);
+    maybe_stall(cpu, BootStage::Tables);
+
+    const x86::CpuFeatures mine = x86::detect_cpu_features();
+    if (cpu->apic_id == g_mismatch_apic || !features_compatible(x86::boot_cpu_features(), mine)) {
+        cpu->boot_stage.store(BootStage::FeatureMismatch, std::memory_order_release);
+        x86::halt_forever();
+    }
+    x86::enable_security_features();
+    cpu->cr0_seen = x86::read_cr0();
+    cpu->cr4_seen = x86::read_cr4();
+    cpu->efer_seen = x86::rdmsr(x86::msr::kEfer);
+    advance(cpu, BootStage::Features);
+    maybe_stall(cpu, BootStage::Features);
+
+    x86::lapic_init_ap();
+    advance(cpu, BootStage::Lapic);
+    maybe_stall(cpu, BootStage::Lapic);
+
+    g_last_online_tsc.store(x86::rdtsc(), std::memory_order_relaxed);
+    detail::mark_online(cpu);
+    cpu->boot_stage.store(BootStage::Online, std::memory_order_release);
+    for (;;) x86::sti_halt(); // idle: halted until an interrupt arrives
+}
+
+const SmpBootReport& smp_boot_report() { return g_report; }
+uint64_t smp_trampoline_page() { return g_trampoline_phys; }
+
+SmpBootReport smp_boot(std::span<const ApTarget> all_targets) {
+    SmpBootReport rep{static_cast<uint32_t>(all_targets.size() + 1), 0, 1, 0, 0, false};
+    parse_injections();
+    uint64_t max_cpus = param_u64("smp.max_cpus", UINT32_MAX);
+    if (max_cpus == 0) {
+        log_warn("smp: smp.max_cpus=0 makes no sense; starting only the boot CPU");
+        max_cpus = 1;
+    }
+    const size_t n = all_targets.size() < max_cpus - 1 ? all_targets.size() : max_cpus - 1;
+    const std::span<const ApTarget> targets = all_targets.first(n);
+    if (n < all_targets.size())
+        log_info("smp: smp.max_cpus=%lu: starting %lu of %lu APs", max_cpus, n, all_targets.size());
+    const uint64_t timeout_ms = param_u64("smp.timeout_ms", 1000);
+    if (n == 0) {
+        g_report = rep;
+        return rep;
+    }
+
+    auto abort = [&](const char* why) {
+        log_error("smp: %s; continuing with the boot CPU only", why);
+        rep.aborted = true;
+        g_report = rep;
+        return rep;
+    };
+
+    // Everything an AP needs exists before any AP is woken.
+    auto** table = static_cast<CpuData**>(kzalloc((n + 1) * sizeof(CpuData*)));
+    auto* entries = static_cast<x86::ApBootEntry*>(kzalloc(n * sizeof(x86::ApBootEntry)));
+    if (table == nullptr || entries == nullptr) return abort("out of memory for the CPU table");
+    table[0] = this_cpu();
+    for (size_t i = 0; i < n; ++i) {
+        CpuData* cpu = make_cpu(static_cast<uint32_t>(i + 1), targets[i]);
+        if (cpu == nullptr) return abort("out of memory for per-CPU data and stacks");
+        table[i + 1] = cpu;
+        entries[i] = {cpu->apic_id, 0, reinterpret_cast<uint64_t>(cpu), cpu->kernel_stack_top};
+    }
+
+    // The trampoline: code page (RX when mapped) then data page (RW, NX).
+    const uint64_t page = find_trampoline_pages();
+    if (page == 0) return abort("no free memory below 1 MiB for the AP trampoline");
+    const uint64_t root = vmm::kernel_root();
+    if (root >= (1ull << 32)) return abort("kernel page tables above 4 GiB: the trampoline cannot load CR3");
+    const size_t code_size = static_cast<size_t>(trampoline_code_end - trampoline_code_start);
+    x86::TrampolineData data;
+    memcpy(&data, trampoline_data_start, sizeof(data));
+    data.gdt_base = static_cast<uint32_t>(page + kPage);
+    data.far32_offset += static_cast<uint32_t>(page);
+    data.far64_offset += static_cast<uint32_t>(page);
+    data.cr3 = static_cast<uint32_t>(root);
+    data.cr4 = static_cast<uint32_t>(x86::cr4::kPae | (x86::boot_cpu_features().pge ? x86::cr4::kPge : 0));
+    data.efer = static_cast<uint32_t>(x86::efer::kLme | (x86::boot_cpu_features().nx ? x86::efer::kNxe : 0));
+    data.flags = x86::lapic_mode() == x86::ApicMode::X2Apic ? x86::kFlagX2apicId : 0;
+    data.entry64 = reinterpret_cast<uint64_t>(&ap_entry);
+    data.table = reinterpret_cast<uint64_t>(entries);
+    data.table_count = n;
+    auto* code_page = phys_to_virt<uint8_t>(page);
+    auto* data_page = phys_to_virt<x86::TrampolineData>(page + kPage);
+    memset(code_page, 0, 2 * kPage);
+    memcpy(code_page, trampoline_code_start, code_size);
+    memcpy(data_page, &data, sizeof(data));
+    if (param_bool("smp.inject_trampoline_corruption", false)) code_page[code_size / 2] ^= 0xff;
+    // Never run code we did not mean to: compare the copy with the kernel's image of it.
+    if (memcmp(code_page, trampoline_code_start, code_size) != 0 ||
+        memcmp(data_page, &data, sizeof(data)) != 0) {
+        memset(code_page, 0, 2 * kPage);
+        return abort("the trampoline copy differs from the kernel image (memory corruption?); "
+                     "no AP started");
+    }
+    if (!vmm::map(page, page, kPage, vmm::kRead | vmm::kExec) ||
+        !vmm::map(page + kPage, page + kPage, kPage, vmm::kRead | vmm::kWrite))
+        return abort("cannot identity-map the trampoline");
+    g_trampoline_phys = page;
+    x86::set_irq_handler(kWaitVector, wait_tick);
+    x86::set_irq_handler(kFlushVector, flush_handler);
+
+    // INIT to every target, one wait, SIPI to every target back to back.
+    const x86::CpuFeatures& f = x86::boot_cpu_features();
+    // Like Linux: CPUs since the Pentium 4 (Intel family 6 model >= 0xf or family 0xf; AMD
+    // family >= 0xf) and any virtual CPU do not need the SDM's 10 ms INIT delay nor 200 us
+    // between SIPIs; everything older gets the SDM timings.
+    const bool modern = f.hypervisor || f.family > 6 || (f.family == 6 && f.model >= 0xf);
+    const uint64_t init_delay_us = modern ? 0 : 10000;
+    const uint64_t sipi_delay_us = modern ? 10 : 200;
+    const uint64_t start_tsc = x86::rdtsc();
+    const uint64_t start_ns = monotonic_ns();
+    for (size_t i = 0; i < n; ++i) {
+        x86::lapic_send_init(table[i + 1]->apic_id);
+        advance(table[i + 1], BootStage::InitSent);
+    }
+    if (init_delay_us != 0) delay_ns(init_delay_us * 1000);
+    const uint8_t vector = static_cast<uint8_t>(page >> 12);
+    for (size_t i = 0; i < n; ++i) {
+        x86::lapic_send_sipi(table[i + 1]->apic_id, vector);
+        advance(table[i + 1], BootStage::SipiSent);
+    }
+    delay_ns(sipi_delay_us * 1000);
+    // A second SIPI only for CPUs that have not checked in (one that is already running
+    // ignores it anyway, but there is no need to send it).
+    for (size_t i = 0; i < n; ++i)
+        if (table[i + 1]->boot_stage.load(std::memory_order_acquire) == BootStage::SipiSent)
+            x86::lapic_send_sipi(table[i + 1]->apic_id, vector);
+    rep.started = static_cast<uint32_t>(n);
+
+    // One timeout for everybody.
+    for (;;) {
+        size_t done = 0;
+        for (size_t i = 0; i < n; ++i) done += terminal(table[i + 1]->boot_stage.load(std::memory_order_acquire));
+        if (done == n || monotonic_ns() - start_ns > timeout_ms * 1000000) break;
+        sleep_us(200);
+    }
+
+    uint32_t online = 1;
+    for (size_t i = 0; i < n; ++i) online += table[i + 1]->online.load(std::memory_order_acquire);
+    const uint64_t last = g_last_online_tsc.load(std::memory_order_relaxed);
+    rep.online = online;
+    rep.failed = static_cast<uint32_t>(n + 1 - online);
+    rep.duration_us = last > start_tsc ? tsc_to_ns(last - start_tsc) / 1000 : 0;
+    detail::set_cpu_table(table, static_cast<uint32_t>(n + 1));
+
+    const x86::TrampolineData* shared = data_page;
+    for (size_t i = 0; i < n; ++i) {
+        CpuData* cpu = table[i + 1];
+        const BootStage s = cpu->boot_stage.load(std::memory_order_acquire);
+        if (s == BootStage::Online) continue;
+        log_error("smp: cpu apic=%u failed at stage %s", cpu->apic_id, boot_stage_name(s));
+        // Put a CPU that never identified itself back into wait-for-SIPI before the trampoline
+        // disappears from under it.
+        if (s == BootStage::SipiSent) x86::lapic_send_init(cpu->apic_id);
+    }
+    if (rep.failed != 0)
+        log_info("smp: trampoline progress: %u APs reached 16-bit, %u 32-bit, %u 64-bit code",
+                 shared->reached16, shared->reached32, shared->reached64);
+    if (shared->unknown_apic_id != 0xffffffff)
+        log_warn("smp: a CPU with APIC id %u ran the trampoline but is not in the table",
+                 shared->unknown_apic_id);
+
+    // The trampoline is done: wipe it, drop the identity mapping, flush it from every TLB.
+    memset(code_page, 0, 2 * kPage);
+    vmm::unmap(page, 2 * kPage);
+    vmm::drop_low_half();
+    g_flush_acks.store(0, std::memory_order_relaxed);
+    uint32_t flushes = 0;
+    for (size_t i = 0; i < n; ++i) {
+        if (!table[i + 1]->online.load(std::memory_order_acquire)) continue;
+        x86::lapic_send_ipi(table[i + 1]->apic_id, kFlushVector);
+        ++flushes;
+    }
+    x86::write_cr3(x86::read_cr3());
+    const uint64_t flush_start = monotonic_ns();
+    while (g_flush_acks.load(std::memory_order_acquire) < flushes &&
+           monotonic_ns() - flush_start < timeout_ms * 1000000)
+        x86::pause();
+    if (g_flush_acks.load(std::memory_order_acquire) < flushes)
+        log_error("smp: only %u of %u CPUs acknowledged the TLB flush", g_flush_acks.load(), flushes);
+
+    log_info("smp: %u of %u CPUs online in %lu us", rep.online, rep.present, rep.duration_us);
+    if (log_level() >= LogLevel::Debug) {
+        for (uint32_t i = 0; i < cpu_count(); ++i) {
+            const CpuData* c = cpu_by_id(i);
+            log_debug("smp:   cpu%-3u apic %-5u uid %-5u %-28s cr4 %#lx", c->cpu_id, c->apic_id,
+                      c->acpi_uid, boot_stage_name(c->boot_stage.load()), i == 0 ? x86::read_cr4() : c->cr4_seen);
+        }
+    }
+    g_report = rep;
+    return rep;
+}
+
+} // namespace cohort

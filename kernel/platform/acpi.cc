@@ -1,0 +1,166 @@
+#include "platform/acpi.h"
+
+#include <cstring>
+
+#include "acpi/error.h"
+#include "acpi/phys.h"
+#include "acpi/tables.h"
+#include "boot/bootinfo.h"
+#include "boot/params.h"
+#include "debug/log.h"
+#include "mm/heap.h"
+#include "mm/layout.h"
+#include "mm/phys.h"
+#include "mm/vmm.h"
+
+namespace cohort {
+
+namespace {
+
+PlatformTopology g_topology;
+
+// Multiboot2 hands over a copy of the RSDP, not its address: the reader serves that copy at
+// an address no real memory can have (above the 52-bit physical limit).
+constexpr uint64_t kRsdpCopyAddress = 0xfff0'0000'0000'0000ull;
+
+class KernelPhysReader final : public acpi::PhysReader {
+  public:
+    bool read(uint64_t phys, void* dst, size_t len) const override {
+        if (len == 0) return true;
+        if (phys + len < phys) return false; // wraps around
+        if (phys >= kRsdpCopyAddress) {
+            const uint64_t off = phys - kRsdpCopyAddress;
+            if (off + len > g_boot_info.rsdp_length) return false;
+            memcpy(dst, g_boot_info.rsdp + off, len);
+            return true;
+        }
+        if (phys + len > (1ull << 52)) return false;
+        auto* out = static_cast<uint8_t*>(dst);
+        // Page by page: RAM comes through the direct map; anything else (tables in "reserved"
+        // memory) through a read-only mapping made on demand.
+        while (len > 0) {
+            const uint64_t page = phys & ~(layout::kPageSize - 1);
+            const size_t chunk = static_cast<size_t>(
+                len < page + layout::kPageSize - phys ? len : page + layout::kPageSize - phys);
+            const uint8_t* src = nullptr;
+            if (vmm::translate(layout::kDirectMapBase + page) == page) {
+                src = phys_to_virt<uint8_t>(phys);
+            } else {
+                auto* mapped = static_cast<uint8_t*>(vmm::map_device(page, layout::kPageSize, vmm::kRead));
+                if (mapped == nullptr) return false;
+                src = mapped + (phys - page);
+            }
+            memcpy(out, src, chunk);
+            out += chunk;
+            phys += chunk;
+            len -= chunk;
+        }
+        return true;
+    }
+};
+KernelPhysReader g_reader;
+
+void log_errors(const acpi::ErrorLog& errors) {
+    for (const acpi::Error& e : errors.errors())
+        log_write(e.severity == acpi::Severity::Error ? LogLevel::Error : LogLevel::Warn,
+                  "acpi: %s at %#lx, offset %u: %s (detail %#lx)", e.table, e.address, e.offset,
+                  acpi::error_reason(e.code), e.detail);
+    if (errors.dropped() != 0) log_warn("acpi: %lu more problems not shown", errors.dropped());
+}
+
+template <typename T>
+std::span<T> alloc_span(size_t n) {
+    if (n == 0) return {};
+    auto* p = static_cast<T*>(kzalloc(n * sizeof(T)));
+    return p != nullptr ? std::span<T>(p, n) : std::span<T>();
+}
+
+} // namespace
+
+const PlatformTopology& platform_topology() { return g_topology; }
+
+const PlatformTopology& platform_acpi_init(uint32_t bsp_apic_id) {
+    static acpi::Error error_storage[32];
+    acpi::ErrorLog errors(error_storage);
+    PlatformTopology& t = g_topology;
+
+    uint64_t rsdp = g_boot_info.rsdp_phys;
+    if (rsdp == 0 && g_boot_info.rsdp_length != 0) rsdp = kRsdpCopyAddress;
+    if (rsdp == 0) {
+        log_error("acpi: the loader passed no RSDP; booting with one CPU");
+        return t;
+    }
+    const auto dir = acpi::TableDirectory::open(g_reader, rsdp, errors);
+    if (!dir) {
+        log_errors(errors);
+        log_error("acpi: no usable RSDT/XSDT; booting with one CPU");
+        return t;
+    }
+    log_info("acpi: RSDP rev %u (%.*s), %s at %#lx with %lu tables", dir->rsdp().revision,
+             static_cast<int>(dir->rsdp().oem_id.text().size()), dir->rsdp().oem_id.text().data(),
+             dir->kind() == acpi::RootKind::Xsdt ? "XSDT" : "RSDT", dir->root_address(),
+             dir->entry_count());
+
+    const auto madt_phys = dir->find("APIC");
+    const auto header = madt_phys ? acpi::read_table_header(g_reader, *madt_phys, errors) : std::nullopt;
+    if (!header || header->length > (16u << 20)) {
+        log_errors(errors);
+        log_error("acpi: no usable MADT; booting with one CPU");
+        return t;
+    }
+    auto buffer = alloc_span<uint8_t>(header->length);
+    uint64_t used_phys = 0;
+    const auto table = dir->load_first_valid("APIC", buffer, errors, &used_phys);
+    if (!table) {
+        log_errors(errors);
+        log_error("acpi: the MADT does not validate; booting with one CPU");
+        return t;
+    }
+    // Every CPU entry is at least 8 bytes: that bounds the storage needed.
+    const size_t max_entries = table->size() / 8 + 1;
+    acpi::MadtStorage storage{alloc_span<acpi::CpuEntry>(max_entries),
+                              alloc_span<acpi::IoApic>(max_entries),
+                              alloc_span<acpi::InterruptOverride>(max_entries),
+                              alloc_span<acpi::NmiSource>(max_entries),
+                              alloc_span<acpi::LocalApicNmi>(max_entries),
+                              alloc_span<acpi::LocalX2apicNmi>(max_entries)};
+    if (storage.cpus.empty()) {
+        log_error("acpi: out of memory for the MADT; booting with one CPU");
+        return t;
+    }
+    if (!acpi::parse_madt(*table, bsp_apic_id, storage, t.madt, errors, used_phys)) {
+        log_errors(errors);
+        log_error("acpi: the MADT has no usable fixed part; booting with one CPU");
+        return t;
+    }
+    log_errors(errors);
+    if (dir->count("APIC") > 1)
+        log_info("acpi: firmware lists %lu MADTs; using the first valid one at %#lx (as ACPICA does)",
+                 dir->count("APIC"), used_phys);
+    t.madt_revision = header->revision;
+    t.lapic_address = t.madt.local_apic_address;
+    if (!t.madt.bsp)
+        log_warn("acpi: the running CPU (APIC id %u) is not in the MADT", bsp_apic_id);
+
+    const bool start_online_capable = param_bool("smp.online_capable", false);
+    auto targets = alloc_span<ApTarget>(t.madt.cpus.size());
+    size_t n = 0;
+    for (const acpi::CpuEntry& c : t.madt.cpus.items()) {
+        if (c.apic_id == bsp_apic_id) continue;
+        const bool start = c.state == acpi::CpuState::Enabled ||
+                           (c.state == acpi::CpuState::OnlineCapable && start_online_capable);
+        if (start && n < targets.size()) targets[n++] = {c.apic_id, c.uid};
+        else ++t.not_started;
+    }
+    t.aps = targets.first(n);
+    t.valid = true;
+    log_info("acpi: MADT rev %u: %lu CPUs (%lu enabled, %lu online-capable), %lu IOAPIC%s, "
+             "%lu overrides, LAPIC at %#lx",
+             t.madt_revision, t.madt.cpus.size(), t.madt.enabled, t.madt.online_capable,
+             t.madt.io_apics.size(), t.madt.io_apics.size() == 1 ? "" : "s", t.madt.overrides.size(),
+             t.lapic_address);
+    if (t.madt.cpus.truncated()) log_error("acpi: more CPUs than storage; some were dropped");
+    return t;
+}
+
+} // namespace cohort

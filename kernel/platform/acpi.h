@@ -1,0 +1,28 @@
+// ACPI in the running kernel: finds the tables through the loader's RSDP, parses the MADT
+// (and SRAT/SLIT when present) with the portable parser in acpi/, and keeps the result.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "acpi/madt.h"
+#include "smp/smp.h"
+
+namespace cohort {
+
+struct PlatformTopology {
+    bool valid = false;            // false: no usable MADT, boot with the boot CPU only
+    uint8_t madt_revision = 0;
+    acpi::MadtTopology madt;       // spans point into heap storage owned by this module
+    std::span<const ApTarget> aps; // CPUs to start (enabled, not the BSP)
+    uint32_t not_started = 0;      // online-capable or disabled CPUs left alone
+    uint64_t lapic_address = 0;
+};
+
+/// Parses the firmware tables. Never fails hard: on any problem it logs what and where, and
+/// returns a topology with valid == false (the kernel then runs on the boot CPU alone).
+const PlatformTopology& platform_acpi_init(uint32_t bsp_apic_id);
+const PlatformTopology& platform_topology();
+
+} // namespace cohort

@@ -1,0 +1,48 @@
+#include "smp/percpu.h"
+
+#include <cstring>
+
+#include "debug/log.h"
+#include "mm/heap.h"
+#include "sync/spinlock.h"
+
+extern "C" char __percpu_start[], __percpu_end[];
+
+namespace cohort {
+
+namespace {
+char* g_template = nullptr; // pristine copy of .percpu, taken before anyone wrote to it
+size_t g_static_size = 0;
+SpinLock g_lock;
+size_t g_dynamic_used = 0;
+
+size_t area_size() { return g_static_size + kPerCpuDynamicSize; }
+} // namespace
+
+void percpu_init_boot_cpu() {
+    g_static_size = static_cast<size_t>(__percpu_end - __percpu_start);
+    g_template = static_cast<char*>(kmalloc(g_static_size + 1));
+    if (g_template == nullptr) return;
+    memcpy(g_template, __percpu_start, g_static_size);
+    if (!percpu_setup(this_cpu())) log_error("percpu: no memory for the boot CPU's area");
+}
+
+bool percpu_setup(CpuData* cpu) {
+    auto* area = static_cast<char*>(kzalloc(area_size()));
+    if (area == nullptr || g_template == nullptr) return false;
+    memcpy(area, g_template, g_static_size);
+    cpu->percpu_offset = static_cast<uint64_t>(area - __percpu_start);
+    return true;
+}
+
+size_t percpu_alloc(size_t size, size_t align) {
+    Guard<SpinLock, IrqSave> guard(g_lock);
+    size_t offset = (g_static_size + g_dynamic_used + align - 1) / align * align;
+    if (offset == 0) offset = align; // 0 means "invalid" to PerCpu
+    if (offset + size > area_size()) return 0;
+    g_dynamic_used = offset + size - g_static_size;
+    // Every CPU's area came from kzalloc and the pool is never reused, so it is already zero.
+    return offset;
+}
+
+} // namespace cohort

@@ -1,0 +1,73 @@
+// Per-CPU variables. Declare one in one line:
+//
+//     COHORT_PERCPU(uint64_t, g_ticks);
+//     per_cpu(g_ticks)++;                  // this CPU's copy, found through %gs
+//     per_cpu_on(cpu_by_id(3), g_ticks);   // another CPU's copy
+//
+// Declared variables live in the .percpu section of the image, which serves as the template:
+// every CPU gets its own copy of it (plus room for run-time allocations), and
+// CpuData::percpu_offset is the distance from the template to that copy.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "smp/cpu.h"
+
+#define COHORT_PERCPU(type, name) [[gnu::section(".percpu")]] type name
+
+namespace cohort {
+
+/// This CPU's copy of a per-CPU variable: one %gs-relative load plus an add.
+template <typename T>
+inline T& per_cpu(T& var) {
+    uint64_t offset;
+    asm volatile("movq %%gs:8, %0" : "=r"(offset));
+    return *reinterpret_cast<T*>(reinterpret_cast<char*>(&var) + offset);
+}
+
+/// Another CPU's copy.
+template <typename T>
+inline T& per_cpu_on(const CpuData* cpu, T& var) {
+    return *reinterpret_cast<T*>(reinterpret_cast<char*>(&var) + cpu->percpu_offset);
+}
+
+/// Size of each CPU's area: the .percpu template plus the run-time pool.
+constexpr size_t kPerCpuDynamicSize = 16 * 1024;
+
+/// Snapshots the template and gives the boot CPU its own copy (after the heap is up).
+void percpu_init_boot_cpu();
+/// Gives `cpu` a fresh copy of the template (zeroed run-time pool). False on allocation failure.
+bool percpu_setup(CpuData* cpu);
+
+/// A run-time per-CPU allocation: the same offset in every CPU's area.
+template <typename T>
+class PerCpu {
+  public:
+    PerCpu() = default;
+    explicit PerCpu(size_t offset) : offset_(offset) {}
+    bool valid() const { return offset_ != 0; }
+    T& get() const { return *reinterpret_cast<T*>(base(this_cpu()) + offset_); }
+    T& on(const CpuData* cpu) const { return *reinterpret_cast<T*>(base(cpu) + offset_); }
+
+  private:
+    static char* base(const CpuData* cpu);
+    size_t offset_ = 0;
+};
+
+/// Reserves zeroed storage of `size` bytes on every CPU (present and future). Returns the
+/// offset from the start of a CPU's area, or 0 when the pool is exhausted.
+size_t percpu_alloc(size_t size, size_t align);
+
+template <typename T>
+PerCpu<T> percpu_alloc() {
+    return PerCpu<T>(percpu_alloc(sizeof(T), alignof(T)));
+}
+
+extern "C" char __percpu_start[];
+template <typename T>
+char* PerCpu<T>::base(const CpuData* cpu) {
+    return __percpu_start + cpu->percpu_offset;
+}
+
+} // namespace cohort
