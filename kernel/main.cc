@@ -112,6 +112,8 @@ void setup_memory() {
     bsp->efer_seen = x86::rdmsr(x86::msr::kEfer);
     bsp->boot_stage.store(BootStage::Online);
     bsp->online.store(true);
+    per_cpu(g_cpu_probe) = bsp->cpu_id;
+    bsp->self_check = this_cpu() == bsp && per_cpu_on(bsp, g_cpu_probe) == 0;
     x86::lapic_timer_calibrate();
     x86::sti();
 

@@ -62,6 +62,7 @@ struct alignas(64) CpuData {
     uint32_t irq_depth;
     // Control state as this CPU set it up, recorded for the cross-CPU consistency tests.
     uint64_t cr0_seen, cr4_seen, efer_seen;
+    bool self_check; // this_cpu(), GSBASE and per-CPU access were consistent on this CPU
 
     CpuCounters counters;
     alignas(64) x86::CpuTables tables; // this CPU's GDT and TSS

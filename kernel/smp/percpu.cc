@@ -31,7 +31,7 @@ bool percpu_setup(CpuData* cpu) {
     auto* area = static_cast<char*>(kzalloc(area_size()));
     if (area == nullptr || g_template == nullptr) return false;
     memcpy(area, g_template, g_static_size);
-    cpu->percpu_offset = static_cast<uint64_t>(area - __percpu_start);
+    cpu->percpu_offset = reinterpret_cast<uintptr_t>(area) - reinterpret_cast<uintptr_t>(__percpu_start);
     return true;
 }
 

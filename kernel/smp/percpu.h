@@ -23,13 +23,15 @@ template <typename T>
 inline T& per_cpu(T& var) {
     uint64_t offset;
     asm volatile("movq %%gs:8, %0" : "=r"(offset));
-    return *reinterpret_cast<T*>(reinterpret_cast<char*>(&var) + offset);
+    // Integer arithmetic: the offset "wraps" (copies sit below the image), which is fine for
+    // addresses but would be pointer-overflow UB on char*.
+    return *reinterpret_cast<T*>(reinterpret_cast<uintptr_t>(&var) + offset);
 }
 
 /// Another CPU's copy.
 template <typename T>
 inline T& per_cpu_on(const CpuData* cpu, T& var) {
-    return *reinterpret_cast<T*>(reinterpret_cast<char*>(&var) + cpu->percpu_offset);
+    return *reinterpret_cast<T*>(reinterpret_cast<uintptr_t>(&var) + cpu->percpu_offset);
 }
 
 /// Size of each CPU's area: the .percpu template plus the run-time pool.
@@ -47,8 +49,10 @@ class PerCpu {
     PerCpu() = default;
     explicit PerCpu(size_t offset) : offset_(offset) {}
     bool valid() const { return offset_ != 0; }
-    T& get() const { return *reinterpret_cast<T*>(base(this_cpu()) + offset_); }
-    T& on(const CpuData* cpu) const { return *reinterpret_cast<T*>(base(cpu) + offset_); }
+    T& get() const { return on(this_cpu()); }
+    T& on(const CpuData* cpu) const {
+        return *reinterpret_cast<T*>(reinterpret_cast<uintptr_t>(base(cpu)) + offset_);
+    }
 
   private:
     static char* base(const CpuData* cpu);
@@ -67,7 +71,7 @@ PerCpu<T> percpu_alloc() {
 extern "C" char __percpu_start[];
 template <typename T>
 char* PerCpu<T>::base(const CpuData* cpu) {
-    return __percpu_start + cpu->percpu_offset;
+    return reinterpret_cast<char*>(reinterpret_cast<uintptr_t>(__percpu_start) + cpu->percpu_offset);
 }
 
 } // namespace cohort

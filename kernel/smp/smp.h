@@ -30,6 +30,9 @@ SmpBootReport smp_boot(std::span<const ApTarget> targets);
 /// The report of the bring-up that happened at boot.
 const SmpBootReport& smp_boot_report();
 
+/// A per-CPU variable each CPU sets to its own logical id during bring-up (tests read it).
+extern uint32_t g_cpu_probe;
+
 /// Physical page used for the trampoline code (0 if none was needed), for tests.
 uint64_t smp_trampoline_page();
 

@@ -43,7 +43,14 @@ KTEST(time, lapic_oneshot_fires_on_time) {
         g_fired_at = 0;
         const uint64_t start = monotonic_ns();
         x86::lapic_timer_oneshot(ms * 1'000'000, kTestVector);
-        while (g_fired_at == 0 && monotonic_ns() - start < 2'000'000'000) x86::sti_halt();
+        // Check with interrupts off, then enable-and-halt atomically, so the interrupt cannot
+        // slip in between the check and the HLT (the classic lost wake-up).
+        for (;;) {
+            x86::cli();
+            if (g_fired_at != 0 || monotonic_ns() - start > 2'000'000'000) break;
+            x86::sti_halt();
+        }
+        x86::sti();
         const uint64_t elapsed = g_fired_at - start;
         ktest::note("one-shot of %lu ms fired after %lu us", ms, elapsed / 1000);
         KEXPECT(g_fired_at != 0);

@@ -33,6 +33,11 @@ constexpr size_t kIstStackSize = 16 * 1024;
 constexpr uint64_t kPage = layout::kPageSize;
 
 SmpBootReport g_report{1, 0, 1, 0, 0, false};
+} // namespace
+
+COHORT_PERCPU(uint32_t, g_cpu_probe);
+
+namespace {
 uint64_t g_trampoline_phys = 0;
 
 // Stall injection (smp.inject_stall=APICID[@stage]) and feature-mismatch injection, for tests.
@@ -146,6 +151,9 @@ constexpr uint8_t kWaitVector = 0xe1;
 void wait_tick(x86::InterruptFrame&) { x86::lapic_eoi(); }
 void sleep_us(uint64_t us) {
     if (!x86::interrupts_enabled()) return delay_ns(us * 1000);
+    // Arm with interrupts off, then enable-and-halt atomically: a timer that fires before the
+    // HLT is delivered after it, so it cannot be lost and leave this CPU halted for good.
+    x86::cli();
     x86::lapic_timer_oneshot(us * 1000, kWaitVector);
     x86::sti_halt();
     x86::lapic_timer_stop();
@@ -166,6 +174,11 @@ void flush_handler(x86::InterruptFrame&) {
 /// First C++ code on an AP, on its own stack; `cpu` was found by the trampoline by APIC id.
 extern "C" [[noreturn]] void ap_entry(CpuData* cpu) {
     install_cpu_data(cpu);
+    // Self-check recorded for the smp tests: per-CPU access through %gs works on this CPU.
+    per_cpu(g_cpu_probe) = cpu->cpu_id;
+    cpu->self_check = this_cpu() == cpu &&
+                      x86::rdmsr(x86::msr::kGsBase) == reinterpret_cast<uint64_t>(cpu) &&
+                      per_cpu_on(cpu, g_cpu_probe) == cpu->cpu_id;
     advance(cpu, BootStage::LongMode);
     maybe_stall(cpu, BootStage::LongMode);
 

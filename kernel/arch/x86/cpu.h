@@ -90,10 +90,16 @@ constexpr uint64_t kNxe = 1u << 11;
 } // namespace efer
 
 namespace cr0 {
+constexpr uint64_t kPe = 1u << 0;
+constexpr uint64_t kMp = 1u << 1;
+constexpr uint64_t kEt = 1u << 4;
+constexpr uint64_t kNe = 1u << 5;
 constexpr uint64_t kWp = 1u << 16;
+constexpr uint64_t kPg = 1u << 31;
 } // namespace cr0
 
 namespace cr4 {
+constexpr uint64_t kMce = 1u << 6;
 constexpr uint64_t kPae = 1u << 5;
 constexpr uint64_t kPge = 1u << 7;
 constexpr uint64_t kOsfxsr = 1u << 9;

@@ -31,6 +31,7 @@ CpuFeatures detect_cpu_features() {
     f.fxsr = bit(r.edx, 24);
     f.sse2 = bit(r.edx, 26);
     f.apic = bit(r.edx, 9);
+    f.mce = bit(r.edx, 7);
     f.pge = bit(r.edx, 13);
     f.pcid = bit(r.ecx, 17);
     f.x2apic = bit(r.ecx, 21);
@@ -81,13 +82,21 @@ const char* enable_security_features() {
         out += n;
         *out = 0;
     };
+    // Every CPU gets the same, fully defined control registers: firmware leaves different
+    // bits on the boot CPU (OVMF sets CR0.NE/MP, CR4.OSFXSR...) than INIT leaves on an AP,
+    // and inheriting them would make CPUs differ in ways nobody chose.
+    uint64_t efer = rdmsr(msr::kEfer) | efer::kLme;
     if (f.nx) {
-        wrmsr(msr::kEfer, rdmsr(msr::kEfer) | efer::kNxe);
+        efer |= efer::kNxe;
         add("NX");
     }
-    write_cr0(read_cr0() | cr0::kWp);
+    wrmsr(msr::kEfer, efer);
+    // PE, MP, ET, NE, WP, PG on; EM, TS, NW, CD, AM off (caches enabled, x87 errors native).
+    write_cr0(cr0::kPe | cr0::kMp | cr0::kEt | cr0::kNe | cr0::kWp | cr0::kPg);
     add("WP");
-    uint64_t cr4v = read_cr4();
+    uint64_t cr4v = cr4::kPae;
+    if (f.fxsr) cr4v |= cr4::kOsfxsr | cr4::kOsxmmexcpt;
+    if (f.mce) cr4v |= cr4::kMce, add("MCE");
     if (f.pge) cr4v |= cr4::kPge, add("PGE");
     if (f.smep) cr4v |= cr4::kSmep, add("SMEP");
     if (f.smap) cr4v |= cr4::kSmap, add("SMAP");

@@ -10,7 +10,7 @@ struct CpuFeatures {
     char brand[49];
     uint32_t family, model, stepping;
     uint32_t max_leaf, max_ext_leaf;
-    bool apic, x2apic, tsc_deadline, invariant_tsc;
+    bool apic, x2apic, tsc_deadline, invariant_tsc, mce;
     bool nx, pdpe1gb, pge, pcid, invpcid;
     bool smep, smap, umip, fsgsbase;
     bool fxsr, sse2, xsave, avx;
@@ -24,8 +24,9 @@ CpuFeatures detect_cpu_features();
 const CpuFeatures& boot_cpu_features();
 void cpu_features_init();
 
-/// Turns on NX, WP, SMEP, SMAP, UMIP and global pages when the CPU has them. Returns a short
-/// human-readable list of what was enabled, for the boot log.
+/// Sets CR0, CR4 and EFER to the kernel's defined values on the calling CPU: NX, WP, SMEP,
+/// SMAP, UMIP, MCE and global pages when the boot CPU has them. Every CPU calls it, so all run
+/// with identical control registers. Returns a short list of what was enabled, for the log.
 const char* enable_security_features();
 
 } // namespace cohort::x86

@@ -57,7 +57,10 @@ tramp32 = . - trampoline_code_start
     rdmsr
     orl D_EFER(%ebx), %eax
     wrmsr
+    /* INIT leaves the caches disabled (CD and NW set): turn them on, or this CPU would run
+     * uncached on real hardware (emulators do not care, which is how this goes unnoticed). */
     movl %cr0, %eax
+    andl $0x9fffffff, %eax              /* clear CD (bit 30) and NW (bit 29) */
     orl $0x80010001, %eax               /* PG | WP | PE */
     movl %eax, %cr0
     ljmpl *D_FAR64(%ebx)                /* CS = 0x18 (64-bit) */

@@ -41,40 +41,76 @@ const char* tsc_source_name(TscSource s) {
 
 TscSource tsc_source() { return g_source; }
 
-uint64_t pit_measure_tsc(uint32_t pit_ticks) {
-    if (pit_ticks == 0 || pit_ticks > 0xffff) return 0;
-    // Channel 2's gate is bit 0 of port 0x61 and its output is readable at bit 5, so we can
-    // poll for the terminal count without interrupts. Speaker (bit 1) stays off.
-    uint8_t ctl = inb(0x61);
-    outb(0x61, (ctl & ~0x02) & ~0x01);
-    outb(0x43, 0xb0); // channel 2, lobyte/hibyte, mode 0 (interrupt on terminal count)
-    outb(0x42, pit_ticks & 0xff);
-    outb(0x42, (pit_ticks >> 8) & 0xff);
-    ctl = inb(0x61);
-    outb(0x61, (ctl & ~0x02) | 0x01); // gate on: counting starts
-    const uint64_t start = rdtsc();
-    // Generous bound: 100x the expected time at 10 GHz, so a missing PIT ends the loop.
-    const uint64_t limit = uint64_t(pit_ticks) * 1000000;
-    uint64_t end = start;
-    while ((inb(0x61) & 0x20) == 0) {
-        end = rdtsc();
-        if (end - start > limit) return 0;
+namespace {
+/// Latches and reads PIT channel 2's current count (it counts down).
+uint16_t pit_read_count() {
+    outb(0x43, 0x80); // latch channel 2
+    const uint8_t lo = inb(0x42);
+    const uint8_t hi = inb(0x42);
+    return static_cast<uint16_t>(lo | (hi << 8));
+}
+} // namespace
+
+uint64_t pit_measure_tsc(uint32_t pit_ticks, uint64_t* uncertainty) {
+    if (pit_ticks == 0 || pit_ticks > 0xff00) return 0;
+    // Channel 2 counts down from 0xffff (mode 0); we read the counter itself at both ends of
+    // the window, bracketed by TSC reads. Whatever delays us (an SMI, a descheduled vCPU, an
+    // emulator that starts counting late) then changes the window's length, not its accuracy:
+    // the PIT ticks that elapsed are counted, not assumed. Gate is bit 0 of port 0x61; the
+    // speaker (bit 1) stays off.
+    outb(0x61, (inb(0x61) & ~0x02) | 0x01);
+    outb(0x43, 0xb0); // channel 2, lobyte/hibyte, mode 0, binary
+    outb(0x42, 0xff);
+    outb(0x42, 0xff);
+    // Let it take the count before the first read.
+    const uint64_t settle_start = rdtsc();
+    uint16_t c0 = pit_read_count();
+    while (c0 == 0xffff || c0 < 0x100) {
+        if (rdtsc() - settle_start > 1'000'000'000ull) return 0; // not counting: no PIT here
+        c0 = pit_read_count();
     }
-    end = rdtsc();
+    const uint64_t t0a = rdtsc();
+    c0 = pit_read_count();
+    const uint64_t t0b = rdtsc();
+    uint16_t c1 = c0;
+    uint64_t t1a = t0b, t1b = t0b;
+    const uint64_t limit_start = rdtsc();
+    while (static_cast<uint16_t>(c0 - c1) < pit_ticks) {
+        t1a = rdtsc();
+        c1 = pit_read_count();
+        t1b = rdtsc();
+        if (c1 > c0) return 0;                              // wrapped: cannot happen if counting
+        if (t1b - limit_start > 100'000'000'000ull) return 0; // ~30 s at any plausible rate
+    }
     outb(0x61, inb(0x61) & ~0x01);
-    return end - start;
+    const uint64_t elapsed = static_cast<uint16_t>(c0 - c1);
+    // TSC between the midpoints of the two bracketing reads, scaled to exactly pit_ticks.
+    const uint64_t tsc = ((t1a + t1b) / 2) - ((t0a + t0b) / 2);
+    if (uncertainty != nullptr) *uncertainty = (t0b - t0a) + (t1b - t1a);
+    return tsc * pit_ticks / elapsed;
 }
 
 namespace {
 
 uint64_t calibrate_with_pit() {
-    // Three 5 ms windows; the smallest is the one least inflated by anything that delayed our
-    // polling (an SMI on hardware, a descheduled vCPU under emulation).
+    // 5 ms windows; a window whose bracketing counter reads took too long (an SMI or a
+    // descheduled vCPU landed on a read) is discarded, and the shortest clean one wins.
+    // (Polling the OUT pin instead was off by up to 60% under OVMF.)
     constexpr uint32_t kTicks = kPitHz / 200;
-    uint64_t best = 0;
-    for (int i = 0; i < 3; ++i) {
-        const uint64_t t = pit_measure_tsc(kTicks);
-        if (t != 0 && (best == 0 || t < best)) best = t;
+    uint64_t best = 0, fallback = 0;
+    int clean = 0;
+    for (int i = 0; i < 16 && clean < 3; ++i) {
+        uint64_t uncertainty = 0;
+        const uint64_t t = pit_measure_tsc(kTicks, &uncertainty);
+        if (t == 0) return 0;
+        if (fallback == 0 || t < fallback) fallback = t;
+        if (uncertainty * 1000 > t) continue; // a read took > 0.1% of the window
+        ++clean;
+        if (best == 0 || t < best) best = t;
+    }
+    if (best == 0) {
+        log_warn("time: every PIT window was disturbed; the TSC calibration may be off");
+        best = fallback;
     }
     return best * kPitHz / kTicks;
 }

@@ -14,7 +14,9 @@ TscSource tsc_source();
 
 /// Measures TSC ticks across `pit_ticks` of PIT channel 2 (1.193182 MHz). Returns 0 if the PIT
 /// did not count (no PIT, or it is gated off), which callers must treat as "unknown".
-uint64_t pit_measure_tsc(uint32_t pit_ticks);
+/// `uncertainty` (optional) receives the TSC ticks between the last poll that saw the counter
+/// running and the first that saw it expired: the end of the window is known only that well.
+uint64_t pit_measure_tsc(uint32_t pit_ticks, uint64_t* uncertainty = nullptr);
 constexpr uint64_t kPitHz = 1193182;
 
 } // namespace cohort::x86
