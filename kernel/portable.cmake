@@ -1,8 +1,16 @@
 # Portable sources: no hardware access, compiled into the kernel and into host tests.
 # Paths are relative to kernel/. Add new host-testable modules here.
 set(COHORT_PORTABLE_SOURCES
+  acpi/error.cc
+  acpi/fadt.cc
+  acpi/madt.cc
+  acpi/srat.cc
+  acpi/subtable.cc
+  acpi/tables.cc
   lib/cmdline.cc
   lib/format.cc
   lib/glob.cc
   lib/memmap.cc
+  mm/frame_allocator.cc
+  mm/slab_heap.cc
 )

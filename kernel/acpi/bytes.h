@@ -14,12 +14,13 @@ using Bytes = std::span<const uint8_t>;
 /// Reads an unsigned little-endian integer at `offset`. Returns false, leaving `out` untouched,
 /// if any byte of the field lies outside `bytes`.
 template <typename T>
-    requires std::is_unsigned_v<T>
+requires std::is_unsigned_v<T>
 constexpr bool read_le(Bytes bytes, size_t offset, T& out) {
     if (offset > bytes.size() || bytes.size() - offset < sizeof(T)) return false;
     T value = 0;
     for (size_t i = 0; i < sizeof(T); ++i)
-        value = static_cast<T>(value | static_cast<T>(static_cast<T>(bytes[offset + i]) << (8 * i)));
+        value =
+            static_cast<T>(value | static_cast<T>(static_cast<T>(bytes[offset + i]) << (8 * i)));
     out = value;
     return true;
 }
@@ -27,7 +28,7 @@ constexpr bool read_le(Bytes bytes, size_t offset, T& out) {
 /// Like read_le, for callers that already checked the bounds once for a whole structure; a
 /// field outside `bytes` reads as 0 rather than faulting.
 template <typename T>
-    requires std::is_unsigned_v<T>
+requires std::is_unsigned_v<T>
 constexpr T load_le(Bytes bytes, size_t offset) {
     T value = 0;
     read_le(bytes, offset, value);

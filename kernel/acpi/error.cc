@@ -4,25 +4,44 @@ namespace cohort::acpi {
 
 const char* error_reason(ErrorCode code) {
     switch (code) {
-    case ErrorCode::BadSignature: return "bad signature";
-    case ErrorCode::BadChecksum: return "bad checksum";
-    case ErrorCode::BadExtendedChecksum: return "bad extended checksum";
-    case ErrorCode::Truncated: return "length smaller than the fixed header";
-    case ErrorCode::LengthBeyondMapping: return "length runs past the readable bytes";
-    case ErrorCode::Unreadable: return "address not readable";
-    case ErrorCode::SubtableZeroLength: return "subtable length 0";
-    case ErrorCode::SubtablePastEnd: return "subtable runs past the end of the table";
-    case ErrorCode::SubtableTooShort: return "subtable shorter than its type requires";
-    case ErrorCode::NullEntry: return "null table address";
-    case ErrorCode::RootFallback: return "XSDT unusable, using RSDT";
-    case ErrorCode::NoRootTable: return "no usable RSDT or XSDT";
-    case ErrorCode::BufferTooSmall: return "table larger than the buffer";
-    case ErrorCode::OutputTruncated: return "output array full, entries dropped";
-    case ErrorCode::DuplicateApicId: return "duplicate APIC id";
-    case ErrorCode::InvalidApicId: return "enabled CPU with placeholder APIC id";
-    case ErrorCode::BspNotFound: return "running CPU's APIC id not in MADT";
-    case ErrorCode::BadSlitSize: return "SLIT locality count does not match its length";
-    case ErrorCode::ImplausibleLength: return "implausible table length";
+    case ErrorCode::BadSignature:
+        return "bad signature";
+    case ErrorCode::BadChecksum:
+        return "bad checksum";
+    case ErrorCode::BadExtendedChecksum:
+        return "bad extended checksum";
+    case ErrorCode::Truncated:
+        return "length smaller than the fixed header";
+    case ErrorCode::LengthBeyondMapping:
+        return "length runs past the readable bytes";
+    case ErrorCode::Unreadable:
+        return "address not readable";
+    case ErrorCode::SubtableZeroLength:
+        return "subtable length 0";
+    case ErrorCode::SubtablePastEnd:
+        return "subtable runs past the end of the table";
+    case ErrorCode::SubtableTooShort:
+        return "subtable shorter than its type requires";
+    case ErrorCode::NullEntry:
+        return "null table address";
+    case ErrorCode::RootFallback:
+        return "XSDT unusable, using RSDT";
+    case ErrorCode::NoRootTable:
+        return "no usable RSDT or XSDT";
+    case ErrorCode::BufferTooSmall:
+        return "table larger than the buffer";
+    case ErrorCode::OutputTruncated:
+        return "output array full, entries dropped";
+    case ErrorCode::DuplicateApicId:
+        return "duplicate APIC id";
+    case ErrorCode::InvalidApicId:
+        return "enabled CPU with placeholder APIC id";
+    case ErrorCode::BspNotFound:
+        return "running CPU's APIC id not in MADT";
+    case ErrorCode::BadSlitSize:
+        return "SLIT locality count does not match its length";
+    case ErrorCode::ImplausibleLength:
+        return "implausible table length";
     }
     return "unknown error";
 }

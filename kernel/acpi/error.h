@@ -35,12 +35,12 @@ enum class Severity : uint8_t { Warning, Error };
 
 /// One problem found while parsing.
 struct Error {
-    char table[5];     ///< Signature of the table (NUL-terminated), e.g. "APIC", "RSD ".
+    char table[5]; ///< Signature of the table (NUL-terminated), e.g. "APIC", "RSD ".
     Severity severity;
     ErrorCode code;
-    uint32_t offset;   ///< Byte offset inside the table where the problem is.
-    uint64_t address;  ///< Physical address of the table (0 when parsing a bare buffer).
-    uint64_t detail;   ///< Code-specific value (needed length, duplicate id, ...).
+    uint32_t offset;  ///< Byte offset inside the table where the problem is.
+    uint64_t address; ///< Physical address of the table (0 when parsing a bare buffer).
+    uint64_t detail;  ///< Code-specific value (needed length, duplicate id, ...).
 };
 
 /// Short human-readable reason for logs and JSON.

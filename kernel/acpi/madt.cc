@@ -36,12 +36,17 @@ void add_cpu(MadtTopology& out, ErrorLog& log, uint64_t phys, uint32_t apic_id, 
     else if (out.header.revision >= 5 && cpu_flags_online_capable(flags))
         state = CpuState::OnlineCapable;
     switch (state) {
-    case CpuState::Enabled: ++out.enabled; break;
-    case CpuState::OnlineCapable: ++out.online_capable; break;
-    case CpuState::Disabled: ++out.disabled; break;
+    case CpuState::Enabled:
+        ++out.enabled;
+        break;
+    case CpuState::OnlineCapable:
+        ++out.online_capable;
+        break;
+    case CpuState::Disabled:
+        ++out.disabled;
+        break;
     }
-    if (!out.cpus.push(CpuEntry{apic_id, uid, state, source, offset}) &&
-        out.cpus.dropped() == 1)
+    if (!out.cpus.push(CpuEntry{apic_id, uid, state, source, offset}) && out.cpus.dropped() == 1)
         log.error("APIC", ErrorCode::OutputTruncated, offset, phys);
 }
 
@@ -77,14 +82,22 @@ const char* madt_type_name(uint8_t type) {
 
 uint8_t madt_min_length(uint8_t type) {
     switch (static_cast<MadtType>(type)) {
-    case MadtType::LocalApic: return 8;
-    case MadtType::IoApic: return 12;
-    case MadtType::InterruptOverride: return 10;
-    case MadtType::NmiSource: return 8;
-    case MadtType::LocalApicNmi: return 6;
-    case MadtType::LocalApicAddressOverride: return 12;
-    case MadtType::LocalX2apic: return 16;
-    case MadtType::LocalX2apicNmi: return 12;
+    case MadtType::LocalApic:
+        return 8;
+    case MadtType::IoApic:
+        return 12;
+    case MadtType::InterruptOverride:
+        return 10;
+    case MadtType::NmiSource:
+        return 8;
+    case MadtType::LocalApicNmi:
+        return 6;
+    case MadtType::LocalApicAddressOverride:
+        return 12;
+    case MadtType::LocalX2apic:
+        return 16;
+    case MadtType::LocalX2apicNmi:
+        return 12;
     }
     return 0;
 }
@@ -186,7 +199,9 @@ bool parse_madt(Bytes table, uint32_t bsp_apic_id, const MadtStorage& storage, M
                     e.x2apic_id == 0xFFFFFFFF);
             break;
         }
-        case MadtType::IoApic: push_logged(out.io_apics, *decode_io_apic(s), log, phys); break;
+        case MadtType::IoApic:
+            push_logged(out.io_apics, *decode_io_apic(s), log, phys);
+            break;
         case MadtType::InterruptOverride:
             push_logged(out.overrides, *decode_interrupt_override(s), log, phys);
             break;

@@ -37,14 +37,20 @@ enum class Polarity : uint8_t { Conforms = 0, ActiveHigh = 1, Reserved = 2, Acti
 /// MPS INTI flags, bits 2-3.
 enum class Trigger : uint8_t { Conforms = 0, Edge = 1, Reserved = 2, Level = 3 };
 
-constexpr Polarity inti_polarity(uint16_t flags) { return static_cast<Polarity>(flags & 3); }
-constexpr Trigger inti_trigger(uint16_t flags) { return static_cast<Trigger>((flags >> 2) & 3); }
+constexpr Polarity inti_polarity(uint16_t flags) {
+    return static_cast<Polarity>(flags & 3);
+}
+constexpr Trigger inti_trigger(uint16_t flags) {
+    return static_cast<Trigger>((flags >> 2) & 3);
+}
 
 inline constexpr uint32_t kCpuEnabled = 1u << 0;
 inline constexpr uint32_t kCpuOnlineCapable = 1u << 1;
 
 /// The flags as the corpus reports them: online-capable means bit 1 set and bit 0 clear.
-constexpr bool cpu_flags_enabled(uint32_t flags) { return (flags & kCpuEnabled) != 0; }
+constexpr bool cpu_flags_enabled(uint32_t flags) {
+    return (flags & kCpuEnabled) != 0;
+}
 constexpr bool cpu_flags_online_capable(uint32_t flags) {
     return (flags & kCpuOnlineCapable) != 0 && (flags & kCpuEnabled) == 0;
 }
@@ -146,8 +152,8 @@ struct CpuEntry {
     uint32_t apic_id; ///< 8-bit xAPIC id widened, or the 32-bit x2APIC id.
     uint32_t uid;     ///< ACPI processor UID (type 0: the 8-bit processor id).
     CpuState state;
-    MadtType source;  ///< LocalApic or LocalX2apic.
-    uint32_t offset;  ///< Of the entry in the MADT.
+    MadtType source; ///< LocalApic or LocalX2apic.
+    uint32_t offset; ///< Of the entry in the MADT.
 };
 
 /// Caller-provided output storage. Any span may be empty; overflowing items are counted and
@@ -178,15 +184,15 @@ struct MadtTopology {
     OutputArray<LocalApicNmi> local_apic_nmis;
     OutputArray<LocalX2apicNmi> local_x2apic_nmis;
 
-    size_t enabled = 0;        ///< CPUs (listed or dropped) in each state.
+    size_t enabled = 0; ///< CPUs (listed or dropped) in each state.
     size_t online_capable = 0;
     size_t disabled = 0;
-    size_t placeholders = 0;   ///< Entries excluded as placeholders.
-    size_t duplicates = 0;     ///< Entries excluded as repeated APIC ids.
-    size_t subtables = 0;      ///< Subtables walked.
-    size_t skipped = 0;        ///< Unknown or non-x86 subtables skipped by length.
-    size_t too_short = 0;      ///< Known types too short to decode, skipped.
-    bool complete = false;     ///< The walk reached the end of the table.
+    size_t placeholders = 0; ///< Entries excluded as placeholders.
+    size_t duplicates = 0;   ///< Entries excluded as repeated APIC ids.
+    size_t subtables = 0;    ///< Subtables walked.
+    size_t skipped = 0;      ///< Unknown or non-x86 subtables skipped by length.
+    size_t too_short = 0;    ///< Known types too short to decode, skipped.
+    bool complete = false;   ///< The walk reached the end of the table.
 
     /// Index in cpus of the CPU whose APIC id the caller passed as the BSP's.
     std::optional<size_t> bsp;

@@ -45,10 +45,18 @@ bool parse_srat(Bytes table, const SratStorage& storage, SratInfo& out, ErrorLog
         const Bytes b = s.bytes;
         size_t min = 0;
         switch (s.type) {
-        case 0: min = 16; break;
-        case 1: min = 40; break;
-        case 2: min = 24; break;
-        default: ++out.skipped; continue;
+        case 0:
+            min = 16;
+            break;
+        case 1:
+            min = 40;
+            break;
+        case 2:
+            min = 24;
+            break;
+        default:
+            ++out.skipped;
+            continue;
         }
         if (b.size() < min) {
             ++out.too_short;

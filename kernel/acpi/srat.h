@@ -22,7 +22,7 @@ struct SratCpu {
     uint32_t apic_id; ///< Type 0: the 8-bit APIC id.
     uint32_t flags;
     uint32_t clock_domain;
-    bool x2apic;      ///< True for type 2.
+    bool x2apic; ///< True for type 2.
     bool enabled() const { return (flags & 1) != 0; }
 };
 
@@ -58,8 +58,8 @@ struct SratInfo {
     OutputArray<SratMemory> memory; ///< Enabled entries only.
     OutputArray<NumaNode> nodes;    ///< In order of first appearance.
     size_t subtables = 0;
-    size_t skipped = 0;   ///< Other types (GICC, generic initiator, ...) skipped by length.
-    size_t disabled = 0;  ///< Entries with the enabled flag clear.
+    size_t skipped = 0;  ///< Other types (GICC, generic initiator, ...) skipped by length.
+    size_t disabled = 0; ///< Entries with the enabled flag clear.
     size_t too_short = 0;
     bool complete = false;
 };

@@ -40,8 +40,7 @@ struct RootCheck {
 };
 
 // Validates a root table (RSDT/XSDT) in place through the reader.
-RootCheck check_root(const PhysReader& reader, uint64_t phys, std::string_view sig,
-                     ErrorLog& log) {
+RootCheck check_root(const PhysReader& reader, uint64_t phys, std::string_view sig, ErrorLog& log) {
     uint8_t raw[kSdtHeaderSize];
     if (!reader.read(phys, raw, sizeof(raw))) {
         log.error(sig, ErrorCode::Unreadable, 0, phys);
@@ -145,8 +144,7 @@ std::optional<Rsdp> parse_rsdp(Bytes bytes, ErrorLog& log, uint64_t phys) {
         r.xsdt_address = load_le<uint64_t>(bytes, 24);
         r.extended_checksum = load_le<uint8_t>(bytes, 32);
         r.extended_checksum_valid = byte_sum(bytes.first(kRsdpV2Size)) == 0;
-        if (!r.extended_checksum_valid)
-            log.error(kLabel, ErrorCode::BadExtendedChecksum, 32, phys);
+        if (!r.extended_checksum_valid) log.error(kLabel, ErrorCode::BadExtendedChecksum, 32, phys);
     }
     return r;
 }
@@ -166,8 +164,7 @@ std::optional<RootEntries> root_entries(Bytes table) {
     return std::nullopt;
 }
 
-std::optional<SdtHeader> read_table_header(const PhysReader& reader, uint64_t phys,
-                                           ErrorLog& log) {
+std::optional<SdtHeader> read_table_header(const PhysReader& reader, uint64_t phys, ErrorLog& log) {
     uint8_t raw[kSdtHeaderSize];
     if (phys == 0 || !reader.read(phys, raw, sizeof(raw))) {
         log.error("????", ErrorCode::Unreadable, 0, phys);
@@ -212,10 +209,9 @@ std::optional<TableDirectory> TableDirectory::open(const PhysReader& reader, uin
         log.error("RSD ", ErrorCode::Unreadable, 0, rsdp_phys);
         return std::nullopt;
     }
-    // A revision-0 RSDP is only 20 bytes: do not let the bytes after it be taken for an XSDT.
-    Bytes bytes(raw, got);
-    if (got == kRsdpV2Size && raw[15] < 2) bytes = bytes.first(kRsdpV1Size);
-    const auto rsdp = parse_rsdp(bytes, log, rsdp_phys);
+    // parse_rsdp reads bytes 20-35 only for revision >= 2, so what follows a 20-byte
+    // revision-0 RSDP is never taken for an XSDT pointer.
+    const auto rsdp = parse_rsdp(Bytes(raw, got), log, rsdp_phys);
     if (!rsdp || !rsdp->checksum_valid) return std::nullopt;
 
     TableDirectory dir;
@@ -227,7 +223,7 @@ std::optional<TableDirectory> TableDirectory::open(const PhysReader& reader, uin
     if (xsdt_advertised && rsdp->has_extended && rsdp->extended_checksum_valid &&
         rsdp->xsdt_address != 0) {
         const RootCheck c = check_root(reader, rsdp->xsdt_address, "XSDT", log);
-        if (true) {
+        if (c.ok) {
             dir.kind_ = RootKind::Xsdt;
             dir.root_phys_ = rsdp->xsdt_address;
             dir.entries_ = (c.length - kSdtHeaderSize) / 8;

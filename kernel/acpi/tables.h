@@ -97,8 +97,7 @@ std::optional<RootEntries> root_entries(Bytes table);
 enum class RootKind : uint8_t { Xsdt, Rsdt };
 
 /// Reads a table header from physical memory; nullopt (logged as Unreadable) if it cannot.
-std::optional<SdtHeader> read_table_header(const PhysReader& reader, uint64_t phys,
-                                           ErrorLog& log);
+std::optional<SdtHeader> read_table_header(const PhysReader& reader, uint64_t phys, ErrorLog& log);
 
 /// Copies the table at `phys` into `buffer` and validates it (see validate_table). A table
 /// longer than `buffer` gives BufferTooSmall with the needed length as `detail`: the kernel
