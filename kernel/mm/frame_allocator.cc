@@ -59,6 +59,9 @@ uint64_t FrameAllocator::alloc(uint64_t count, uint64_t align, uint64_t limit) {
 
 bool FrameAllocator::free(uint64_t first, uint64_t count) {
     if (first >= frames_ || count > frames_ - first) return false;
+    // Frames that were never donated (holes, reserved ranges) also have their bit set; this
+    // catches freeing them whenever it would push the free count past what was donated.
+    if (free_ + count > managed_) return false;
     for (uint64_t f = first; f < first + count; ++f)
         if (!bits_.test(f)) return false;
     bits_.clear_range(first, count);

@@ -8,6 +8,7 @@
 #include "boot/bootinfo.h"
 #include "boot/params.h"
 #include "debug/log.h"
+#include "lib/format.h"
 #include "mm/heap.h"
 #include "mm/layout.h"
 #include "mm/phys.h"
@@ -75,6 +76,72 @@ std::span<T> alloc_span(size_t n) {
     return p != nullptr ? std::span<T>(p, n) : std::span<T>();
 }
 
+/// Checks the standard RSDP locations of a PC BIOS: the first KiB of the EBDA, then
+/// 0xE0000-0xFFFFF, on 16-byte boundaries (ACPI 6.4, 5.2.5.1).
+uint64_t scan_legacy_rsdp() {
+    auto valid_at = [](uint64_t phys) {
+        const uint8_t* p = phys_to_virt<uint8_t>(phys);
+        if (memcmp(p, "RSD PTR ", 8) != 0) return false;
+        uint8_t sum = 0;
+        for (int i = 0; i < 20; ++i) sum = static_cast<uint8_t>(sum + p[i]);
+        return sum == 0;
+    };
+    uint16_t ebda_segment;
+    memcpy(&ebda_segment, phys_to_virt<uint8_t>(0x40e), 2);
+    const uint64_t ebda = uint64_t(ebda_segment) << 4;
+    if (ebda >= 0x80000 && ebda < 0xa0000)
+        for (uint64_t a = ebda; a < ebda + 1024; a += 16)
+            if (valid_at(a)) return a;
+    for (uint64_t a = 0xe0000; a < 0x100000; a += 16)
+        if (valid_at(a)) return a;
+    return 0;
+}
+
+std::optional<acpi::Bytes> load_whole(const acpi::TableDirectory& dir, const char* sig,
+                                      acpi::ErrorLog& errors) {
+    const auto phys = dir.find(sig);
+    if (!phys) return std::nullopt;
+    const auto header = acpi::read_table_header(g_reader, *phys, errors);
+    if (!header || header->length > (16u << 20)) return std::nullopt;
+    auto buffer = alloc_span<uint8_t>(header->length);
+    if (buffer.empty()) return std::nullopt;
+    return dir.load_first_valid(sig, buffer, errors);
+}
+
+void load_numa(const acpi::TableDirectory& dir, PlatformTopology& t) {
+    static acpi::Error error_storage[16];
+    acpi::ErrorLog errors(error_storage);
+    if (const auto srat = load_whole(dir, "SRAT", errors)) {
+        const size_t max_entries = srat->size() / 16 + 1; // the smallest entry is 16 bytes
+        acpi::SratStorage storage{alloc_span<acpi::SratCpu>(max_entries),
+                                  alloc_span<acpi::SratMemory>(max_entries),
+                                  alloc_span<acpi::NumaNode>(max_entries)};
+        t.has_srat = acpi::parse_srat(*srat, storage, t.srat, errors);
+        if (t.has_srat) {
+            log_info("acpi: SRAT: %lu NUMA node%s, %lu CPU and %lu memory affinity entries",
+                     t.srat.nodes.size(), t.srat.nodes.size() == 1 ? "" : "s", t.srat.cpus.size(),
+                     t.srat.memory.size());
+            for (const acpi::NumaNode& n : t.srat.nodes.items())
+                log_info("acpi:   node %u: %u CPUs, %lu MiB in %u ranges", n.domain, n.cpus,
+                         n.memory_bytes >> 20, n.memory_ranges);
+        }
+    }
+    if (const auto slit = load_whole(dir, "SLIT", errors)) {
+        if (auto parsed = acpi::Slit::parse(*slit, errors)) {
+            t.slit = *parsed;
+            t.has_slit = true;
+            char row[160];
+            for (uint64_t i = 0; i < t.slit.localities() && i < 16; ++i) {
+                size_t n = 0;
+                for (uint64_t j = 0; j < t.slit.localities() && j < 16 && n < sizeof(row) - 8; ++j)
+                    n += format(row + n, sizeof(row) - n, " %3u", *t.slit.distance(i, j));
+                log_info("acpi: SLIT %lu:%s", i, row);
+            }
+        }
+    }
+    log_errors(errors);
+}
+
 } // namespace
 
 const PlatformTopology& platform_topology() { return g_topology; }
@@ -84,10 +151,24 @@ const PlatformTopology& platform_acpi_init(uint32_t bsp_apic_id) {
     acpi::ErrorLog errors(error_storage);
     PlatformTopology& t = g_topology;
 
-    uint64_t rsdp = g_boot_info.rsdp_phys;
-    if (rsdp == 0 && g_boot_info.rsdp_length != 0) rsdp = kRsdpCopyAddress;
-    if (rsdp == 0) {
-        log_error("acpi: the loader passed no RSDP; booting with one CPU");
+    // Where the RSDP comes from, in order: the command line (acpi.rsdp=ADDR, for firmware
+    // that hides it), the loader (PVH start info or a Multiboot2 tag), the legacy BIOS areas.
+    uint64_t rsdp = 0;
+    uint64_t forced = 0;
+    if (params().get_u64("acpi.rsdp", forced) == CommandLine::Status::Ok && forced != 0) {
+        rsdp = forced;
+        t.rsdp_source = "command line";
+    } else if (g_boot_info.rsdp_phys != 0) {
+        rsdp = g_boot_info.rsdp_phys;
+        t.rsdp_source = "loader (address)";
+    } else if (g_boot_info.rsdp_length != 0) {
+        rsdp = kRsdpCopyAddress;
+        t.rsdp_source = "loader (copy)";
+    } else if ((rsdp = scan_legacy_rsdp()) != 0) {
+        t.rsdp_source = "BIOS area scan";
+    } else {
+        log_error("acpi: no RSDP from the loader or the BIOS areas; booting with one CPU "
+                  "(acpi.rsdp=ADDR sets it by hand)");
         return t;
     }
     const auto dir = acpi::TableDirectory::open(g_reader, rsdp, errors);
@@ -96,8 +177,11 @@ const PlatformTopology& platform_acpi_init(uint32_t bsp_apic_id) {
         log_error("acpi: no usable RSDT/XSDT; booting with one CPU");
         return t;
     }
-    log_info("acpi: RSDP rev %u (%.*s), %s at %#lx with %lu tables", dir->rsdp().revision,
-             static_cast<int>(dir->rsdp().oem_id.text().size()), dir->rsdp().oem_id.text().data(),
+    t.root_kind = dir->kind();
+    t.rsdp_revision = dir->rsdp().revision;
+    log_info("acpi: RSDP rev %u (%.*s) from the %s, %s at %#lx with %lu tables",
+             dir->rsdp().revision, static_cast<int>(dir->rsdp().oem_id.text().size()),
+             dir->rsdp().oem_id.text().data(), t.rsdp_source,
              dir->kind() == acpi::RootKind::Xsdt ? "XSDT" : "RSDT", dir->root_address(),
              dir->entry_count());
 
@@ -160,6 +244,7 @@ const PlatformTopology& platform_acpi_init(uint32_t bsp_apic_id) {
              t.madt.io_apics.size(), t.madt.io_apics.size() == 1 ? "" : "s", t.madt.overrides.size(),
              t.lapic_address);
     if (t.madt.cpus.truncated()) log_error("acpi: more CPUs than storage; some were dropped");
+    load_numa(*dir, t);
     return t;
 }
 

@@ -7,6 +7,8 @@
 #include <span>
 
 #include "acpi/madt.h"
+#include "acpi/srat.h"
+#include "acpi/tables.h"
 #include "smp/smp.h"
 
 namespace cohort {
@@ -18,6 +20,14 @@ struct PlatformTopology {
     std::span<const ApTarget> aps; // CPUs to start (enabled, not the BSP)
     uint32_t not_started = 0;      // online-capable or disabled CPUs left alone
     uint64_t lapic_address = 0;
+    acpi::RootKind root_kind = acpi::RootKind::Rsdt;
+    uint8_t rsdp_revision = 0;
+    const char* rsdp_source = "none"; // where the RSDP came from, for the log and tests
+
+    bool has_srat = false;            // NUMA information, when the firmware provides it
+    acpi::SratInfo srat;
+    bool has_slit = false;
+    acpi::Slit slit;
 };
 
 /// Parses the firmware tables. Never fails hard: on any problem it logs what and where, and
