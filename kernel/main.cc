@@ -20,8 +20,11 @@
 #include "mm/phys.h"
 #include "mm/pmm.h"
 #include "mm/vmm.h"
+#include "mm/address_space.h"
 #include "platform/acpi.h"
+#include "smp/call.h"
 #include "smp/cpu.h"
+#include "smp/ipi.h"
 #include "smp/percpu.h"
 #include "smp/smp.h"
 #include "test/ktest.h"
@@ -117,6 +120,8 @@ void setup_memory() {
     x86::lapic_timer_calibrate();
     x86::sti();
 
+    ipi_init();
+    kernel_address_space().active.set(bsp->cpu_id);
     const PlatformTopology& topo = platform_acpi_init(bsp->apic_id);
     smp_boot(topo.aps);
 
@@ -134,7 +139,7 @@ void setup_memory() {
     }
     log_info("cohort: boot complete");
     if (param_bool("exit", false)) x86::machine_exit(x86::ExitStatus::Success);
-    for (;;) x86::sti_halt(); // idle: halted until an interrupt, never spinning
+    idle_loop(); // halted until an interrupt, never spinning
 }
 
 } // namespace

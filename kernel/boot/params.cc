@@ -23,6 +23,7 @@ constexpr ParamInfo kKnown[] = {
     {"test.expect_acpi_root", "rsdt | xsdt: the root table the firmware should give (acpi tests)"},
     {"test.expect_numa_nodes", "NUMA nodes QEMU was given (acpi tests)"},
     {"test.expect_numa_distance", "SLIT distance between different nodes (acpi tests)"},
+    {"tlb.disable_shootdown", "only the initiating CPU flushes (shows the coherency tests fail)"},
     {"smp.max_cpus", "start at most this many CPUs (including the boot CPU)"},
     {"smp.timeout_ms", "one timeout for the whole AP bring-up (default 1000)"},
     {"smp.online_capable", "also start CPUs the MADT marks online-capable"},

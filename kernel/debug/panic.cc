@@ -12,18 +12,38 @@
 #include "lib/assert.h"
 #include "lib/format.h"
 #include "smp/cpu.h"
+#include "smp/ipi.h"
 
 namespace cohort {
 
 namespace {
 std::atomic<int32_t> g_panicking_cpu{-1};
+std::atomic<uint32_t> g_stopped{0};
+uint32_t g_stop_sent = 0;
 bool g_halt_only = false;
+
+/// Stops every other online CPU with an NMI (it cannot be masked, so even a CPU spinning with
+/// interrupts off stops) and waits briefly for each to print its line, so the panicking CPU's
+/// report comes last and stays readable.
+void stop_other_cpus() {
+    const uint32_t me = this_cpu()->cpu_id;
+    for (uint32_t i = 0; i < cpu_count(); ++i) {
+        CpuData* c = cpu_by_id(i);
+        if (i == me || !c->online.load(std::memory_order_acquire)) continue;
+        if (ipi_send(c, IpiKind::Stop)) ++g_stop_sent;
+    }
+    for (int spins = 0; spins < 100000 && g_stopped.load() < g_stop_sent; ++spins) {
+        for (int k = 0; k < 100; ++k) x86::pause();
+    }
+}
 
 void print_reason(const char* fmt, va_list ap) {
     char msg[384];
     vformat(msg, sizeof(msg), fmt, ap);
     const CpuData* cpu = this_cpu();
     console_printf("\n*** PANIC on cpu%u: %s\n", cpu != nullptr ? cpu->cpu_id : 0, msg);
+    if (g_stop_sent != 0)
+        console_printf("*** %u other CPUs stopped (%u reported)\n", g_stop_sent, g_stopped.load());
 }
 
 /// Only the first CPU to panic reports; a nested panic on that CPU prints one line and stops.
@@ -39,6 +59,7 @@ void enter_panic() {
         }
         x86::halt_forever(); // another CPU is reporting
     }
+    stop_other_cpus();
 }
 
 [[noreturn]] void finish_panic() {
@@ -49,6 +70,22 @@ void enter_panic() {
 } // namespace
 
 void panic_set_halt_only(bool halt_only) { g_halt_only = halt_only; }
+
+void handle_nmi(const x86::InterruptFrame& frame) {
+    ipi_count_received(IpiKind::Stop);
+    CpuData* cpu = this_cpu();
+    if (g_panicking_cpu.load() >= 0 && g_panicking_cpu.load() != static_cast<int32_t>(cpu->cpu_id)) {
+        uint64_t off = 0;
+        const char* fn = symbolize(frame.rip, &off);
+        console_printf("*** cpu%u: stopped by NMI at rip %#lx (%s+%#lx)%s\n", cpu->cpu_id, frame.rip,
+                       fn != nullptr ? fn : "?", off,
+                       cpu->irq_depth > 0 ? ", in an interrupt handler" : "");
+        g_stopped.fetch_add(1);
+        x86::halt_forever();
+    }
+    // Not ours: on hardware this is a parity/IO error or a watchdog. Say so and carry on.
+    log_error("nmi: unexpected NMI on cpu%u at rip %#lx", cpu->cpu_id, frame.rip);
+}
 
 void print_backtrace(uint64_t rip, uint64_t rbp) {
     console_printf("backtrace:\n");

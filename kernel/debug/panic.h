@@ -20,6 +20,9 @@ struct InterruptFrame;
 void print_backtrace(uint64_t rip, uint64_t rbp);
 void print_registers(const x86::InterruptFrame& frame);
 
+/// NMI entry: stops this CPU if another one is panicking, else reports the NMI.
+void handle_nmi(const x86::InterruptFrame& frame);
+
 /// When set (command line `panic=halt`), a panic halts instead of exiting the emulator, so a
 /// debugger can be attached.
 void panic_set_halt_only(bool halt_only);

@@ -60,7 +60,8 @@ class SlabHeap {
   private:
     struct Class {
         SpinLock lock;
-        IntrusiveList<Slab, &Slab::link> partial; // slabs with at least one free object
+        // Slabs with at least one free object.
+        IntrusiveList<Slab, &Slab::link> partial COHORT_GUARDED_BY(lock);
     };
     void report(const char* what, const void* p);
     void* alloc_large(size_t size);

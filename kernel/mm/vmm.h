@@ -24,8 +24,8 @@ void init(const MemoryMap& map);
 [[nodiscard]] bool map(uint64_t va, uint64_t pa, uint64_t size, uint32_t prot);
 /// Unmaps 4 KiB pages and flushes them from this CPU's TLB. Returns how many were mapped.
 uint64_t unmap(uint64_t va, uint64_t size);
-/// Removes every lower-half (user/identity) mapping from the kernel page tables and frees the
-/// page-table pages behind them. The caller flushes TLBs (other CPUs included).
+/// Removes every lower-half (identity) mapping from the kernel page tables, flushes them from
+/// every CPU's TLB and paging-structure caches, then frees the page-table pages.
 void drop_low_half();
 /// Physical address `va` maps to, or UINT64_MAX.
 uint64_t translate(uint64_t va);

@@ -35,9 +35,12 @@ const char* boot_stage_name(BootStage s);
 /// Counters this CPU updates (its own cache line).
 struct alignas(64) CpuCounters {
     std::atomic<uint64_t> interrupts{0};
-    std::atomic<uint64_t> ipis_sent{0};
-    std::atomic<uint64_t> ipis_received{0};
     std::atomic<uint64_t> context_switches{0};
+    std::atomic<uint64_t> ipis_sent[4]{};     // by IpiKind
+    std::atomic<uint64_t> ipis_received[4]{}; // by IpiKind
+    std::atomic<uint64_t> calls_sent{0};      // remote call requests this CPU queued elsewhere
+    std::atomic<uint64_t> calls_run{0};       // remote call requests executed here
+    std::atomic<uint64_t> calls_rejected{0};  // requests that failed validation
 };
 
 struct alignas(64) CpuData {

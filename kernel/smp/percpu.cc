@@ -14,7 +14,7 @@ namespace {
 char* g_template = nullptr; // pristine copy of .percpu, taken before anyone wrote to it
 size_t g_static_size = 0;
 SpinLock g_lock;
-size_t g_dynamic_used = 0;
+size_t g_dynamic_used COHORT_GUARDED_BY(g_lock) = 0;
 
 size_t area_size() { return g_static_size + kPerCpuDynamicSize; }
 } // namespace

@@ -139,3 +139,26 @@ KTEST(smp, corrupted_trampoline_aborts_bring_up) {
 
 } // namespace
 } // namespace cohort
+
+namespace cohort {
+namespace {
+
+KTEST(smp, runtime_per_cpu_allocation_is_private_and_zeroed) {
+    PerCpu<uint64_t> a = percpu_alloc<uint64_t>();
+    PerCpu<uint64_t> b = percpu_alloc<uint64_t>();
+    KASSERT(a.valid() && b.valid());
+    KEXPECT(&a.get() != &b.get());
+    for (uint32_t i = 0; i < cpu_count(); ++i) {
+        KEXPECT_EQ(a.on(cpu_by_id(i)), uint64_t{0});
+        a.on(cpu_by_id(i)) = 1000 + i;
+    }
+    for (uint32_t i = 0; i < cpu_count(); ++i) {
+        KEXPECT_EQ(a.on(cpu_by_id(i)), uint64_t{1000 + i});
+        KEXPECT_EQ(b.on(cpu_by_id(i)), uint64_t{0});
+        for (uint32_t j = 0; j < i; ++j) KEXPECT(&a.on(cpu_by_id(j)) != &a.on(cpu_by_id(i)));
+    }
+    KEXPECT_EQ(a.get(), uint64_t{1000 + this_cpu()->cpu_id});
+}
+
+} // namespace
+} // namespace cohort

@@ -9,6 +9,7 @@
 #include "arch/x86/interrupts.h"
 #include "arch/x86/lapic.h"
 #include "arch/x86/trampoline.h"
+#include "arch/x86/vectors.h"
 #include "boot/bootinfo.h"
 #include "boot/params.h"
 #include "debug/log.h"
@@ -19,6 +20,8 @@
 #include "mm/layout.h"
 #include "mm/phys.h"
 #include "mm/vmm.h"
+#include "mm/address_space.h"
+#include "smp/call.h"
 #include "smp/cpu.h"
 #include "smp/percpu.h"
 #include "smp/smp.h"
@@ -147,7 +150,7 @@ CpuData* make_cpu(uint32_t cpu_id, const ApTarget& t) {
 
 /// Waits about `us` microseconds halted (so emulated APs get the host CPU), woken by the
 /// LAPIC timer; falls back to spinning if interrupts are off.
-constexpr uint8_t kWaitVector = 0xe1;
+constexpr uint8_t kWaitVector = x86::kVecWaitTick;
 void wait_tick(x86::InterruptFrame&) { x86::lapic_eoi(); }
 void sleep_us(uint64_t us) {
     if (!x86::interrupts_enabled()) return delay_ns(us * 1000);
@@ -157,16 +160,6 @@ void sleep_us(uint64_t us) {
     x86::lapic_timer_oneshot(us * 1000, kWaitVector);
     x86::sti_halt();
     x86::lapic_timer_stop();
-}
-
-/// Sending a flush-everything IPI to all online APs and waiting for them: enough TLB
-/// shootdown for dropping the identity mapping (smp/tlb replaces this with the real thing).
-constexpr uint8_t kFlushVector = 0xe2;
-std::atomic<uint32_t> g_flush_acks{0};
-void flush_handler(x86::InterruptFrame&) {
-    x86::write_cr3(x86::read_cr3());
-    g_flush_acks.fetch_add(1, std::memory_order_release);
-    x86::lapic_eoi();
 }
 
 } // namespace
@@ -202,11 +195,12 @@ extern "C" [[noreturn]] void ap_entry(CpuData* cpu) {
     x86::lapic_init_ap();
     advance(cpu, BootStage::Lapic);
     maybe_stall(cpu, BootStage::Lapic);
+    kernel_address_space().active.set(cpu->cpu_id);
 
     g_last_online_tsc.store(x86::rdtsc(), std::memory_order_relaxed);
     detail::mark_online(cpu);
     cpu->boot_stage.store(BootStage::Online, std::memory_order_release);
-    for (;;) x86::sti_halt(); // idle: halted until an interrupt arrives
+    idle_loop(); // halted until an interrupt arrives, running work sent with run_on
 }
 
 const SmpBootReport& smp_boot_report() { return g_report; }
@@ -285,7 +279,6 @@ SmpBootReport smp_boot(std::span<const ApTarget> all_targets) {
         return abort("cannot identity-map the trampoline");
     g_trampoline_phys = page;
     x86::set_irq_handler(kWaitVector, wait_tick);
-    x86::set_irq_handler(kFlushVector, flush_handler);
 
     // INIT to every target, one wait, SIPI to every target back to back.
     const x86::CpuFeatures& f = x86::boot_cpu_features();
@@ -348,24 +341,11 @@ SmpBootReport smp_boot(std::span<const ApTarget> all_targets) {
         log_warn("smp: a CPU with APIC id %u ran the trampoline but is not in the table",
                  shared->unknown_apic_id);
 
-    // The trampoline is done: wipe it, drop the identity mapping, flush it from every TLB.
+    // The trampoline is done: wipe it, drop the identity mapping (vmm::unmap shoots the two
+    // pages down on every online CPU), then free the tables that mapped it.
     memset(code_page, 0, 2 * kPage);
     vmm::unmap(page, 2 * kPage);
     vmm::drop_low_half();
-    g_flush_acks.store(0, std::memory_order_relaxed);
-    uint32_t flushes = 0;
-    for (size_t i = 0; i < n; ++i) {
-        if (!table[i + 1]->online.load(std::memory_order_acquire)) continue;
-        x86::lapic_send_ipi(table[i + 1]->apic_id, kFlushVector);
-        ++flushes;
-    }
-    x86::write_cr3(x86::read_cr3());
-    const uint64_t flush_start = monotonic_ns();
-    while (g_flush_acks.load(std::memory_order_acquire) < flushes &&
-           monotonic_ns() - flush_start < timeout_ms * 1000000)
-        x86::pause();
-    if (g_flush_acks.load(std::memory_order_acquire) < flushes)
-        log_error("smp: only %u of %u CPUs acknowledged the TLB flush", g_flush_acks.load(), flushes);
 
     log_info("smp: %u of %u CPUs online in %lu us", rep.online, rep.present, rep.duration_us);
     if (log_level() >= LogLevel::Debug) {

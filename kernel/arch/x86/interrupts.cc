@@ -156,6 +156,10 @@ extern "C" void interrupt_dispatch(cohort::x86::InterruptFrame* frame) {
     using namespace cohort;
     CpuData* cpu = this_cpu();
     cpu->counters.interrupts.fetch_add(1, std::memory_order_relaxed);
+    if (frame->vector == x86::kVecNmi) {
+        handle_nmi(*frame);
+        return;
+    }
     if (frame->vector < 32) {
         x86::handle_exception(*frame);
         return;

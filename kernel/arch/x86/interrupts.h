@@ -3,6 +3,8 @@
 
 #include <cstdint>
 
+#include "arch/x86/vectors.h"
+
 namespace cohort::x86 {
 
 /// Register state saved by the interrupt entry stubs (isr.S), lowest address first.
@@ -26,8 +28,6 @@ enum Vector : uint8_t {
     kVecPageFault = 14,
     kVecMachineCheck = 18,
     kVecFirstIrq = 32,
-    kVecLapicTimer = 0xef,
-    kVecSpurious = 0xff,
 };
 
 using IrqHandler = void (*)(InterruptFrame& frame);

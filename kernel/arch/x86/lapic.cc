@@ -34,6 +34,7 @@ enum Reg : uint32_t {
 constexpr uint64_t kApicBaseEnable = 1u << 11;
 constexpr uint64_t kApicBaseX2 = 1u << 10;
 constexpr uint32_t kLvtMasked = 1u << 16;
+constexpr uint32_t kIcrNmi = 4u << 8;
 constexpr uint32_t kIcrInit = 5u << 8;
 constexpr uint32_t kIcrStartup = 6u << 8;
 constexpr uint32_t kIcrPending = 1u << 12;
@@ -100,6 +101,8 @@ void lapic_init_ap() {
 }
 
 void lapic_send_ipi(uint32_t apic_id, uint8_t vector) { write_icr(apic_id, vector); }
+
+void lapic_send_nmi(uint32_t apic_id) { write_icr(apic_id, kIcrNmi); }
 
 void lapic_send_init(uint32_t apic_id) {
     write_icr(apic_id, kIcrInit | kIcrLevelTrigger | kIcrAssert);

@@ -27,6 +27,8 @@ void lapic_init_ap();
 
 /// Interrupt command: a fixed-vector IPI to one CPU.
 void lapic_send_ipi(uint32_t apic_id, uint8_t vector);
+/// Non-maskable interrupt to one CPU (used to stop CPUs on panic).
+void lapic_send_nmi(uint32_t apic_id);
 /// INIT (assert, then de-assert where the mode allows it) to one CPU.
 void lapic_send_init(uint32_t apic_id);
 /// Startup IPI: the CPU starts in real mode at physical page `page` (address page << 12).

@@ -11,6 +11,8 @@
 #include "mm/phys.h"
 #include "mm/pmm.h"
 #include "mm/vmm.h"
+#include "mm/address_space.h"
+#include "smp/tlb.h"
 #include "sync/spinlock.h"
 
 extern "C" const char __text_start[], __text_end[], __rodata_start[], __rodata_end[];
@@ -193,6 +195,7 @@ void init(const MemoryMap& map) {
     map_image_part(root, __ksymtab_start, __kernel_end, kRead);
 
     g_kernel_root = root;
+    address_space_init_kernel(root);
     write_cr3(root);
 }
 
@@ -206,15 +209,19 @@ bool map(uint64_t va, uint64_t pa, uint64_t size, uint32_t prot) {
 }
 
 uint64_t unmap(uint64_t va, uint64_t size) {
-    Guard<SpinLock, IrqSave> guard(g_pt_lock);
     uint64_t n = 0;
-    for (uint64_t off = 0; off < size; off += kPage) {
-        uint64_t* e = walk(g_kernel_root, va + off, 1, false);
-        if (e == nullptr || !(*e & pte::kPresent)) continue;
-        *e = 0;
-        invlpg(va + off);
-        ++n;
+    {
+        Guard<SpinLock, IrqSave> guard(g_pt_lock);
+        for (uint64_t off = 0; off < size; off += kPage) {
+            uint64_t* e = walk(g_kernel_root, va + off, 1, false);
+            if (e == nullptr || !(*e & pte::kPresent)) continue;
+            *e = 0;
+            ++n;
+        }
     }
+    // Every CPU may cache kernel translations: shoot them down everywhere (with the lock
+    // dropped and interrupts on, since the others may be waiting for us to answer a call).
+    if (n != 0) tlb_shootdown(va < layout::kKernelHalf ? &kernel_address_space() : nullptr, va, va + size);
     return n;
 }
 
@@ -231,14 +238,22 @@ void free_table_tree(uint64_t phys, int level) {
 } // namespace
 
 void drop_low_half() {
-    Guard<SpinLock, IrqSave> guard(g_pt_lock);
-    uint64_t* root = table(g_kernel_root);
-    for (unsigned i = 0; i < 256; ++i) {
-        if (!(root[i] & pte::kPresent)) continue;
-        const uint64_t pdpt = root[i] & pte::kAddrMask;
-        root[i] = 0;
-        free_table_tree(pdpt, 3);
+    uint64_t tables[256];
+    unsigned n = 0;
+    {
+        Guard<SpinLock, IrqSave> guard(g_pt_lock);
+        uint64_t* root = table(g_kernel_root);
+        for (unsigned i = 0; i < 256; ++i) {
+            if (!(root[i] & pte::kPresent)) continue;
+            tables[n++] = root[i] & pte::kAddrMask;
+            root[i] = 0;
+        }
     }
+    if (n == 0) return;
+    // Other CPUs' paging-structure caches may still point into these tables: flush them all
+    // before the pages can be reused.
+    tlb_shootdown(&kernel_address_space(), 0, layout::kKernelHalf / 2);
+    for (unsigned i = 0; i < n; ++i) free_table_tree(tables[i], 3);
 }
 
 uint64_t translate(uint64_t va) {

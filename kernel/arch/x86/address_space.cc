@@ -1,0 +1,136 @@
+// x86 implementation of mm/address_space.h.
+#include "mm/address_space.h"
+
+#include <cstring>
+#include <new>
+
+#include "arch/x86/cpu.h"
+#include "arch/x86/paging.h"
+#include "debug/log.h"
+#include "mm/heap.h"
+#include "mm/layout.h"
+#include "mm/phys.h"
+#include "mm/pmm.h"
+#include "smp/cpu.h"
+#include "smp/percpu.h"
+#include "smp/tlb.h"
+
+namespace cohort {
+
+namespace {
+
+AddressSpace g_kernel_as;
+COHORT_PERCPU(AddressSpace*, g_current_as);
+
+uint64_t* table(uint64_t phys) { return phys_to_virt<uint64_t>(phys); }
+unsigned index(uint64_t va, int level) { return (va >> (12 + 9 * (level - 1))) & 0x1ff; }
+
+uint64_t* walk_create(uint64_t root, uint64_t va) {
+    uint64_t* t = table(root);
+    for (int l = 4; l > 1; --l) {
+        uint64_t& e = t[index(va, l)];
+        if (!(e & x86::pte::kPresent)) {
+            const uint64_t fresh = pmm::alloc_zeroed_page();
+            if (fresh == 0) return nullptr;
+            e = fresh | x86::pte::kPresent | x86::pte::kWrite;
+        } else if (e & x86::pte::kHuge) {
+            return nullptr;
+        }
+        t = table(e & x86::pte::kAddrMask);
+    }
+    return &t[index(va, 1)];
+}
+
+uint64_t* walk(uint64_t root, uint64_t va) {
+    uint64_t* t = table(root);
+    for (int l = 4; l > 1; --l) {
+        const uint64_t e = t[index(va, l)];
+        if (!(e & x86::pte::kPresent) || (e & x86::pte::kHuge)) return nullptr;
+        t = table(e & x86::pte::kAddrMask);
+    }
+    return &t[index(va, 1)];
+}
+
+void free_tree(uint64_t phys, int level) {
+    if (level > 1) {
+        const uint64_t* t = table(phys);
+        for (unsigned i = 0; i < 512; ++i)
+            if ((t[i] & x86::pte::kPresent) && !(t[i] & x86::pte::kHuge))
+                free_tree(t[i] & x86::pte::kAddrMask, level - 1);
+    }
+    pmm::free_pages(phys);
+}
+
+} // namespace
+
+AddressSpace& kernel_address_space() { return g_kernel_as; }
+
+void address_space_init_kernel(uint64_t root) { g_kernel_as.root = root; }
+
+AddressSpace* address_space_create() {
+    void* mem = kzalloc(sizeof(AddressSpace));
+    if (mem == nullptr) return nullptr;
+    auto* as = new (mem) AddressSpace{};
+    as->root = pmm::alloc_zeroed_page();
+    if (as->root == 0) {
+        kfree(as);
+        return nullptr;
+    }
+    // The kernel half is the same everywhere (those PML4 entries never change after boot).
+    memcpy(table(as->root) + 256, table(g_kernel_as.root) + 256, 256 * sizeof(uint64_t));
+    return as;
+}
+
+void address_space_destroy(AddressSpace* as) {
+    if (as == nullptr || as == &g_kernel_as) return;
+    uint64_t* root = table(as->root);
+    for (unsigned i = 0; i < 256; ++i)
+        if (root[i] & x86::pte::kPresent) free_tree(root[i] & x86::pte::kAddrMask, 3);
+    pmm::free_pages(as->root);
+    kfree(as);
+}
+
+AddressSpace* address_space_current() {
+    AddressSpace* as = per_cpu(g_current_as);
+    return as != nullptr ? as : &g_kernel_as;
+}
+
+void address_space_activate(AddressSpace* as) {
+    x86::InterruptGuard irq; // the switch and the mask updates must not be split by a call
+    AddressSpace* old = address_space_current();
+    const uint32_t me = this_cpu()->cpu_id;
+    as->active.set(me);
+    if (old != as || (x86::read_cr3() & x86::pte::kAddrMask) != as->root) x86::write_cr3(as->root);
+    if (old != as) old->active.clear(me);
+    per_cpu(g_current_as) = as;
+}
+
+bool address_space_map(AddressSpace* as, uint64_t va, uint64_t pa, bool writable) {
+    if (va >= layout::kKernelHalf) return false;
+    Guard<SpinLock, IrqSave> guard(as->lock);
+    uint64_t* e = walk_create(as->root, va);
+    if (e == nullptr || (*e & x86::pte::kPresent)) return false;
+    *e = (pa & x86::pte::kAddrMask) | x86::pte::kPresent | x86::pte::kNx |
+         (writable ? x86::pte::kWrite : 0);
+    return true;
+}
+
+uint64_t address_space_unmap(AddressSpace* as, uint64_t va, uint64_t size) {
+    uint64_t n = 0;
+    TlbBatch batch(as);
+    {
+        Guard<SpinLock, IrqSave> guard(as->lock);
+        for (uint64_t off = 0; off < size; off += layout::kPageSize) {
+            uint64_t* e = walk(as->root, va + off);
+            if (e == nullptr || !(*e & x86::pte::kPresent)) continue;
+            *e = 0;
+            batch.add(va + off, va + off + layout::kPageSize);
+            ++n;
+        }
+    }
+    // Outside the lock, with interrupts back on: the other CPUs may need us to answer calls.
+    batch.flush();
+    return n;
+}
+
+} // namespace cohort

@@ -1,0 +1,87 @@
+#include "smp/ipi.h"
+
+#include <atomic>
+
+#include "arch/x86/cpu.h"
+#include "arch/x86/interrupts.h"
+#include "arch/x86/lapic.h"
+#include "arch/x86/vectors.h"
+#include "debug/log.h"
+#include "lib/bitmap.h"
+#include "smp/call.h"
+#include "smp/cpu.h"
+#include "sync/spinlock.h"
+
+namespace cohort {
+
+namespace {
+
+constexpr uint8_t kVectorFor[kIpiKinds] = {x86::kVecIpiCall, x86::kVecIpiReschedule,
+                                           x86::kVecIpiTlb, 0 /* Stop goes as an NMI */};
+
+void call_handler(x86::InterruptFrame&) {
+    ipi_count_received(IpiKind::Call);
+    run_pending_calls();
+    x86::lapic_eoi(); // exactly one EOI per interrupt
+}
+
+void reschedule_handler(x86::InterruptFrame&) {
+    // Waking up was the point: the CPU leaves HLT and looks at its work when we return.
+    ipi_count_received(IpiKind::Reschedule);
+    x86::lapic_eoi();
+}
+
+SpinLock g_vector_lock;
+Bitmap<256> g_vectors_used;
+
+} // namespace
+
+const char* ipi_kind_name(IpiKind k) {
+    switch (k) {
+    case IpiKind::Call: return "call";
+    case IpiKind::Reschedule: return "reschedule";
+    case IpiKind::Tlb: return "tlb";
+    case IpiKind::Stop: return "stop";
+    case IpiKind::Count: break;
+    }
+    return "?";
+}
+
+void ipi_init() {
+    x86::set_irq_handler(x86::kVecIpiCall, call_handler);
+    x86::set_irq_handler(x86::kVecIpiReschedule, reschedule_handler);
+}
+
+bool ipi_send(CpuData* target, IpiKind kind) {
+    if (target == nullptr || !target->online.load(std::memory_order_acquire)) {
+        log_error("ipi: refusing to send a %s IPI to cpu%d, which is not online", ipi_kind_name(kind),
+                  target != nullptr ? static_cast<int>(target->cpu_id) : -1);
+        return false;
+    }
+    this_cpu()->counters.ipis_sent[static_cast<int>(kind)].fetch_add(1, std::memory_order_relaxed);
+    if (kind == IpiKind::Stop) x86::lapic_send_nmi(target->apic_id);
+    else x86::lapic_send_ipi(target->apic_id, kVectorFor[static_cast<int>(kind)]);
+    return true;
+}
+
+void ipi_count_received(IpiKind kind) {
+    this_cpu()->counters.ipis_received[static_cast<int>(kind)].fetch_add(1, std::memory_order_relaxed);
+}
+
+uint8_t vector_alloc() {
+    Guard<SpinLock, IrqSave> guard(g_vector_lock);
+    for (unsigned v = x86::kVecDeviceFirst; v <= x86::kVecDeviceLast; ++v) {
+        if (!g_vectors_used.test(v)) {
+            g_vectors_used.set(v);
+            return static_cast<uint8_t>(v);
+        }
+    }
+    return 0;
+}
+
+void vector_free(uint8_t vector) {
+    Guard<SpinLock, IrqSave> guard(g_vector_lock);
+    if (vector >= x86::kVecDeviceFirst && vector <= x86::kVecDeviceLast) g_vectors_used.clear(vector);
+}
+
+} // namespace cohort

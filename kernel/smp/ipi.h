@@ -1,0 +1,28 @@
+// Inter-processor interrupts: kinds, sending, per-CPU counters, and the device-vector allocator.
+#pragma once
+
+#include <cstdint>
+
+namespace cohort {
+
+struct CpuData;
+
+enum class IpiKind : uint8_t { Call = 0, Reschedule, Tlb, Stop, Count };
+inline constexpr int kIpiKinds = static_cast<int>(IpiKind::Count);
+const char* ipi_kind_name(IpiKind k);
+
+/// Installs the IPI handlers (once, on the boot CPU; the IDT is shared).
+void ipi_init();
+
+/// Sends one IPI of `kind` to `target`, which must be online (an IPI to a CPU that has not
+/// finished bring-up is refused and logged: its IDT or per-CPU data may not exist yet).
+bool ipi_send(CpuData* target, IpiKind kind);
+
+/// Counts a received IPI on the running CPU (called by the handlers).
+void ipi_count_received(IpiKind kind);
+
+/// Device interrupt vectors: hands out a free one from 0x30-0xDF, or 0 when none is left.
+uint8_t vector_alloc();
+void vector_free(uint8_t vector);
+
+} // namespace cohort

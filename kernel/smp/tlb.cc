@@ -1,0 +1,139 @@
+#include "smp/tlb.h"
+
+#include <atomic>
+
+#include "arch/x86/cpu.h"
+#include "boot/params.h"
+#include "debug/log.h"
+#include "mm/address_space.h"
+#include "mm/layout.h"
+#include "smp/call.h"
+#include "smp/cpu.h"
+#include "smp/cpumask.h"
+
+namespace cohort {
+
+namespace {
+
+std::atomic<uint64_t> g_shootdowns{0}, g_remote_cpus{0}, g_pages{0}, g_full{0};
+
+struct FlushRequest {
+    const uint64_t* starts;
+    const uint64_t* ends;
+    int count;
+    bool all;
+    bool kernel;
+};
+
+uint64_t pages_in(uint64_t start, uint64_t end) {
+    return (end - (start & ~(layout::kPageSize - 1)) + layout::kPageSize - 1) / layout::kPageSize;
+}
+
+void flush_everything(bool kernel) {
+    if (kernel) {
+        // Global pages survive a CR3 reload; toggling CR4.PGE drops them too (SDM 4.10.4.1).
+        const uint64_t cr4 = x86::read_cr4();
+        if (cr4 & x86::cr4::kPge) {
+            x86::write_cr4(cr4 & ~x86::cr4::kPge);
+            x86::write_cr4(cr4);
+            return;
+        }
+    }
+    x86::write_cr3(x86::read_cr3());
+}
+
+void flush_local(void* arg) {
+    const auto* r = static_cast<const FlushRequest*>(arg);
+    if (r->all) {
+        flush_everything(r->kernel);
+        return;
+    }
+    for (int i = 0; i < r->count; ++i)
+        for (uint64_t va = r->starts[i] & ~(layout::kPageSize - 1); va < r->ends[i]; va += layout::kPageSize)
+            x86::invlpg(va);
+}
+
+bool shoot(const AddressSpace* as, const uint64_t* starts, const uint64_t* ends, int count,
+           bool force_all) {
+    uint64_t pages = 0;
+    bool kernel = as == nullptr;
+    for (int i = 0; i < count; ++i) {
+        pages += pages_in(starts[i], ends[i]);
+        kernel = kernel || ends[i] > layout::kKernelHalf;
+    }
+    FlushRequest req{starts, ends, count, force_all || pages > kTlbFlushAllThreshold, kernel};
+    CpuMask targets;
+    const uint32_t me = this_cpu()->cpu_id;
+    if (kernel) {
+        for (uint32_t i = 0; i < cpu_count(); ++i)
+            if (cpu_by_id(i)->online.load(std::memory_order_acquire)) targets.set(i);
+    } else {
+        targets = as->active.snapshot(cpu_count());
+    }
+    targets.set(me); // harmless if the space is not loaded here; simpler than a special case
+    if (tlb_shootdown_disabled()) {
+        targets.clear_all();
+        targets.set(me);
+    }
+    g_shootdowns.fetch_add(1, std::memory_order_relaxed);
+    g_remote_cpus.fetch_add(targets.count() - 1, std::memory_order_relaxed);
+    g_pages.fetch_add(pages, std::memory_order_relaxed);
+    if (req.all) g_full.fetch_add(1, std::memory_order_relaxed);
+    // call_on_many queues to the others first, runs our share inline while they work, then
+    // waits for all of them: the concurrent flush the design asks for.
+    const CallStatus s = call_on_many(targets, flush_local, &req, /*wait=*/true);
+    if (s != CallStatus::Ok) {
+        flush_local(&req);
+        log_error("tlb: shootdown of %lu page(s) not delivered (%s); other CPUs may keep stale "
+                  "translations",
+                  pages, call_status_name(s));
+        return false;
+    }
+    return true;
+}
+
+} // namespace
+
+bool tlb_shootdown_disabled() {
+    static const bool disabled = param_bool("tlb.disable_shootdown", false);
+    return disabled;
+}
+
+bool tlb_shootdown(const AddressSpace* as, uint64_t start, uint64_t end) {
+    if (end <= start) return true;
+    return shoot(as, &start, &end, 1, false);
+}
+
+void TlbBatch::add(uint64_t start, uint64_t end) {
+    if (end <= start) return;
+    // Merge with an adjacent or overlapping range first: unmapping a run page by page should
+    // stay one range.
+    for (int i = 0; i < count_; ++i) {
+        if (start <= ends_[i] && end >= starts_[i]) {
+            starts_[i] = start < starts_[i] ? start : starts_[i];
+            ends_[i] = end > ends_[i] ? end : ends_[i];
+            return;
+        }
+    }
+    if (count_ == kMaxRanges) {
+        overflowed_ = true;
+        return;
+    }
+    starts_[count_] = start;
+    ends_[count_] = end;
+    ++count_;
+}
+
+bool TlbBatch::flush() {
+    if (count_ == 0 && !overflowed_) return true;
+    const bool ok = shoot(as_, starts_, ends_, count_, overflowed_);
+    count_ = 0;
+    overflowed_ = false;
+    return ok;
+}
+
+TlbStats tlb_stats() {
+    return {g_shootdowns.load(), g_remote_cpus.load(), g_pages.load(), g_full.load()};
+}
+
+} // namespace cohort
