@@ -13,4 +13,6 @@ set(COHORT_PORTABLE_SOURCES
   lib/memmap.cc
   mm/frame_allocator.cc
   mm/slab_heap.cc
+  sync/lock_class.cc
+  sync/lock_debug.cc
 )

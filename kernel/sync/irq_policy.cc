@@ -1,6 +1,11 @@
-// Kernel implementation of the IrqSave guard policy.
+// Kernel implementations of the hooks the portable lock code needs: the IrqSave guard policy,
+// the owner id (this CPU) and the per-CPU held-lock stack for lock debugging.
 #include "arch/x86/cpu.h"
-#include "sync/spinlock.h"
+#include "smp/cpu.h"
+#include "smp/percpu.h"
+#include "sync/guard.h"
+#include "sync/lock_debug.h"
+#include "sync/owner.h"
 
 namespace cohort {
 IrqSave::State IrqSave::save() {
@@ -10,5 +15,19 @@ IrqSave::State IrqSave::save() {
 }
 void IrqSave::restore(State s) {
     if (s.enabled) x86::sti();
+}
+
+uint32_t current_owner_id() {
+    return this_cpu()->cpu_id;
+}
+
+namespace {
+// Before percpu_init_boot_cpu the boot CPU uses the template copy itself; every lock taken then
+// is released again before the template is snapshotted, so each CPU starts with an empty stack.
+COHORT_PERCPU(HeldLockStack, g_held_locks);
+} // namespace
+
+HeldLockStack* current_held_locks() {
+    return &per_cpu(g_held_locks);
 }
 } // namespace cohort

@@ -1,0 +1,89 @@
+// Lock debugging (debug builds): recursive-acquisition and lock-order (rank) checks.
+//
+// Every owner (CPU in the kernel, thread on the host) has a stack of the locks it holds, with
+// the site each was taken at. Before a lock waits, the checks compare the new acquisition
+// against that stack and report a problem with both sites through an injected reporter. The
+// default reporter stops the system (assert_fail); a test installs one that records and returns
+// ("report mode"): a recursive acquisition is then not performed but counted, and the matching
+// release is skipped, so the test keeps running instead of deadlocking on itself.
+#pragma once
+
+#include <cstdint>
+
+#include "lib/assert.h"
+#include "sync/lock_class.h"
+
+/// Lock debugging follows the assertion setting unless a build says otherwise.
+#ifndef COHORT_LOCK_DEBUG
+#define COHORT_LOCK_DEBUG COHORT_ASSERTS
+#endif
+
+namespace cohort {
+
+/// One lock the current owner holds (or is waiting for).
+struct HeldLock {
+    const void* lock;
+    const LockClass* cls;
+    LockSite site;
+    uint32_t recursion; // report-mode re-acquisitions that were skipped
+};
+
+/// The per-owner stack of held locks. Zero-initialised means empty.
+struct HeldLockStack {
+    static constexpr uint32_t kCapacity = 16;
+    HeldLock entries[kCapacity];
+    uint32_t depth;
+    uint32_t overflow; // acquisitions past kCapacity, not tracked
+};
+
+/// The caller's held-lock stack, or nullptr while none is available (early boot, or a host
+/// thread that opted out): checks are skipped then. Defined by the kernel (per-CPU) and by
+/// host/support (thread-local).
+HeldLockStack* current_held_locks();
+
+enum class LockReportKind : uint8_t {
+    Recursion,      // taking a lock the owner already holds (or waits for)
+    OrderViolation, // taking a lock whose class rank is <= that of a held lock
+    ReleaseNotHeld, // releasing a lock the owner does not hold
+    TooManyHeld,    // the held-lock stack is full; later locks are not checked
+};
+
+/// What went wrong, with both sites: `site` is the new operation, `held_site` the acquisition
+/// of `held_lock` it conflicts with (the same lock for Recursion).
+struct LockReport {
+    LockReportKind kind;
+    uint32_t owner;
+    const void* lock;
+    const LockClass* cls;
+    LockSite site;
+    const void* held_lock;
+    const LockClass* held_cls;
+    LockSite held_site;
+};
+
+/// Receives reports. Returning means "report mode": the lock operation continues as described
+/// at the top of this file.
+using LockReporter = void (*)(const LockReport&);
+
+/// Installs `r` (nullptr restores the default, which calls assert_fail); returns the previous.
+LockReporter set_lock_reporter(LockReporter r);
+
+/// A short name for `k` ("recursion", "order", ...).
+const char* lock_report_kind_name(LockReportKind k);
+
+/// The hook points every lock calls in debug builds. `lock` is the lock's address (its
+/// identity), `shared` marks read acquisitions of reader-writer locks.
+namespace lock_debug {
+/// Before a blocking acquisition waits. False: recursion was reported in report mode; the
+/// caller must not acquire (the release that pairs with this call is skipped too).
+bool before_acquire(const void* lock, const LockClass* cls, LockSite site);
+/// Before a try-acquisition. False: the try must fail. (Currently always true; the hook is
+/// where interrupt-context checks belong.)
+bool before_try(const void* lock, const LockClass* cls, LockSite site);
+/// After a try-acquisition succeeded.
+void after_try_acquired(const void* lock, const LockClass* cls, LockSite site);
+/// Before a release. False: the release pairs with a skipped recursive acquisition.
+bool before_release(const void* lock);
+} // namespace lock_debug
+
+} // namespace cohort

@@ -1,0 +1,18 @@
+// Who is running: the identity locks record as their owner.
+//
+// The kernel answers with the CPU id, host builds with a small per-thread number, so the lock
+// algorithms and their debugging checks run unchanged in both worlds.
+#pragma once
+
+#include <cstdint>
+
+namespace cohort {
+
+/// Stored in a lock's owner field while nobody holds it.
+inline constexpr uint32_t kNoOwner = UINT32_MAX;
+
+/// The caller's owner id: the CPU id in the kernel, a per-thread id (from 0) on the host.
+/// Never returns kNoOwner. Defined by the kernel (sync/irq_policy.cc) and by host/support.
+uint32_t current_owner_id();
+
+} // namespace cohort
