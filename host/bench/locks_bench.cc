@@ -1,5 +1,5 @@
 // Lock throughput and handoff latency (Google Benchmark), on the host with real threads:
-//   build/debug/host/cohort_lock_bench --benchmark_counters_tabular=true
+//   build/debug/host/cohort_lock_bench   (see docs/locks.md for a table)
 //
 // items_per_second: acquisitions per second over all threads (wall time).
 // handoff_ns: for acquisitions that had to wait, the time from the previous holder's release to

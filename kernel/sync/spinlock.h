@@ -49,7 +49,8 @@ class COHORT_CAPABILITY("spinlock") SpinLock {
 #endif
         const uint64_t start = meta_.wait_start();
         // acquire: the previous holder published its critical section through serving_, not
-        // next_, so the CAS below alone would not order us after it.
+        // next_, so the CAS below alone would not order us after it. (The CAS could succeed
+        // wrongly only if next_ wrapped all 2^32 tickets between the load and the CAS.)
         const uint32_t serving = serving_.load(std::memory_order_acquire);
         uint32_t expected = serving;
         if (!next_.compare_exchange_strong(expected, serving + 1, std::memory_order_acquire,
