@@ -27,6 +27,7 @@
 #include "smp/ipi.h"
 #include "smp/percpu.h"
 #include "smp/smp.h"
+#include "sync/lock_debug.h"
 #include "test/ktest.h"
 #include "time/clock.h"
 
@@ -150,6 +151,7 @@ extern "C" [[noreturn]] void kernel_main(uint32_t protocol, uint32_t info_phys) 
     bsp->kernel_stack_bottom = reinterpret_cast<uint64_t>(bsp_boot_stack_bottom);
     bsp->kernel_stack_top = reinterpret_cast<uint64_t>(bsp_boot_stack_top);
     install_cpu_data(bsp);
+    lock_debug_init();
     for (auto* f = __init_array_start; f != __init_array_end; ++f) (*f)();
 
     log_init_console();

@@ -193,7 +193,21 @@ CallStatus call_on(uint32_t cpu, CallFn fn, void* arg, bool wait) {
     return CallStatus::Ok;
 }
 
+namespace {
+/// call_on_many and run_on_many: queue to every target first, run our own share, then wait.
+CallStatus post_many(const CpuMask& cpus, CallFn fn, void* arg, bool wait, bool deferred);
+} // namespace
+
 CallStatus call_on_many(const CpuMask& cpus, CallFn fn, void* arg, bool wait) {
+    return post_many(cpus, fn, arg, wait, /*deferred=*/false);
+}
+
+CallStatus run_on_many(const CpuMask& cpus, CallFn fn, void* arg) {
+    return post_many(cpus, fn, arg, /*wait=*/true, /*deferred=*/true);
+}
+
+namespace {
+CallStatus post_many(const CpuMask& cpus, CallFn fn, void* arg, bool wait, bool deferred) {
     CpuData* me = this_cpu();
     if (wait && !x86::interrupts_enabled()) {
         refuse_irqs_off("a synchronous call");
@@ -221,7 +235,7 @@ CallStatus call_on_many(const CpuMask& cpus, CallFn fn, void* arg, bool wait) {
         }
         if (wait) {
             CallRequest* r = &reqs[used++];
-            *r = CallRequest{nullptr, fn, arg, &pending, kCallMagic, me->cpu_id, false, false};
+            *r = CallRequest{nullptr, fn, arg, &pending, kCallMagic, me->cpu_id, false, deferred};
             pending.fetch_add(1, std::memory_order_relaxed);
             if (!enqueue(cpu_by_id(c), r)) pending.fetch_sub(1, std::memory_order_relaxed);
         } else if (call_on(c, fn, arg, false) != CallStatus::Ok) {
@@ -229,8 +243,12 @@ CallStatus call_on_many(const CpuMask& cpus, CallFn fn, void* arg, bool wait) {
         }
     }
     if (self) {
-        x86::InterruptGuard irq;
-        fn(arg);
+        if (deferred) {
+            fn(arg); // thread context, like the others
+        } else {
+            x86::InterruptGuard irq;
+            fn(arg);
+        }
     }
     if (wait) {
         wait_for(pending);
@@ -238,6 +256,8 @@ CallStatus call_on_many(const CpuMask& cpus, CallFn fn, void* arg, bool wait) {
     }
     return status;
 }
+
+} // namespace
 
 CallStatus call_on_all(CallFn fn, void* arg, bool wait, bool include_self) {
     CpuMask mask;

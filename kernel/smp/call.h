@@ -36,6 +36,10 @@ CallStatus call_on_all(CallFn fn, void* arg, bool wait, bool include_self);
 /// to finish: for work that may take time, spin on locks or make synchronous calls itself.
 CallStatus run_on(uint32_t cpu, CallFn fn, void* arg);
 
+/// run_on for every CPU in `cpus` at once (the running CPU, if included, runs its share last),
+/// waiting for all of them; nothing stays allocated once it returns.
+CallStatus run_on_many(const CpuMask& cpus, CallFn fn, void* arg);
+
 /// As run_on, without waiting: the work is queued and this returns at once.
 CallStatus run_on_async(uint32_t cpu, CallFn fn, void* arg);
 

@@ -68,6 +68,9 @@ using LockReporter = void (*)(const LockReport&);
 /// Installs `r` (nullptr restores the default, which calls assert_fail); returns the previous.
 LockReporter set_lock_reporter(LockReporter r);
 
+/// Installs the kernel's reporter (log both sites and the owner CPU, then panic). Kernel only.
+void lock_debug_init();
+
 /// A short name for `k` ("recursion", "order", ...).
 const char* lock_report_kind_name(LockReportKind k);
 

@@ -10,6 +10,11 @@
 #include "lib/format.h"
 #include "lib/glob.h"
 #include "time/clock.h"
+#include "debug/panic.h"
+#include "smp/call.h"
+#include "smp/cpu.h"
+
+#include <atomic>
 
 extern "C" const cohort::ktest::TestCase __ktests_start[];
 extern "C" const cohort::ktest::TestCase __ktests_end[];
@@ -94,6 +99,13 @@ void skip(const char* fmt, ...) {
 }
 
 void allow_ubsan_reports() { g_current.ubsan_allowed = true; }
+
+bool run_on_all_cpus(void (*fn)(void*), void* arg, uint64_t) {
+    CpuMask all;
+    for (uint32_t c = 0; c < cpu_count(); ++c)
+        if (cpu_by_id(c)->online.load()) all.set(c);
+    return run_on_many(all, fn, arg) == CallStatus::Ok;
+}
 
 bool run(const char* selection) {
     const size_t total = static_cast<size_t>(__ktests_end - __ktests_start);

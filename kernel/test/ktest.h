@@ -39,6 +39,10 @@ void skip(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 /// Lets the current test trigger UBSan reports on purpose without failing.
 void allow_ubsan_reports();
 
+/// Runs fn(arg) on every online CPU at once (in thread context; this CPU's share last) and
+/// returns when all have finished.
+bool run_on_all_cpus(void (*fn)(void*), void* arg, uint64_t unused = 0);
+
 /// Runs the tests selected by a comma-separated list of globs ("all" = every non-manual test),
 /// prints KTAP and the `# cohort-tests:` summary. Returns true when every test passed.
 bool run(const char* selection);

@@ -1,0 +1,23 @@
+// The kernel's lock-debugging reporter: both sites, the owner CPU, then a panic.
+#include "debug/log.h"
+#include "debug/panic.h"
+#include "sync/lock_class.h"
+#include "sync/lock_debug.h"
+
+namespace cohort {
+
+namespace {
+void kernel_lock_reporter(const LockReport& r) {
+    log_error("lock: %s on cpu%u: lock %p (%s) at %s:%u", lock_report_kind_name(r.kind), r.owner,
+              r.lock, r.cls != nullptr ? r.cls->name() : "no class", r.site.file, r.site.line);
+    if (r.held_lock != nullptr)
+        log_error("lock:   conflicts with lock %p (%s) taken at %s:%u", r.held_lock,
+                  r.held_cls != nullptr ? r.held_cls->name() : "no class", r.held_site.file,
+                  r.held_site.line);
+    panic("lock debugging: %s (see the two lines above)", lock_report_kind_name(r.kind));
+}
+} // namespace
+
+void lock_debug_init() { set_lock_reporter(kernel_lock_reporter); }
+
+} // namespace cohort

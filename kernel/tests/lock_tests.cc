@@ -1,0 +1,336 @@
+// Lock torture on every CPU at once, lock debugging reports, and concurrent allocation.
+// Each torture test runs a bounded time and prints one line per lock type:
+// total acquisitions, min/max per CPU (fairness), and the invariant violations seen (must be 0).
+#include <atomic>
+
+#include "debug/log.h"
+#include "lib/format.h"
+#include "mm/heap.h"
+#include "mm/phys.h"
+#include "mm/pmm.h"
+#include "smp/cpu.h"
+#include "smp/cpumask.h"
+#include "sync/barrier.h"
+#include "sync/cpu_relax.h"
+#include "sync/lock_class.h"
+#include "sync/lock_debug.h"
+#include "sync/mcs_lock.h"
+#include "sync/rwlock.h"
+#include "sync/seqlock.h"
+#include "sync/spinlock.h"
+#include "test/ktest.h"
+#include "time/clock.h"
+
+namespace cohort {
+namespace {
+
+constexpr uint64_t kTortureNs = 150'000'000; // per lock type
+
+/// Data a lock protects: a, b and c always satisfy b == 2a and c == a + b between critical
+/// sections, and `inside` counts CPUs in the critical section (must never exceed 1).
+struct Protected {
+    uint64_t a = 0, b = 0, c = 0;
+    std::atomic<uint32_t> inside{0};
+};
+
+struct Torture {
+    void reset() {
+        deadline = 0;
+        data.a = data.b = data.c = 0;
+        data.inside = 0;
+        violations = 0;
+        for (uint32_t i = 0; i < kMaxCpus; ++i) per_cpu[i] = reads_per_cpu[i] = 0;
+    }
+    uint64_t deadline;
+    Protected data;
+    std::atomic<uint64_t> violations{0};
+    uint64_t per_cpu[kMaxCpus];
+    uint64_t reads_per_cpu[kMaxCpus];
+};
+
+void critical(Torture& t) {
+    if (t.data.inside.fetch_add(1, std::memory_order_relaxed) != 0) t.violations.fetch_add(1);
+    Protected& d = t.data;
+    if (d.b != 2 * d.a || d.c != d.a + d.b) t.violations.fetch_add(1);
+    const uint64_t a = d.a + 1;
+    d.a = a;
+    for (int i = 0; i < 20; ++i) cpu_relax(); // widen the window a second holder would hit
+    d.b = 2 * a;
+    d.c = a + d.b;
+    t.data.inside.fetch_sub(1, std::memory_order_relaxed);
+}
+
+uint64_t min_of(const uint64_t* v, uint64_t* max_out) {
+    uint64_t lo = UINT64_MAX, hi = 0;
+    for (uint32_t i = 0; i < cpu_count(); ++i) {
+        if (!cpu_by_id(i)->online.load()) continue;
+        lo = v[i] < lo ? v[i] : lo;
+        hi = v[i] > hi ? v[i] : hi;
+    }
+    *max_out = hi;
+    return lo;
+}
+
+void report(const char* name, Torture& t) {
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < cpu_count(); ++i) total += t.per_cpu[i];
+    uint64_t hi = 0;
+    const uint64_t lo = min_of(t.per_cpu, &hi);
+    ktest::note("%s: %lu acquisitions on %u CPUs, per CPU min %lu max %lu, %lu violations", name,
+                total, cpus_online(), lo, hi, t.violations.load());
+    KEXPECT_EQ(t.violations.load(), uint64_t{0});
+    KEXPECT(lo > 0); // every CPU got the lock: nobody starved
+    KEXPECT_EQ(t.data.a, total);
+}
+
+template <typename Body>
+void torture(Torture& t, Body body) {
+    t.deadline = monotonic_ns() + kTortureNs;
+    static Body* g_body;
+    static Torture* g_t;
+    g_body = &body;
+    g_t = &t;
+    KEXPECT(ktest::run_on_all_cpus([](void*) {
+        const uint32_t me = this_cpu()->cpu_id;
+        while (monotonic_ns() < g_t->deadline) (*g_body)(me);
+    }, nullptr));
+}
+
+KTEST(locks, ticket_torture) {
+    static Torture t;
+    t.reset();
+    static SpinLock lock;
+    torture(t, [](uint32_t me) {
+        Guard<SpinLock, IrqSave> g(lock);
+        critical(t);
+        ++t.per_cpu[me];
+    });
+    report("ticket", t);
+}
+
+KTEST(locks, mcs_torture) {
+    static Torture t;
+    t.reset();
+    static MCSLock lock;
+    torture(t, [](uint32_t me) {
+        Guard<MCSLock, IrqSave> g(lock);
+        critical(t);
+        ++t.per_cpu[me];
+    });
+    report("mcs", t);
+}
+
+KTEST(locks, rwlock_torture) {
+    static Torture t;
+    t.reset();
+    static RwLock lock;
+    torture(t, [](uint32_t me) {
+        // One write in four; readers check the invariant and that no writer is inside.
+        if ((t.reads_per_cpu[me] + t.per_cpu[me]) % 4 == 0) {
+            WriteGuard<RwLock, IrqSave> g(lock);
+            critical(t);
+            ++t.per_cpu[me];
+        } else {
+            ReadGuard<RwLock, IrqSave> g(lock);
+            const Protected& d = t.data;
+            if (d.inside.load(std::memory_order_relaxed) != 0 || d.b != 2 * d.a || d.c != d.a + d.b)
+                t.violations.fetch_add(1);
+            ++t.reads_per_cpu[me];
+        }
+    });
+    uint64_t reads = 0;
+    for (uint32_t i = 0; i < cpu_count(); ++i) reads += t.reads_per_cpu[i];
+    ktest::note("rwlock: %lu read acquisitions", reads);
+    report("rwlock (writes)", t);
+}
+
+KTEST(locks, barrier_rounds) {
+    static Barrier* barrier;
+    static Barrier storage(1);
+    const uint32_t n = cpus_online();
+    barrier = new (&storage) Barrier(n);
+    static std::atomic<uint32_t> arrived;
+    static std::atomic<uint64_t> violations;
+    static std::atomic<uint64_t> serial;
+    arrived = 0;
+    violations = 0;
+    serial = 0;
+    constexpr uint32_t kRounds = 200;
+    static uint32_t participants;
+    participants = n;
+    KEXPECT(ktest::run_on_all_cpus([](void*) {
+        for (uint32_t r = 0; r < kRounds; ++r) {
+            arrived.fetch_add(1);
+            if (barrier->wait()) serial.fetch_add(1);
+            // Nobody passes round r before everybody arrived at it.
+            if (arrived.load() < (r + 1) * participants) violations.fetch_add(1);
+            barrier->wait();
+        }
+    }, nullptr));
+    ktest::note("barrier: %u rounds on %u CPUs, %lu violations", kRounds, n, violations.load());
+    KEXPECT_EQ(violations.load(), uint64_t{0});
+    KEXPECT_EQ(serial.load(), uint64_t{kRounds});
+}
+
+KTEST(locks, seqlock_readers_never_see_torn_data) {
+    struct Pair {
+        uint64_t x, y; // y == ~x always
+    };
+    static SeqLocked<Pair> value;
+    value.store(Pair{0, ~uint64_t{0}});
+    static uint64_t deadline;
+    static std::atomic<uint64_t> torn, reads, writes;
+    torn = reads = writes = 0;
+    deadline = monotonic_ns() + kTortureNs;
+    KEXPECT(ktest::run_on_all_cpus([](void*) {
+        uint64_t i = this_cpu()->cpu_id;
+        while (monotonic_ns() < deadline) {
+            if (this_cpu()->cpu_id == 0 && (++i % 8) == 0) {
+                value.store(Pair{i, ~i});
+                writes.fetch_add(1);
+            } else {
+                const Pair p = value.load();
+                if (p.y != ~p.x) torn.fetch_add(1);
+                reads.fetch_add(1);
+            }
+        }
+    }, nullptr));
+    ktest::note("seqlock: %lu reads, %lu writes, %lu torn", reads.load(), writes.load(), torn.load());
+    KEXPECT_EQ(torn.load(), uint64_t{0});
+}
+
+// --- lock debugging in report mode ---------------------------------------------------------
+LockReport g_last_report;
+std::atomic<uint32_t> g_reports{0};
+void capture(const LockReport& r) {
+    g_last_report = r;
+    g_reports.fetch_add(1);
+    log_warn("lock (test, report mode): %s: lock at %s:%u, held lock taken at %s:%u",
+             lock_report_kind_name(r.kind), r.site.file, r.site.line, r.held_site.file,
+             r.held_site.line);
+}
+
+// The deliberate misuse below is exactly what -Wthread-safety exists to reject at compile time.
+void take_twice(SpinLock& lock) COHORT_NO_THREAD_SAFETY_ANALYSIS {
+    lock.lock();
+    lock.lock(); // the bug under test: taking a lock we hold
+    KEXPECT_EQ(g_reports.load(), 1u);
+    KEXPECT(g_last_report.kind == LockReportKind::Recursion);
+    KEXPECT(g_last_report.held_site.line != 0 &&
+            g_last_report.site.line != g_last_report.held_site.line);
+    lock.unlock(); // pairs with the skipped acquisition
+    lock.unlock();
+}
+
+KTEST(locks, debug_reports_recursion_and_wrong_order) {
+#if COHORT_LOCK_DEBUG
+    const LockReporter previous = set_lock_reporter(capture);
+    g_reports = 0;
+    static SpinLock lock;
+    take_twice(lock);
+    KEXPECT(!lock.is_locked());
+
+    static LockClass outer("test.outer", 10), inner("test.inner", 20);
+    static SpinLock a(&outer), b(&inner);
+    {
+        Guard<SpinLock, IrqSave> ga(a);
+        Guard<SpinLock, IrqSave> gb(b); // right order: no report
+    }
+    KEXPECT_EQ(g_reports.load(), 1u);
+    {
+        Guard<SpinLock, IrqSave> gb(b);
+        Guard<SpinLock, IrqSave> ga(a); // wrong order
+    }
+    KEXPECT_EQ(g_reports.load(), 2u);
+    KEXPECT(g_last_report.kind == LockReportKind::OrderViolation);
+    KEXPECT(g_last_report.held_cls == &inner && g_last_report.cls == &outer);
+    set_lock_reporter(previous);
+#else
+    ktest::skip("lock debugging is compiled out of release kernels");
+#endif
+}
+
+// --- concurrent allocation -------------------------------------------------------------------
+struct AllocStress {
+    uint64_t deadline;
+    std::atomic<uint64_t> errors{0}, pages{0}, objects{0};
+};
+
+void alloc_worker(void* arg) {
+    auto* s = static_cast<AllocStress*>(arg);
+    const uint32_t me = this_cpu()->cpu_id;
+    struct Item {
+        void* p;
+        uint64_t phys;
+        size_t size;
+    };
+    Item items[32] = {};
+    uint64_t rng = 0x9e3779b97f4a7c15ull * (me + 1);
+    auto next = [&] {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        return rng;
+    };
+    // Every allocation is filled with a pattern naming this CPU and the slot: another CPU
+    // writing into it (double allocation) or the allocator reusing it early shows up.
+    auto pattern = [me](int slot, size_t i) { return static_cast<uint8_t>(me * 31 + slot * 7 + i); };
+    auto release = [&](int slot) {
+        Item& it = items[slot];
+        const auto* bytes = static_cast<const uint8_t*>(it.p);
+        for (size_t i = 0; i < it.size; i += 7)
+            if (bytes[i] != pattern(slot, i)) {
+                s->errors.fetch_add(1);
+                break;
+            }
+        if (it.phys != 0) pmm::free_pages(it.phys, (it.size + 4095) / 4096);
+        else kfree(it.p);
+        it = {};
+    };
+    while (monotonic_ns() < s->deadline) {
+        const int slot = static_cast<int>(next() % 32);
+        if (items[slot].p != nullptr) {
+            release(slot);
+            continue;
+        }
+        Item it{};
+        if (next() % 4 == 0) {
+            const uint64_t pages = 1 + next() % 4;
+            it.phys = pmm::alloc_pages(pages);
+            if (it.phys == 0) continue;
+            it.p = phys_to_virt<void>(it.phys);
+            it.size = pages * 4096;
+            s->pages.fetch_add(1);
+        } else {
+            it.size = 1 + next() % 3000;
+            it.p = kmalloc(it.size);
+            if (it.p == nullptr) continue;
+            s->objects.fetch_add(1);
+        }
+        auto* bytes = static_cast<uint8_t*>(it.p);
+        for (size_t i = 0; i < it.size; ++i) bytes[i] = pattern(slot, i);
+        items[slot] = it;
+    }
+    for (int slot = 0; slot < 32; ++slot)
+        if (items[slot].p != nullptr) release(slot);
+}
+
+KTEST(mm, smp_concurrent_allocation_returns_to_baseline) {
+    const uint64_t free_before = pmm::free_bytes();
+    const auto heap_before = heap_stats();
+    static AllocStress s;
+    s.errors = s.pages = s.objects = 0;
+    s.deadline = monotonic_ns() + 200'000'000;
+    KEXPECT(ktest::run_on_all_cpus(alloc_worker, &s));
+    const auto heap_after = heap_stats();
+    ktest::note("%lu page and %lu heap allocations on %u CPUs", s.pages.load(), s.objects.load(),
+                cpus_online());
+    KEXPECT_EQ(s.errors.load(), uint64_t{0});
+    KEXPECT_EQ(heap_after.objects, heap_before.objects);
+    KEXPECT_EQ(heap_after.pages, heap_before.pages);
+    KEXPECT_EQ(heap_after.errors, heap_before.errors);
+    KEXPECT_EQ(pmm::free_bytes(), free_before);
+}
+
+} // namespace
+} // namespace cohort
