@@ -34,35 +34,48 @@ void probe_fn(void* arg) {
     p->runs.fetch_add(1);
 }
 
-struct PairJob {
-    uint32_t target;
-    Probe probe;
-    CallStatus status;
+// Results of A calling B, for every ordered pair: [a * n + b].
+struct PairResults {
+    uint32_t n;
+    Probe* probes;
+    std::atomic<uint32_t> bad_status{0};
 };
 
-void call_from_here(void* arg) {
-    auto* job = static_cast<PairJob*>(arg);
-    job->status = call_on(job->target, probe_fn, &job->probe, /*wait=*/true);
+void call_everyone_from_here(void* arg) {
+    auto* r = static_cast<PairResults*>(arg);
+    const uint32_t a = this_cpu()->cpu_id;
+    for (uint32_t b = 0; b < r->n; ++b) {
+        if (a == b || !cpu_by_id(b)->online.load()) continue;
+        Probe& p = r->probes[a * r->n + b];
+        p.input = 1000 * a + b;
+        if (call_on(b, probe_fn, &p, /*wait=*/true) != CallStatus::Ok) r->bad_status.fetch_add(1);
+    }
 }
 
 KTEST(ipi, call_runs_once_on_the_target_for_every_pair) {
     if (online_count() < 2) return ktest::skip("needs at least 2 CPUs");
+    const uint32_t n = cpu_count();
+    static PairResults r;
+    r.n = n;
+    r.bad_status = 0;
+    r.probes = new Probe[n * n];
+    KASSERT(r.probes != nullptr);
+    // Every CPU A calls every other CPU B from thread context, all CPUs at once.
+    KASSERT(ktest::run_on_all_cpus(call_everyone_from_here, &r));
     uint32_t pairs = 0;
-    for (uint32_t a = 0; a < cpu_count(); ++a) {
-        for (uint32_t b = 0; b < cpu_count(); ++b) {
+    KEXPECT_EQ(r.bad_status.load(), 0u);
+    for (uint32_t a = 0; a < n; ++a) {
+        for (uint32_t b = 0; b < n; ++b) {
             if (a == b || !cpu_by_id(a)->online.load() || !cpu_by_id(b)->online.load()) continue;
-            PairJob job{b, {}, CallStatus::Offline};
-            job.probe.input = 1000 * a + b;
-            // A makes the call from thread context (its idle loop), as a real caller would.
-            KASSERT(run_on(a, call_from_here, &job) == CallStatus::Ok);
-            KEXPECT(job.status == CallStatus::Ok);
-            KEXPECT_EQ(job.probe.runs.load(), 1u);
-            KEXPECT_EQ(job.probe.ran_on.load(), b);
-            KEXPECT_EQ(job.probe.result, job.probe.input * 3 + b);
+            const Probe& p = r.probes[a * n + b];
+            KEXPECT_EQ(p.runs.load(), 1u);
+            KEXPECT_EQ(p.ran_on.load(), b);
+            KEXPECT_EQ(p.result, p.input * 3 + b);
             ++pairs;
         }
     }
     ktest::note("%u ordered pairs", pairs);
+    delete[] r.probes;
 }
 
 KTEST(ipi, self_call_runs_inline) {
@@ -110,26 +123,14 @@ void storm_worker(void* arg) {
     auto* s = static_cast<Storm*>(arg);
     const uint32_t me = this_cpu()->cpu_id;
     uint64_t i = me;
-    while (monotonic_ns() < s->deadline_ns) {
-        for (uint32_t t = 0; t < cpu_count(); ++t) {
-            if (t == me || !cpu_by_id(t)->online.load()) continue;
-            const bool wait = (++i % 3) != 0;
-            const CallStatus st = call_on(t, storm_target, s, wait);
-            if (st != CallStatus::Ok) s->bad_status.fetch_add(1);
-            else (wait ? s->made_sync : s->made_async).fetch_add(1);
-        }
+    for (uint32_t t = 0;; t = (t + 1) % cpu_count()) {
+        if (monotonic_ns() >= s->deadline_ns) return; // checked per call: bounded at any size
+        if (t == me || !cpu_by_id(t)->online.load()) continue;
+        const bool wait = (++i % 3) != 0;
+        const CallStatus st = call_on(t, storm_target, s, wait);
+        if (st != CallStatus::Ok) s->bad_status.fetch_add(1);
+        else (wait ? s->made_sync : s->made_async).fetch_add(1);
     }
-}
-
-struct StormJob {
-    uint32_t cpu;
-    Storm* storm;
-    std::atomic<uint32_t>* done;
-};
-void storm_on_cpu(void* arg) {
-    auto* j = static_cast<StormJob*>(arg);
-    storm_worker(j->storm);
-    j->done->fetch_add(1);
 }
 
 uint64_t total_sent(IpiKind k) {
@@ -163,22 +164,13 @@ KTEST(ipi, storm_loses_nothing) {
     const uint64_t received_before = total_received(IpiKind::Call);
     const uint64_t calls_sent_before = total_calls_sent();
     const uint64_t calls_run_before = total_calls_run();
-    Storm s;
+    static Storm s;
+    s.made_sync = s.made_async = s.executed = 0;
+    s.bad_status = 0;
     s.deadline_ns = monotonic_ns() + 200'000'000; // bounded: 200 ms of storm
-    std::atomic<uint32_t> done{0};
-    static StormJob jobs[kMaxCpus];
-    uint32_t started = 0;
-    // A worker on every CPU at once: the APs in thread context, this CPU right here.
-    for (uint32_t c = 0; c < cpu_count(); ++c) {
-        if (c == this_cpu()->cpu_id || !cpu_by_id(c)->online.load()) continue;
-        jobs[c] = {c, &s, &done};
-        KASSERT(run_on_async(c, storm_on_cpu, &jobs[c]) == CallStatus::Ok);
-        ++started;
-    }
-    storm_worker(&s);
+    // A worker on every CPU at once, in thread context.
+    KASSERT(ktest::run_on_all_cpus(storm_worker, &s));
     const uint64_t limit = monotonic_ns() + 10'000'000'000;
-    while (done.load() < started && monotonic_ns() < limit) run_pending_calls();
-    KASSERT_EQ(done.load(), started);
     // Asynchronous calls may still be in flight: wait until every one has run.
     const uint64_t made = [&] { return s.made_sync.load() + s.made_async.load(); }();
     while (s.executed.load() < made && monotonic_ns() < limit) run_pending_calls();
@@ -200,7 +192,7 @@ KTEST(ipi, storm_loses_nothing) {
     ktest::note("call IPIs: %lu sent, %lu received", sent, received);
     KEXPECT(received <= sent);
     KEXPECT(received > 0);
-    KEXPECT(sent <= made + started);
+    KEXPECT(sent <= made + n);
     uint64_t rejected = 0;
     for (uint32_t i = 0; i < cpu_count(); ++i) rejected += cpu_by_id(i)->counters.calls_rejected.load();
     KEXPECT_EQ(rejected, uint64_t{0});
