@@ -10,6 +10,7 @@
 #include "arch/x86/tsc.h"
 #include "boot/boot_defs.h"
 #include "boot/bootinfo.h"
+#include "bench/bench.h"
 #include "boot/params.h"
 #include "debug/log.h"
 #include "debug/panic.h"
@@ -136,6 +137,14 @@ void setup_memory() {
         memcpy(selection, sel->data(), n);
         selection[n] = 0;
         const bool ok = ktest::run(selection);
+        x86::machine_exit(ok ? x86::ExitStatus::Success : x86::ExitStatus::TestsFailed);
+    }
+    if (auto sel = params().get("bench")) {
+        char selection[256];
+        const size_t n = sel->size() < sizeof(selection) - 1 ? sel->size() : sizeof(selection) - 1;
+        memcpy(selection, sel->data(), n);
+        selection[n] = 0;
+        const bool ok = kbench::run(selection);
         x86::machine_exit(ok ? x86::ExitStatus::Success : x86::ExitStatus::TestsFailed);
     }
     log_info("cohort: boot complete");

@@ -10,6 +10,7 @@ CommandLine g_cmdline;
 // Every option the kernel understands. Add new ones here (and to README.md).
 constexpr ParamInfo kKnown[] = {
     {"test", "run in-kernel tests: comma-separated globs, or `all`"},
+    {"bench", "run in-kernel benchmarks (ipi, tlb, locks; globs), print JSON lines, exit"},
     {"exit", "exit the emulator after booting (1) instead of idling"},
     {"loglevel", "error | warn | info | debug"},
     {"panic", "`halt` keeps a panicked machine alive for a debugger instead of exiting"},
