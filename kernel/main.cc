@@ -166,6 +166,7 @@ extern "C" [[noreturn]] void kernel_main(uint32_t protocol, uint32_t info_phys) 
     log_init_console();
     x86::cpu_features_init();
     x86::tsc_init();
+    lock_debug_start_wait_limit();
     const x86::CpuFeatures& cpu = x86::boot_cpu_features();
     log_info("Cohort kernel booting on %s (%s family %u model %u)", cpu.brand[0] ? cpu.brand : "?",
              cpu.vendor, cpu.family, cpu.model);

@@ -22,6 +22,7 @@ constexpr ParamInfo kKnown[] = {
     {"test.expect_disabled", "CPUs the MADT lists as not enabled, checked by smp tests"},
     {"acpi.rsdp", "physical address of the RSDP, for firmware that does not pass it"},
     {"test.expect_acpi_root", "rsdt | xsdt: the root table the firmware should give (acpi tests)"},
+    {"test.expect_acpi_fallback", "the tables are expected to be unusable (acpi tests)"},
     {"test.expect_numa_nodes", "NUMA nodes QEMU was given (acpi tests)"},
     {"test.expect_numa_distance", "SLIT distance between different nodes (acpi tests)"},
     {"tlb.disable_shootdown", "only the initiating CPU flushes (shows the coherency tests fail)"},

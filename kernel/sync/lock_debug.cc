@@ -88,11 +88,44 @@ const char* lock_report_kind_name(LockReportKind k) {
         return "release of a lock not held";
     case LockReportKind::TooManyHeld:
         return "too many locks held";
+    case LockReportKind::LongWait:
+        return "lock held too long";
     }
     return "lock error";
 }
 
+namespace {
+std::atomic<uint64_t> g_wait_limit{0};
+} // namespace
+
+void set_lock_wait_limit(uint64_t ticks) { g_wait_limit.store(ticks, std::memory_order_relaxed); }
+
 namespace lock_debug {
+
+void check_long_wait(const void* lock, const LockClass* cls, LockSite site, uint32_t holder,
+                     uint64_t& wait_begin, bool& reported) {
+    const uint64_t limit = g_wait_limit.load(std::memory_order_relaxed);
+    if (limit == 0 || reported) return;
+    const uint64_t now = lock_clock_now();
+    if (wait_begin == 0) {
+        wait_begin = now;
+        return;
+    }
+    if (now - wait_begin < limit) return;
+    reported = true;
+    LockReport r{};
+    r.kind = LockReportKind::LongWait;
+    r.owner = current_owner_id();
+    r.lock = lock;
+    r.cls = cls;
+    r.site = site;
+    r.holder = holder;
+    r.waited = now - wait_begin;
+    const LockReporter rep = g_reporter.load(std::memory_order_acquire);
+    if (rep != nullptr) rep(r);
+    // No reporter: a long wait is not a bug by itself, so the default stays silent.
+}
+
 
 bool before_acquire(const void* lock, const LockClass* cls, LockSite site) {
     HeldLockStack* s = current_held_locks();

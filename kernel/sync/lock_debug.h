@@ -46,6 +46,7 @@ enum class LockReportKind : uint8_t {
     OrderViolation, // taking a lock whose class rank is <= that of a held lock
     ReleaseNotHeld, // releasing a lock the owner does not hold
     TooManyHeld,    // the held-lock stack is full; later locks are not checked
+    LongWait,       // spun on a lock longer than the limit (set_lock_wait_limit); `holder` has it
 };
 
 /// What went wrong, with both sites: `site` is the new operation, `held_site` the acquisition
@@ -59,7 +60,13 @@ struct LockReport {
     const void* held_lock;
     const LockClass* held_cls;
     LockSite held_site;
+    uint32_t holder = UINT32_MAX; // LongWait: owner id of the lock's holder at the time
+    uint64_t waited = 0;          // LongWait: lock_clock_now() ticks waited so far
 };
+
+/// Spinning longer than `ticks` (lock_clock_now() units; 0 = never) on a lock is reported once
+/// per wait as LongWait. Checked every 1024 spins (a TSC read per ~100 us of spinning).
+void set_lock_wait_limit(uint64_t ticks);
 
 /// Receives reports. Returning means "report mode": the lock operation continues as described
 /// at the top of this file.
@@ -70,6 +77,8 @@ LockReporter set_lock_reporter(LockReporter r);
 
 /// Installs the kernel's reporter (log both sites and the owner CPU, then panic). Kernel only.
 void lock_debug_init();
+/// Starts reporting waits longer than 2 s (needs the TSC frequency). Kernel only.
+void lock_debug_start_wait_limit();
 
 /// A short name for `k` ("recursion", "order", ...).
 const char* lock_report_kind_name(LockReportKind k);
@@ -87,6 +96,9 @@ bool before_try(const void* lock, const LockClass* cls, LockSite site);
 void after_try_acquired(const void* lock, const LockClass* cls, LockSite site);
 /// Before a release. False: the release pairs with a skipped recursive acquisition.
 bool before_release(const void* lock);
+/// Called from a wait loop every 1024 spins; `wait_begin` and `reported` are the loop's state.
+void check_long_wait(const void* lock, const LockClass* cls, LockSite site, uint32_t holder,
+                     uint64_t& wait_begin, bool& reported);
 } // namespace lock_debug
 
 } // namespace cohort

@@ -3,11 +3,20 @@
 #include "debug/panic.h"
 #include "sync/lock_class.h"
 #include "sync/lock_debug.h"
+#include "time/clock.h"
 
 namespace cohort {
 
 namespace {
 void kernel_lock_reporter(const LockReport& r) {
+    if (r.kind == LockReportKind::LongWait) {
+        // Not necessarily a bug (an emulator may deschedule the holder), so report and wait on.
+        log_warn("lock: cpu%u has waited %lu ms for lock %p (%s) at %s:%u, held by cpu%d",
+                 r.owner, tsc_to_ns(r.waited) / 1000000, r.lock,
+                 r.cls != nullptr ? r.cls->name() : "no class", r.site.file, r.site.line,
+                 r.holder == UINT32_MAX ? -1 : static_cast<int>(r.holder));
+        return;
+    }
     log_error("lock: %s on cpu%u: lock %p (%s) at %s:%u", lock_report_kind_name(r.kind), r.owner,
               r.lock, r.cls != nullptr ? r.cls->name() : "no class", r.site.file, r.site.line);
     if (r.held_lock != nullptr)
@@ -19,5 +28,7 @@ void kernel_lock_reporter(const LockReport& r) {
 } // namespace
 
 void lock_debug_init() { set_lock_reporter(kernel_lock_reporter); }
+
+void lock_debug_start_wait_limit() { set_lock_wait_limit(tsc_hz() * 2); }
 
 } // namespace cohort

@@ -35,8 +35,18 @@ class COHORT_CAPABILITY("spinlock") SpinLock {
         const uint64_t start = meta_.wait_start();
         const uint32_t ticket = next_.fetch_add(1, std::memory_order_relaxed);
         bool contended = false;
+#if COHORT_LOCK_DEBUG
+        uint32_t spins = 0;
+        uint64_t wait_begin = 0;
+        bool reported = false;
+#endif
         while (serving_.load(std::memory_order_acquire) != ticket) {
             contended = true;
+#if COHORT_LOCK_DEBUG
+            if ((++spins & 0x3ff) == 0)
+                lock_debug::check_long_wait(this, meta_.lock_class(), site, meta_.owner(),
+                                            wait_begin, reported);
+#endif
             cpu_relax();
         }
         meta_.acquired_exclusive(start, contended);

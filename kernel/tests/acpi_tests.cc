@@ -3,7 +3,9 @@
 #include "boot/bootinfo.h"
 #include "boot/params.h"
 #include "arch/x86/lapic.h"
+#include "debug/log.h"
 #include "platform/acpi.h"
+#include "smp/cpu.h"
 #include "test/ktest.h"
 
 namespace cohort {
@@ -68,6 +70,22 @@ KTEST(acpi, numa_layout_matches_the_machine) {
             for (uint64_t j = 0; j < nodes; ++j)
                 KEXPECT_EQ(uint64_t{*t.slit.distance(i, j)}, i == j ? uint64_t{10} : distance);
     }
+}
+
+} // namespace
+} // namespace cohort
+
+namespace cohort {
+namespace {
+
+// Run with acpi.rsdp pointing at memory that holds no RSDP: the kernel must say why and carry
+// on with the boot CPU alone instead of crashing.
+KTEST(acpi, unusable_tables_fall_back_to_one_cpu) {
+    if (!param_bool("test.expect_acpi_fallback", false))
+        return ktest::skip("needs acpi.rsdp=<bad address> test.expect_acpi_fallback=1");
+    KEXPECT(!platform_topology().valid);
+    KEXPECT_EQ(cpus_online(), 1u);
+    KEXPECT(log_contains_since(0, "booting with one CPU"));
 }
 
 } // namespace

@@ -8,6 +8,7 @@
 #include "mm/heap.h"
 #include "mm/phys.h"
 #include "mm/pmm.h"
+#include "smp/call.h"
 #include "smp/cpu.h"
 #include "smp/cpumask.h"
 #include "sync/barrier.h"
@@ -200,6 +201,7 @@ KTEST(locks, seqlock_readers_never_see_torn_data) {
 }
 
 // --- lock debugging in report mode ---------------------------------------------------------
+#if COHORT_LOCK_DEBUG
 LockReport g_last_report;
 std::atomic<uint32_t> g_reports{0};
 void capture(const LockReport& r) {
@@ -221,6 +223,8 @@ void take_twice(SpinLock& lock) COHORT_NO_THREAD_SAFETY_ANALYSIS {
     lock.unlock(); // pairs with the skipped acquisition
     lock.unlock();
 }
+
+#endif
 
 KTEST(locks, debug_reports_recursion_and_wrong_order) {
 #if COHORT_LOCK_DEBUG
@@ -245,6 +249,49 @@ KTEST(locks, debug_reports_recursion_and_wrong_order) {
     KEXPECT(g_last_report.kind == LockReportKind::OrderViolation);
     KEXPECT(g_last_report.held_cls == &inner && g_last_report.cls == &outer);
     set_lock_reporter(previous);
+#else
+    ktest::skip("lock debugging is compiled out of release kernels");
+#endif
+}
+
+#if COHORT_LOCK_DEBUG
+struct Holder {
+    SpinLock* lock;
+    std::atomic<bool> holding{false};
+    uint64_t hold_ns;
+};
+void hold_for_a_while(void* arg) {
+    auto* h = static_cast<Holder*>(arg);
+    Guard<SpinLock, IrqSave> g(*h->lock);
+    h->holding.store(true);
+    const uint64_t end = monotonic_ns() + h->hold_ns;
+    while (monotonic_ns() < end) cpu_relax();
+}
+
+#endif
+
+KTEST(locks, long_wait_is_reported_with_the_holder) {
+#if COHORT_LOCK_DEBUG
+    if (cpus_online() < 2) return ktest::skip("needs 2 CPUs");
+    const LockReporter previous = set_lock_reporter(capture);
+    g_reports = 0;
+    set_lock_wait_limit(tsc_hz() / 100); // 10 ms
+    static SpinLock lock;
+    static Holder h;
+    h.lock = &lock;
+    h.holding = false;
+    h.hold_ns = 200'000'000;
+    KASSERT(run_on_async(1, hold_for_a_while, &h) == CallStatus::Ok);
+    while (!h.holding.load()) cpu_relax();
+    {
+        Guard<SpinLock, IrqSave> g(lock); // waits up to 200 ms: reported after 10
+    }
+    set_lock_wait_limit(tsc_hz() * 2);
+    set_lock_reporter(previous);
+    KEXPECT_EQ(g_reports.load(), 1u);
+    KEXPECT(g_last_report.kind == LockReportKind::LongWait);
+    KEXPECT_EQ(g_last_report.holder, 1u);
+    KEXPECT(tsc_to_ns(g_last_report.waited) >= 10'000'000);
 #else
     ktest::skip("lock debugging is compiled out of release kernels");
 #endif
