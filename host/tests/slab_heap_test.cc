@@ -1,3 +1,4 @@
+#include "lock_test_util.h"
 #include "mm/slab_heap.h"
 
 #include <gtest/gtest.h>
@@ -128,22 +129,7 @@ class SlabHeapTest : public ::testing::Test {
     }();
 };
 
-// Joins `threads` once `finished` reaches their number, or aborts the test binary after `limit`:
-// a broken lock deadlocks, and a loud failure beats a hung test run.
-void join_or_abort(std::vector<std::thread>& threads, const std::atomic<size_t>& finished,
-                   std::chrono::seconds limit) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (finished.load() < threads.size()) {
-        if (std::chrono::steady_clock::now() > deadline) {
-            std::fprintf(stderr, "threads still running after %llds: deadlock?\n",
-                         static_cast<long long>(limit.count()));
-            std::abort();
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    for (auto& t : threads)
-        t.join();
-}
+using cohort::test::join_or_abort;
 
 uint8_t pattern_byte(uint64_t tag, size_t i) {
     return static_cast<uint8_t>((tag * 0x9e3779b97f4a7c15ull + i * 131) >> 56);

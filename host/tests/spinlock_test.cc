@@ -1,3 +1,4 @@
+#include "lock_test_util.h"
 #include "sync/spinlock.h"
 
 #include <gtest/gtest.h>
@@ -75,22 +76,7 @@ TEST(SpinLock, GuardsReleaseOnScopeExit) {
     lock.unlock();
 }
 
-// Joins `threads` once `finished` reaches their number, or aborts the test binary after `limit`:
-// a broken lock deadlocks, and a loud failure beats a hung test run.
-void join_or_abort(std::vector<std::thread>& threads, const std::atomic<size_t>& finished,
-                   std::chrono::seconds limit) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (finished.load() < threads.size()) {
-        if (std::chrono::steady_clock::now() > deadline) {
-            std::fprintf(stderr, "threads still running after %llds: deadlock?\n",
-                         static_cast<long long>(limit.count()));
-            std::abort();
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    for (auto& t : threads)
-        t.join();
-}
+using cohort::test::join_or_abort;
 
 // Shared state guarded by the lock: a and b are only ever unequal inside a critical section.
 struct Pair {
