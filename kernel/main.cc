@@ -131,21 +131,21 @@ void setup_memory() {
     log_info("boot: up in %lu ms: %lu MiB free, heap %lu pages",
              monotonic_ns() / 1000000, pmm::free_bytes() >> 20, heap.pages);
 
-    if (auto sel = params().get("test")) {
-        char selection[256];
-        const size_t n = sel->size() < sizeof(selection) - 1 ? sel->size() : sizeof(selection) - 1;
-        memcpy(selection, sel->data(), n);
-        selection[n] = 0;
-        const bool ok = ktest::run(selection);
-        x86::machine_exit(ok ? x86::ExitStatus::Success : x86::ExitStatus::TestsFailed);
-    }
-    if (auto sel = params().get("bench")) {
-        char selection[256];
-        const size_t n = sel->size() < sizeof(selection) - 1 ? sel->size() : sizeof(selection) - 1;
-        memcpy(selection, sel->data(), n);
-        selection[n] = 0;
-        const bool ok = kbench::run(selection);
-        x86::machine_exit(ok ? x86::ExitStatus::Success : x86::ExitStatus::TestsFailed);
+    // test= and bench= end the run with a status the host runner reads.
+    struct Mode {
+        const char* key;
+        bool (*run)(const char* selection);
+    };
+    static constexpr Mode kModes[] = {{"test", ktest::run}, {"bench", kbench::run}};
+    for (const Mode& m : kModes) {
+        if (auto sel = params().get(m.key)) {
+            char selection[256];
+            const size_t n = sel->size() < sizeof(selection) - 1 ? sel->size() : sizeof(selection) - 1;
+            memcpy(selection, sel->data(), n);
+            selection[n] = 0;
+            const bool ok = m.run(selection);
+            x86::machine_exit(ok ? x86::ExitStatus::Success : x86::ExitStatus::TestsFailed);
+        }
     }
     log_info("cohort: boot complete");
     if (param_bool("exit", false)) x86::machine_exit(x86::ExitStatus::Success);

@@ -23,43 +23,6 @@ AddressSpace g_kernel_as;
 COHORT_PERCPU(AddressSpace*, g_current_as);
 
 uint64_t* table(uint64_t phys) { return phys_to_virt<uint64_t>(phys); }
-unsigned index(uint64_t va, int level) { return (va >> (12 + 9 * (level - 1))) & 0x1ff; }
-
-uint64_t* walk_create(uint64_t root, uint64_t va) {
-    uint64_t* t = table(root);
-    for (int l = 4; l > 1; --l) {
-        uint64_t& e = t[index(va, l)];
-        if (!(e & x86::pte::kPresent)) {
-            const uint64_t fresh = pmm::alloc_zeroed_page();
-            if (fresh == 0) return nullptr;
-            e = fresh | x86::pte::kPresent | x86::pte::kWrite;
-        } else if (e & x86::pte::kHuge) {
-            return nullptr;
-        }
-        t = table(e & x86::pte::kAddrMask);
-    }
-    return &t[index(va, 1)];
-}
-
-uint64_t* walk(uint64_t root, uint64_t va) {
-    uint64_t* t = table(root);
-    for (int l = 4; l > 1; --l) {
-        const uint64_t e = t[index(va, l)];
-        if (!(e & x86::pte::kPresent) || (e & x86::pte::kHuge)) return nullptr;
-        t = table(e & x86::pte::kAddrMask);
-    }
-    return &t[index(va, 1)];
-}
-
-void free_tree(uint64_t phys, int level) {
-    if (level > 1) {
-        const uint64_t* t = table(phys);
-        for (unsigned i = 0; i < 512; ++i)
-            if ((t[i] & x86::pte::kPresent) && !(t[i] & x86::pte::kHuge))
-                free_tree(t[i] & x86::pte::kAddrMask, level - 1);
-    }
-    pmm::free_pages(phys);
-}
 
 } // namespace
 
@@ -85,7 +48,7 @@ void address_space_destroy(AddressSpace* as) {
     if (as == nullptr || as == &g_kernel_as) return;
     uint64_t* root = table(as->root);
     for (unsigned i = 0; i < 256; ++i)
-        if (root[i] & x86::pte::kPresent) free_tree(root[i] & x86::pte::kAddrMask, 3);
+        if (root[i] & x86::pte::kPresent) x86::pt_free_tree(root[i] & x86::pte::kAddrMask, 3);
     pmm::free_pages(as->root);
     kfree(as);
 }
@@ -108,7 +71,7 @@ void address_space_activate(AddressSpace* as) {
 bool address_space_map(AddressSpace* as, uint64_t va, uint64_t pa, bool writable) {
     if (va >= layout::kKernelHalf) return false;
     Guard<SpinLock, IrqSave> guard(as->lock);
-    uint64_t* e = walk_create(as->root, va);
+    uint64_t* e = x86::pt_walk(as->root, va, 1, /*create=*/true);
     if (e == nullptr || (*e & x86::pte::kPresent)) return false;
     *e = (pa & x86::pte::kAddrMask) | x86::pte::kPresent | x86::pte::kNx |
          (writable ? x86::pte::kWrite : 0);
@@ -121,7 +84,7 @@ uint64_t address_space_unmap(AddressSpace* as, uint64_t va, uint64_t size) {
     {
         Guard<SpinLock, IrqSave> guard(as->lock);
         for (uint64_t off = 0; off < size; off += layout::kPageSize) {
-            uint64_t* e = walk(as->root, va + off);
+            uint64_t* e = x86::pt_walk(as->root, va + off, 1, /*create=*/false);
             if (e == nullptr || !(*e & x86::pte::kPresent)) continue;
             *e = 0;
             batch.add(va + off, va + off + layout::kPageSize);

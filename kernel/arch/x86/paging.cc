@@ -132,6 +132,20 @@ void audit_table(uint64_t phys, int level, uint64_t va_base, vmm::WxAudit& out) 
 } // namespace
 
 namespace x86 {
+uint64_t* pt_walk(uint64_t root, uint64_t va, int level, bool create) {
+    return walk(root, va, level, create);
+}
+
+void pt_free_tree(uint64_t phys, int level) {
+    if (level > 1) {
+        const uint64_t* t = table(phys);
+        for (unsigned i = 0; i < 512; ++i)
+            if ((t[i] & pte::kPresent) && !(t[i] & pte::kHuge))
+                pt_free_tree(t[i] & pte::kAddrMask, level - 1);
+    }
+    pmm::free_pages(phys);
+}
+
 bool is_kernel_address_mapped(uint64_t va) {
     const uint64_t* t = table(read_cr3() & pte::kAddrMask);
     for (int level = 4; level >= 1; --level) {
@@ -225,18 +239,6 @@ uint64_t unmap(uint64_t va, uint64_t size) {
     return n;
 }
 
-namespace {
-void free_table_tree(uint64_t phys, int level) {
-    if (level > 1) {
-        const uint64_t* t = table(phys);
-        for (unsigned i = 0; i < 512; ++i)
-            if ((t[i] & pte::kPresent) && !(t[i] & pte::kHuge))
-                free_table_tree(t[i] & pte::kAddrMask, level - 1);
-    }
-    pmm::free_pages(phys);
-}
-} // namespace
-
 void drop_low_half() {
     uint64_t tables[256];
     unsigned n = 0;
@@ -253,7 +255,7 @@ void drop_low_half() {
     // Other CPUs' paging-structure caches may still point into these tables: flush them all
     // before the pages can be reused.
     tlb_shootdown(&kernel_address_space(), 0, layout::kKernelHalf / 2);
-    for (unsigned i = 0; i < n; ++i) free_table_tree(tables[i], 3);
+    for (unsigned i = 0; i < n; ++i) pt_free_tree(tables[i], 3);
 }
 
 uint64_t translate(uint64_t va) {

@@ -17,6 +17,13 @@ constexpr uint64_t kNx = 1ull << 63;
 constexpr uint64_t kAddrMask = 0x000ffffffffff000ull;
 } // namespace pte
 
+/// The entry for `va` at `level` (1 = PT ... 4 = PML4) under `root`, creating intermediate
+/// tables when `create`; nullptr if a table is missing (and not created), memory ran out, or a
+/// huge page is in the way. The caller holds the lock that guards these tables.
+uint64_t* pt_walk(uint64_t root, uint64_t va, int level, bool create);
+/// Frees a page-table page and every table below it (not the pages they map).
+void pt_free_tree(uint64_t phys, int level);
+
 /// True when `va` is mapped in the current address space (walks the live tables; safe to call
 /// from panic paths as long as the tables themselves are sane).
 bool is_kernel_address_mapped(uint64_t va);
