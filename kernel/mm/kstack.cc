@@ -14,9 +14,9 @@ namespace {
 constexpr uint64_t kSlots = 65536; // 16 GiB of stack address space
 constexpr uint64_t kPage = layout::kPageSize;
 SpinLock g_lock;
-Bitmap<kSlots> g_used;
-uint16_t g_pages[kSlots]; // mapped pages per slot, to tell stack from guard
-uint64_t g_in_use = 0;
+Bitmap<kSlots> g_used COHORT_GUARDED_BY(g_lock);
+uint16_t g_pages[kSlots] COHORT_GUARDED_BY(g_lock); // mapped pages per slot: stack vs guard
+uint64_t g_in_use COHORT_GUARDED_BY(g_lock) = 0;
 
 uint64_t slot_base(uint64_t slot) { return layout::kStackAreaBase + slot * layout::kStackSlotSize; }
 } // namespace
@@ -64,7 +64,10 @@ void kstack_free(KernelStack& s) {
     s = {};
 }
 
-bool kstack_describe_guard(uint64_t addr, char* buf, size_t size) {
+// Called from exception handlers, possibly on a CPU that holds g_lock (a fault inside
+// kstack_alloc): it must not take the lock. It reads two words racily, which at worst describes
+// a stack that is being freed at that moment; good enough for a fault report.
+bool kstack_describe_guard(uint64_t addr, char* buf, size_t size) COHORT_NO_THREAD_SAFETY_ANALYSIS {
     if (addr < layout::kStackAreaBase || addr >= layout::kStackAreaBase + kSlots * layout::kStackSlotSize)
         return false;
     const uint64_t slot = (addr - layout::kStackAreaBase) / layout::kStackSlotSize;
@@ -76,6 +79,9 @@ bool kstack_describe_guard(uint64_t addr, char* buf, size_t size) {
     return true;
 }
 
-uint64_t kstack_in_use() { return g_in_use; }
+uint64_t kstack_in_use() {
+    Guard<SpinLock, IrqSave> guard(g_lock);
+    return g_in_use;
+}
 
 } // namespace cohort

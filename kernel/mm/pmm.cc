@@ -13,7 +13,7 @@ namespace cohort::pmm {
 
 namespace {
 SpinLock g_lock;
-FrameAllocator g_frames;
+FrameAllocator g_frames COHORT_GUARDED_BY(g_lock);
 constexpr uint64_t kPage = layout::kPageSize;
 constexpr uint64_t kEarlyLimit = 4ull << 30; // the early direct map covers only this much
 } // namespace
@@ -46,8 +46,9 @@ void init(MemoryMap& map) {
         if (r.type == MemType::Usable) g_frames.add_free_range(r.base / kPage, r.length / kPage);
     g_frames.reserve_range(bitmap_phys / kPage, bitmap_pages);
     map.reserve(bitmap_phys, bitmap_pages * kPage, MemType::Kernel);
-    log_info("pmm: %lu MiB usable in %lu frames; bitmap %lu KiB at %#lx", free_bytes() >> 20,
-             g_frames.free_frames(), bitmap_bytes / 1024, bitmap_phys);
+    log_info("pmm: %lu MiB usable in %lu frames; bitmap %lu KiB at %#lx",
+             (g_frames.free_frames() * kPage) >> 20, g_frames.free_frames(), bitmap_bytes / 1024,
+             bitmap_phys);
 }
 
 uint64_t alloc_pages(uint64_t count, uint64_t align_pages, uint64_t limit) {
@@ -75,7 +76,13 @@ void free_pages(uint64_t phys, uint64_t count) {
                    phys);
 }
 
-uint64_t free_bytes() { return g_frames.free_frames() * kPage; }
-uint64_t managed_bytes() { return g_frames.managed_frames() * kPage; }
+uint64_t free_bytes() {
+    Guard<SpinLock, IrqSave> guard(g_lock);
+    return g_frames.free_frames() * kPage;
+}
+uint64_t managed_bytes() {
+    Guard<SpinLock, IrqSave> guard(g_lock);
+    return g_frames.managed_frames() * kPage;
+}
 
 } // namespace cohort::pmm
