@@ -4,7 +4,9 @@
 
 #include "bench/bench.h"
 #include "debug/log.h"
+#include "smp/call.h"
 #include "smp/cpu.h"
+#include "sync/cpu_relax.h"
 #include "sync/lock_class.h"
 #include "sync/mcs_lock.h"
 #include "sync/rwlock.h"
@@ -49,6 +51,60 @@ void hammer(const char* name, LockClass& cls, Body body) {
                    st.max_wait, st.max_hold);
 }
 
+/// Handoff latency: CPU 0 holds the lock with CPU 1 queued behind it, stamps the TSC and
+/// releases; CPU 1 stamps the TSC when it gets the lock. (QEMU's vCPUs share the host TSC; on
+/// hardware the invariant TSC is synchronised across cores.)
+template <typename Lock, typename Acquire, typename Release>
+void handoff(const char* name, Lock& lock, Acquire acquire, Release release) {
+    constexpr uint32_t kRuns = 200;
+    static uint64_t samples[kRuns];
+    if (cpus_online() < 2) return;
+    struct Shared {
+        std::atomic<uint32_t> round{0};
+        std::atomic<bool> waiting{false};
+        std::atomic<uint64_t> released_at{0};
+        std::atomic<bool> done{false};
+    };
+    static Shared sh;
+    sh.round = 0;
+    sh.done = false;
+    static Lock* g_lock;
+    static Acquire* g_acq;
+    static Release* g_rel;
+    g_lock = &lock;
+    g_acq = &acquire;
+    g_rel = &release;
+    // CPU 1: for each round, queue on the lock and report how long the handoff took.
+    run_on_async(1, [](void*) {
+        for (uint32_t r = 0; r < kRuns; ++r) {
+            while (sh.round.load(std::memory_order_acquire) != r * 2 + 1) cpu_relax();
+            sh.waiting.store(true, std::memory_order_release);
+            (*g_acq)(*g_lock);
+            const uint64_t now = __builtin_ia32_rdtsc();
+            samples[r] = now - sh.released_at.load(std::memory_order_acquire);
+            (*g_rel)(*g_lock);
+            sh.round.store(r * 2 + 2, std::memory_order_release);
+        }
+        sh.done.store(true, std::memory_order_release);
+    }, nullptr);
+    for (uint32_t r = 0; r < kRuns; ++r) {
+        (*g_acq)(lock);
+        sh.waiting.store(false, std::memory_order_relaxed);
+        sh.round.store(r * 2 + 1, std::memory_order_release);
+        while (!sh.waiting.load(std::memory_order_acquire)) cpu_relax();
+        for (int i = 0; i < 200; ++i) cpu_relax(); // let CPU 1 reach the lock's wait loop
+        sh.released_at.store(__builtin_ia32_rdtsc(), std::memory_order_release);
+        (*g_rel)(lock);
+        while (sh.round.load(std::memory_order_acquire) != r * 2 + 2) cpu_relax();
+    }
+    while (!sh.done.load(std::memory_order_acquire)) cpu_relax();
+    uint64_t median = 0, p99 = 0;
+    kbench::summarize(samples, kRuns, &median, &p99);
+    console_printf("bench: {\"name\":\"locks.%s_handoff\",\"cpus\":%u,\"median_cycles\":%lu,"
+                   "\"p99_cycles\":%lu,\"runs\":%u}\n",
+                   name, cpus_online(), median, p99, kRuns);
+}
+
 KBENCH(locks) {
     static SpinLock ticket(&g_ticket_class);
     static MCSLock mcs(&g_mcs_class);
@@ -80,6 +136,18 @@ KBENCH(locks) {
         ++r.shared_counter;
         return 1;
     });
+    handoff("ticket", ticket, [](SpinLock& l) COHORT_NO_THREAD_SAFETY_ANALYSIS { l.lock(); },
+            [](SpinLock& l) COHORT_NO_THREAD_SAFETY_ANALYSIS { l.unlock(); });
+    static MCSLock::Node node0, node1;
+    handoff("mcs", mcs,
+            [](MCSLock& l) COHORT_NO_THREAD_SAFETY_ANALYSIS {
+                l.lock(this_cpu()->cpu_id == 0 ? node0 : node1);
+            },
+            [](MCSLock& l) COHORT_NO_THREAD_SAFETY_ANALYSIS {
+                l.unlock(this_cpu()->cpu_id == 0 ? node0 : node1);
+            });
+    handoff("rwlock", rw, [](RwLock& l) COHORT_NO_THREAD_SAFETY_ANALYSIS { l.write_lock(); },
+            [](RwLock& l) COHORT_NO_THREAD_SAFETY_ANALYSIS { l.write_unlock(); });
 }
 
 } // namespace
