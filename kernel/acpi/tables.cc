@@ -71,6 +71,27 @@ RootCheck check_root(const PhysReader& reader, uint64_t phys, std::string_view s
     return {true, h.length};
 }
 
+/// The checks every table header must pass before its bytes are trusted: the expected
+/// signature (if any), a length that covers at least the header, and one that fits in the
+/// `available` bytes (`too_big` says why not: past the mapping, or past the caller's buffer).
+bool header_fits(const SdtHeader& h, std::string_view signature, size_t available,
+                 ErrorCode too_big, uint64_t phys, ErrorLog& log) {
+    const std::string_view sig = sig_of(h);
+    if (!signature.empty() && sig != signature) {
+        log.error(signature, ErrorCode::BadSignature, 0, phys);
+        return false;
+    }
+    if (h.length < kSdtHeaderSize) {
+        log.error(sig, ErrorCode::Truncated, 4, phys, h.length);
+        return false;
+    }
+    if (h.length > available) {
+        log.error(sig, too_big, 4, phys, h.length);
+        return false;
+    }
+    return true;
+}
+
 } // namespace
 
 std::optional<SdtHeader> parse_sdt_header(Bytes bytes) {
@@ -97,18 +118,8 @@ std::optional<Bytes> validate_table(Bytes bytes, std::string_view signature, Err
         return std::nullopt;
     }
     const std::string_view sig = sig_of(*h);
-    if (!signature.empty() && sig != signature) {
-        log.error(signature, ErrorCode::BadSignature, 0, phys);
+    if (!header_fits(*h, signature, bytes.size(), ErrorCode::LengthBeyondMapping, phys, log))
         return std::nullopt;
-    }
-    if (h->length < kSdtHeaderSize) {
-        log.error(sig, ErrorCode::Truncated, 4, phys, h->length);
-        return std::nullopt;
-    }
-    if (h->length > bytes.size()) {
-        log.error(sig, ErrorCode::LengthBeyondMapping, 4, phys, h->length);
-        return std::nullopt;
-    }
     const Bytes table = bytes.first(h->length);
     if (byte_sum(table) != 0) {
         log.error(sig, ErrorCode::BadChecksum, 9, phys);
@@ -178,18 +189,8 @@ std::optional<Bytes> load_table(const PhysReader& reader, uint64_t phys, std::sp
     const auto h = read_table_header(reader, phys, log);
     if (!h) return std::nullopt;
     const std::string_view sig = sig_of(*h);
-    if (!signature.empty() && sig != signature) {
-        log.error(signature, ErrorCode::BadSignature, 0, phys);
+    if (!header_fits(*h, signature, buffer.size(), ErrorCode::BufferTooSmall, phys, log))
         return std::nullopt;
-    }
-    if (h->length < kSdtHeaderSize) {
-        log.error(sig, ErrorCode::Truncated, 4, phys, h->length);
-        return std::nullopt;
-    }
-    if (h->length > buffer.size()) {
-        log.error(sig, ErrorCode::BufferTooSmall, 4, phys, h->length);
-        return std::nullopt;
-    }
     if (!reader.read(phys, buffer.data(), h->length)) {
         log.error(sig, ErrorCode::LengthBeyondMapping, 4, phys, h->length);
         return std::nullopt;
