@@ -1,16 +1,38 @@
-// Host implementations of the hooks the portable lock code needs: user space has no interrupts
-// to mask, the owner id is a per-thread number, and each thread has its own held-lock stack.
+// Host implementations of the hooks the portable lock code needs: the owner id is a per-thread
+// number and each thread has its own held-lock stack. User space has no interrupts, so each
+// thread carries a simulated interrupt state (enabled, not in a handler, as a kernel thread
+// starts) that IrqSave toggles and tests set through host_irq.h.
 #include <atomic>
+
+#include "host_irq.h"
 
 #include "sync/guard.h"
 #include "sync/lock_debug.h"
 #include "sync/owner.h"
 
 namespace cohort {
+namespace {
+thread_local LockContext t_context{false, true};
+} // namespace
+
 IrqSave::State IrqSave::save() {
-    return {false};
+    const bool enabled = t_context.irqs_enabled;
+    t_context.irqs_enabled = false;
+    return {enabled};
 }
-void IrqSave::restore(State) {}
+void IrqSave::restore(State s) {
+    if (s.enabled) t_context.irqs_enabled = true;
+}
+
+LockContext current_lock_context() {
+    return t_context;
+}
+
+LockContext host_set_lock_context(LockContext c) {
+    const LockContext old = t_context;
+    t_context = c;
+    return old;
+}
 
 uint32_t current_owner_id() {
     static std::atomic<uint32_t> next{0};

@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "../support/host_irq.h"
 #include "sync/lock_debug.h"
 #include "sync/mcs_lock.h"
 #include "sync/rwlock.h"
@@ -221,6 +222,78 @@ TEST_F(LockDebug, HeldStacksArePerOwner) {
     t1.join();
     t2.join();
     EXPECT_TRUE(reports().empty());
+}
+
+// --- interrupt safety ------------------------------------------------------------------------
+// Host threads start "with interrupts enabled, not in a handler"; HostIrqScope simulates a handler.
+
+TEST_F(LockDebug, LockTakenWithIrqsOnThenInAHandlerIsReported) {
+    SpinLock lock;
+    { Guard<SpinLock, NoIrq> g(lock); } // interrupts stay on: a handler could interrupt us here
+    const uint32_t on_line = __LINE__ - 1;
+    {
+        HostIrqScope irq;
+        Guard<SpinLock, NoIrq> g(lock);
+    }
+    const uint32_t irq_line = __LINE__ - 2;
+    const auto r = reports();
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0].kind, LockReportKind::IrqUnsafe);
+    EXPECT_EQ(r[0].lock, &lock);
+    EXPECT_EQ(r[0].site.line, irq_line);
+    EXPECT_EQ(r[0].held_site.line, on_line);
+    EXPECT_TRUE(ends_with(r[0].held_site.file, "lock_debug_test.cc"));
+}
+
+TEST_F(LockDebug, LockTakenInAHandlerThenWithIrqsOnIsReportedOnce) {
+    MCSLock lock;
+    {
+        HostIrqScope irq;
+        Guard<MCSLock, NoIrq> g(lock);
+    }
+    const uint32_t irq_line = __LINE__ - 2;
+    for (int i = 0; i < 3; ++i) {
+        Guard<MCSLock, NoIrq> g(lock);
+    }
+    const auto r = reports();
+    ASSERT_EQ(r.size(), 1u); // the pattern is reported once per lock, not per acquisition
+    EXPECT_EQ(r[0].kind, LockReportKind::IrqUnsafe);
+    EXPECT_EQ(r[0].held_site.line, irq_line);
+}
+
+TEST_F(LockDebug, IrqSaveGuardsAndTryLocksInHandlersAreFine) {
+    SpinLock lock;
+    RwLock rw;
+    for (int i = 0; i < 3; ++i) {
+        Guard<SpinLock, IrqSave> g(lock); // interrupts off while held: the handler cannot nest
+        ReadGuard<RwLock, IrqSave> rg(rw);
+    }
+    {
+        HostIrqScope irq;
+        Guard<SpinLock, NoIrq> g(lock);
+        ReadGuard<RwLock, NoIrq> rg(rw);
+    }
+    SpinLock polled; // a handler that only tries cannot spin on its own CPU's holder
+    {
+        HostIrqScope irq;
+        if (polled.try_lock()) polled.unlock();
+    }
+    { Guard<SpinLock, NoIrq> g(polled); }
+    EXPECT_TRUE(reports().empty());
+}
+
+TEST_F(LockDebug, SharedAcquisitionsCountToo) {
+    // With writer preference a handler's read_lock waits behind a waiting writer, which waits
+    // for the interrupted reader: shared holds with interrupts on are just as unsafe.
+    RwLock rw;
+    { ReadGuard<RwLock, NoIrq> g(rw); }
+    {
+        HostIrqScope irq;
+        ReadGuard<RwLock, NoIrq> g(rw);
+    }
+    const auto r = reports();
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0].kind, LockReportKind::IrqUnsafe);
 }
 
 TEST(LockDebugNames, KindsHaveNames) {

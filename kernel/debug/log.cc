@@ -22,40 +22,49 @@ std::atomic<bool> g_panic_mode{false};
 
 // History ring: everything written to the console, so tests can check that a report appeared.
 constexpr size_t kHistorySize = 64 * 1024;
-char g_history[kHistorySize];
-uint64_t g_history_total = 0; // bytes ever written; guarded by g_console_lock
+char g_history[kHistorySize] COHORT_GUARDED_BY(g_console_lock);
+uint64_t g_history_total COHORT_GUARDED_BY(g_console_lock) = 0; // bytes ever written
 
-void history_append(const char* s, size_t n) {
+void history_append(const char* s, size_t n) COHORT_REQUIRES(g_console_lock) {
     for (size_t i = 0; i < n; ++i) g_history[(g_history_total + i) % kHistorySize] = s[i];
     g_history_total += n;
 }
 
-/// Console critical section. In panic mode the panicking CPU must not wait forever for a lock
-/// that a stopped CPU may hold, so it gives up waiting after a bounded time and writes anyway.
-class ConsoleLock {
+/// Console critical section. Two callers may not wait for the lock: the panicking CPU (a CPU
+/// it stopped may hold it) and an NMI handler (it may have interrupted this very CPU inside
+/// it). They wait a bounded time, then write without it: a garbled line beats a hang. The
+/// analysis is told the lock is held so every access to the console state is still checked;
+/// the unlocked fallback is the one deliberate exception.
+class COHORT_SCOPED_CAPABILITY ConsoleLock {
   public:
-    ConsoleLock() : irq_(IrqSave::save()) {
-        if (!g_panic_mode.load(std::memory_order_relaxed)) {
+    ConsoleLock() COHORT_ACQUIRE(g_console_lock) COHORT_NO_THREAD_SAFETY_ANALYSIS
+        : irq_(IrqSave::save()) {
+        const CpuData* cpu = this_cpu();
+        const bool in_nmi = cpu != nullptr && cpu->nmi_depth > 0;
+        if (!g_panic_mode.load(std::memory_order_relaxed) && !in_nmi) {
             g_console_lock.lock();
             locked_ = true;
             return;
         }
+        if (in_nmi && g_console_lock.owner() == cpu->cpu_id) return; // we interrupted ourselves
         for (int i = 0; i < 1000000 && !locked_; ++i) {
             locked_ = g_console_lock.try_lock();
             if (!locked_) x86::pause();
         }
     }
-    ~ConsoleLock() {
+    ~ConsoleLock() COHORT_RELEASE() COHORT_NO_THREAD_SAFETY_ANALYSIS {
         if (locked_) g_console_lock.unlock();
         IrqSave::restore(irq_);
     }
+    ConsoleLock(const ConsoleLock&) = delete;
+    ConsoleLock& operator=(const ConsoleLock&) = delete;
 
   private:
     IrqSave::State irq_;
     bool locked_ = false;
 };
 
-void emit_locked(const char* s, size_t n) {
+void emit_locked(const char* s, size_t n) COHORT_REQUIRES(g_console_lock) {
     g_uart.write(s, n);
     history_append(s, n);
 }

@@ -13,6 +13,7 @@
 #include "lib/format.h"
 #include "smp/cpu.h"
 #include "smp/ipi.h"
+#include "smp/percpu.h"
 
 namespace cohort {
 
@@ -21,6 +22,9 @@ std::atomic<int32_t> g_panicking_cpu{-1};
 std::atomic<uint32_t> g_stopped{0};
 uint32_t g_stop_sent = 0;
 bool g_halt_only = false;
+
+// Why another CPU asked this one for a backtrace (request_backtrace), or nullptr.
+COHORT_PERCPU(std::atomic<const char*>, g_backtrace_reason);
 
 /// Stops every other online CPU with an NMI (it cannot be masked, so even a CPU spinning with
 /// interrupts off stops) and waits briefly for each to print its line, so the panicking CPU's
@@ -71,9 +75,30 @@ void enter_panic() {
 
 void panic_set_halt_only(bool halt_only) { g_halt_only = halt_only; }
 
+bool request_backtrace(CpuData* cpu, const char* why) {
+    if (cpu == nullptr || cpu == this_cpu()) return false;
+    std::atomic<const char*>& reason = per_cpu_on(cpu, g_backtrace_reason);
+    const char* none = nullptr;
+    // One request at a time per CPU: NMIs do not queue, and a second would print the same.
+    if (!reason.compare_exchange_strong(none, why)) return false;
+    if (ipi_send(cpu, IpiKind::Backtrace)) return true;
+    reason.store(nullptr);
+    return false;
+}
+
 void handle_nmi(const x86::InterruptFrame& frame) {
-    ipi_count_received(IpiKind::Stop);
     CpuData* cpu = this_cpu();
+    // Several NMIs may have been merged into this one: a stop wins over a backtrace request.
+    if (g_panicking_cpu.load() < 0) {
+        if (const char* why = per_cpu(g_backtrace_reason).exchange(nullptr)) {
+            ipi_count_received(IpiKind::Backtrace);
+            console_printf("*** cpu%u: backtrace on request (%s)%s\n", cpu->cpu_id, why,
+                           cpu->irq_depth > 0 ? ", in an interrupt handler" : "");
+            print_backtrace(frame.rip, frame.rbp);
+            return;
+        }
+    }
+    ipi_count_received(IpiKind::Stop);
     if (g_panicking_cpu.load() >= 0 && g_panicking_cpu.load() != static_cast<int32_t>(cpu->cpu_id)) {
         uint64_t off = 0;
         const char* fn = symbolize(frame.rip, &off);

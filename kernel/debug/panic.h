@@ -5,6 +5,7 @@
 
 namespace cohort {
 
+struct CpuData;
 namespace x86 {
 struct InterruptFrame;
 }
@@ -19,6 +20,11 @@ struct InterruptFrame;
 /// Prints "  #n 0xADDR function+0xoff" lines by following frame pointers from `rbp`.
 void print_backtrace(uint64_t rip, uint64_t rbp);
 void print_registers(const x86::InterruptFrame& frame);
+
+/// Asks `cpu` (not the caller) to print its backtrace from an NMI, labelled with `why` (a
+/// string that must stay valid). Works even if it spins with interrupts off. False if a request
+/// is already pending there or it is not online.
+bool request_backtrace(CpuData* cpu, const char* why);
 
 /// NMI entry: stops this CPU if another one is panicking, else reports the NMI.
 void handle_nmi(const x86::InterruptFrame& frame);

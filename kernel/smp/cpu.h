@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "arch/x86/gdt.h"
+#include "smp/ipi.h"
 
 namespace cohort {
 
@@ -36,8 +37,8 @@ const char* boot_stage_name(BootStage s);
 struct alignas(64) CpuCounters {
     std::atomic<uint64_t> interrupts{0};
     std::atomic<uint64_t> context_switches{0};
-    std::atomic<uint64_t> ipis_sent[4]{};     // by IpiKind
-    std::atomic<uint64_t> ipis_received[4]{}; // by IpiKind
+    std::atomic<uint64_t> ipis_sent[kIpiKinds]{};     // by IpiKind
+    std::atomic<uint64_t> ipis_received[kIpiKinds]{}; // by IpiKind
     std::atomic<uint64_t> calls_sent{0};      // remote call requests this CPU queued elsewhere
     std::atomic<uint64_t> calls_run{0};       // remote call requests executed here
     std::atomic<uint64_t> calls_rejected{0};  // requests that failed validation
@@ -63,6 +64,7 @@ struct alignas(64) CpuData {
     Task* current_task;          // filled in by the scheduler
     uint32_t exception_depth;    // nested exception reports on this CPU
     uint32_t irq_depth;
+    uint32_t nmi_depth; // NMI handlers do not nest, but they interrupt everything else
     // Control state as this CPU set it up, recorded for the cross-CPU consistency tests.
     uint64_t cr0_seen, cr4_seen, efer_seen;
     bool self_check; // this_cpu(), GSBASE and per-CPU access were consistent on this CPU

@@ -17,7 +17,8 @@ namespace cohort {
 namespace {
 
 constexpr uint8_t kVectorFor[kIpiKinds] = {x86::kVecIpiCall, x86::kVecIpiReschedule,
-                                           x86::kVecIpiTlb, 0 /* Stop goes as an NMI */};
+                                           x86::kVecIpiTlb, 0 /* Stop and Backtrace go */,
+                                           0 /* as NMIs */};
 
 void call_handler(x86::InterruptFrame&) {
     ipi_count_received(IpiKind::Call);
@@ -42,6 +43,7 @@ const char* ipi_kind_name(IpiKind k) {
     case IpiKind::Reschedule: return "reschedule";
     case IpiKind::Tlb: return "tlb";
     case IpiKind::Stop: return "stop";
+    case IpiKind::Backtrace: return "backtrace";
     case IpiKind::Count: break;
     }
     return "?";
@@ -59,7 +61,7 @@ bool ipi_send(CpuData* target, IpiKind kind) {
         return false;
     }
     this_cpu()->counters.ipis_sent[static_cast<int>(kind)].fetch_add(1, std::memory_order_relaxed);
-    if (kind == IpiKind::Stop) x86::lapic_send_nmi(target->apic_id);
+    if (kind == IpiKind::Stop || kind == IpiKind::Backtrace) x86::lapic_send_nmi(target->apic_id);
     else x86::lapic_send_ipi(target->apic_id, kVectorFor[static_cast<int>(kind)]);
     return true;
 }

@@ -7,7 +7,7 @@ namespace cohort {
 
 struct CpuData;
 
-enum class IpiKind : uint8_t { Call = 0, Reschedule, Tlb, Stop, Count };
+enum class IpiKind : uint8_t { Call = 0, Reschedule, Tlb, Stop, Backtrace, Count };
 inline constexpr int kIpiKinds = static_cast<int>(IpiKind::Count);
 const char* ipi_kind_name(IpiKind k);
 

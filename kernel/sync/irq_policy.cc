@@ -17,6 +17,11 @@ void IrqSave::restore(State s) {
     if (s.enabled) x86::sti();
 }
 
+LockContext current_lock_context() {
+    const CpuData* cpu = this_cpu();
+    return {cpu != nullptr && cpu->irq_depth > 0, x86::interrupts_enabled()};
+}
+
 uint32_t current_owner_id() {
     return this_cpu()->cpu_id;
 }

@@ -72,6 +72,36 @@ void check_order(HeldLockStack& s, const void* lock, const LockClass* cls, LockS
     }
 }
 
+// Records how `usage`'s lock is being taken and reports the first time it has been taken both
+// in an interrupt handler (waiting) and elsewhere with interrupts enabled. Lock-free: shared
+// holders and waiters race here. Each site is written once, by whoever claims it, before its
+// bit is published; a side claimed but not yet published is seen on a later acquisition.
+constexpr uint8_t kInIrqClaim = 8, kIrqsOnClaim = 16;
+
+void note_irq_usage(LockIrqUsage& usage, const void* lock, const LockClass* cls, LockSite site,
+                    bool waiting) {
+    const LockContext ctx = current_lock_context();
+    uint8_t mine, claim, other;
+    if (ctx.in_irq && waiting) {
+        // Only a waiting acquisition can deadlock against its own CPU; a try just fails.
+        mine = LockIrqUsage::kInIrq, claim = kInIrqClaim, other = LockIrqUsage::kIrqsOn;
+    } else if (!ctx.in_irq && ctx.irqs_enabled) {
+        mine = LockIrqUsage::kIrqsOn, claim = kIrqsOnClaim, other = LockIrqUsage::kInIrq;
+    } else {
+        return;
+    }
+    uint8_t seen = usage.seen.load(std::memory_order_acquire);
+    if ((seen & (mine | claim)) == 0 && (usage.seen.fetch_or(claim) & claim) == 0) {
+        (mine == LockIrqUsage::kInIrq ? usage.in_irq_site : usage.irqs_on_site) = site;
+        seen = usage.seen.fetch_or(mine, std::memory_order_acq_rel) | mine;
+    }
+    if ((seen & other) == 0 || (seen & LockIrqUsage::kReported) != 0) return;
+    if ((usage.seen.fetch_or(LockIrqUsage::kReported) & LockIrqUsage::kReported) != 0) return;
+    HeldLock earlier{lock, cls,
+                     mine == LockIrqUsage::kInIrq ? usage.irqs_on_site : usage.in_irq_site, 0};
+    report(LockReportKind::IrqUnsafe, lock, cls, site, &earlier);
+}
+
 } // namespace
 
 LockReporter set_lock_reporter(LockReporter r) {
@@ -90,6 +120,8 @@ const char* lock_report_kind_name(LockReportKind k) {
         return "too many locks held";
     case LockReportKind::LongWait:
         return "lock held too long";
+    case LockReportKind::IrqUnsafe:
+        return "lock taken in an interrupt handler is also taken with interrupts enabled";
     }
     return "lock error";
 }
@@ -127,7 +159,8 @@ void check_long_wait(const void* lock, const LockClass* cls, LockSite site, uint
 }
 
 
-bool before_acquire(const void* lock, const LockClass* cls, LockSite site) {
+bool before_acquire(const void* lock, const LockClass* cls, LockSite site, LockIrqUsage* usage) {
+    if (usage != nullptr) note_irq_usage(*usage, lock, cls, site, true);
     HeldLockStack* s = current_held_locks();
     if (s == nullptr) return true;
     if (HeldLock* h = find(*s, lock)) {
@@ -149,7 +182,9 @@ bool before_try(const void*, const LockClass*, LockSite) {
     return true;
 }
 
-void after_try_acquired(const void* lock, const LockClass* cls, LockSite site) {
+void after_try_acquired(const void* lock, const LockClass* cls, LockSite site,
+                        LockIrqUsage* usage) {
+    if (usage != nullptr) note_irq_usage(*usage, lock, cls, site, false);
     if (HeldLockStack* s = current_held_locks()) push(*s, lock, cls, site);
 }
 

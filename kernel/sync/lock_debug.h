@@ -8,6 +8,7 @@
 // release is skipped, so the test keeps running instead of deadlocking on itself.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 #include "lib/assert.h"
@@ -47,10 +48,32 @@ enum class LockReportKind : uint8_t {
     ReleaseNotHeld, // releasing a lock the owner does not hold
     TooManyHeld,    // the held-lock stack is full; later locks are not checked
     LongWait,       // spun on a lock longer than the limit (set_lock_wait_limit); `holder` has it
+    IrqUnsafe,      // a lock taken in interrupt context is also taken with interrupts enabled
+};
+
+/// Where the caller runs, as far as interrupt safety is concerned.
+struct LockContext {
+    bool in_irq;       // inside an interrupt handler (not NMI)
+    bool irqs_enabled; // interrupts can arrive right now
+};
+
+/// The caller's context. Defined by the kernel (irq depth, RFLAGS.IF) and by host/support
+/// (thread-local values that tests set).
+LockContext current_lock_context();
+
+/// How one lock has been used, for the interrupt-safety check: a lock that an interrupt handler
+/// waits for must never be held with interrupts enabled, or the handler can interrupt the holder
+/// on its own CPU and spin forever. Lives in each lock (debug builds), zero-initialised.
+struct LockIrqUsage {
+    static constexpr uint8_t kInIrq = 1, kIrqsOn = 2, kReported = 4;
+    std::atomic<uint8_t> seen{0};
+    LockSite in_irq_site;  // the first acquisition in an interrupt handler
+    LockSite irqs_on_site; // the first acquisition with interrupts enabled
 };
 
 /// What went wrong, with both sites: `site` is the new operation, `held_site` the acquisition
-/// of `held_lock` it conflicts with (the same lock for Recursion).
+/// of `held_lock` it conflicts with (the same lock for Recursion and IrqUnsafe: there
+/// `held_site` is the earlier of the two conflicting acquisitions).
 struct LockReport {
     LockReportKind kind;
     uint32_t owner;
@@ -88,17 +111,40 @@ const char* lock_report_kind_name(LockReportKind k);
 namespace lock_debug {
 /// Before a blocking acquisition waits. False: recursion was reported in report mode; the
 /// caller must not acquire (the release that pairs with this call is skipped too).
-bool before_acquire(const void* lock, const LockClass* cls, LockSite site);
-/// Before a try-acquisition. False: the try must fail. (Currently always true; the hook is
-/// where interrupt-context checks belong.)
+/// `usage` (may be nullptr) is the lock's interrupt-usage record.
+bool before_acquire(const void* lock, const LockClass* cls, LockSite site,
+                    LockIrqUsage* usage = nullptr);
+/// Before a try-acquisition. False: the try must fail. (Always true: a try never waits, so it
+/// cannot deadlock; see the definition.)
 bool before_try(const void* lock, const LockClass* cls, LockSite site);
 /// After a try-acquisition succeeded.
-void after_try_acquired(const void* lock, const LockClass* cls, LockSite site);
+void after_try_acquired(const void* lock, const LockClass* cls, LockSite site,
+                        LockIrqUsage* usage = nullptr);
 /// Before a release. False: the release pairs with a skipped recursive acquisition.
 bool before_release(const void* lock);
 /// Called from a wait loop every 1024 spins; `wait_begin` and `reported` are the loop's state.
 void check_long_wait(const void* lock, const LockClass* cls, LockSite site, uint32_t holder,
                      uint64_t& wait_begin, bool& reported);
 } // namespace lock_debug
+
+/// Watches one wait loop for the long-wait report: call tick() once per spin. Compiles to
+/// nothing without lock debugging, so the lock algorithms need no #if around their loops.
+class LockWaitWatch {
+  public:
+#if COHORT_LOCK_DEBUG
+    void tick(const void* lock, const LockClass* cls, LockSite site, uint32_t holder) {
+        // A clock read every 1024 spins keeps the check off the spinning's critical path.
+        if ((++spins_ & 0x3ff) == 0)
+            lock_debug::check_long_wait(lock, cls, site, holder, begin_, reported_);
+    }
+
+  private:
+    uint32_t spins_ = 0;
+    uint64_t begin_ = 0;
+    bool reported_ = false;
+#else
+    void tick(const void*, const LockClass*, LockSite, uint32_t) {}
+#endif
+};
 
 } // namespace cohort

@@ -52,10 +52,22 @@ class LockMeta {
     /// Exact for the caller: only the caller can have stored its own id here.
     bool held_by_caller() const { return owner() == current_owner_id(); }
 
+    /// The interrupt-usage record the debug hooks take (nullptr without lock debugging).
+    LockIrqUsage* irq_usage() {
+#if COHORT_LOCK_DEBUG
+        return &irq_usage_;
+#else
+        return nullptr;
+#endif
+    }
+
   private:
     LockClass* cls_ = nullptr;
     std::atomic<uint32_t> owner_{kNoOwner};
     uint64_t hold_start_ = 0; // written and read only by the holder
+#if COHORT_LOCK_DEBUG
+    LockIrqUsage irq_usage_;
+#endif
 };
 
 } // namespace cohort

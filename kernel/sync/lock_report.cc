@@ -1,6 +1,8 @@
-// The kernel's lock-debugging reporter: both sites, the owner CPU, then a panic.
+// The kernel's lock-debugging reporter: both sites, the owner CPU, then a panic. Long waits
+// are only warnings, with the holder's backtrace fetched by NMI.
 #include "debug/log.h"
 #include "debug/panic.h"
+#include "smp/cpu.h"
 #include "sync/lock_class.h"
 #include "sync/lock_debug.h"
 #include "time/clock.h"
@@ -15,7 +17,22 @@ void kernel_lock_reporter(const LockReport& r) {
                  r.owner, tsc_to_ns(r.waited) / 1000000, r.lock,
                  r.cls != nullptr ? r.cls->name() : "no class", r.site.file, r.site.line,
                  r.holder == UINT32_MAX ? -1 : static_cast<int>(r.holder));
+        // The holder may spin with interrupts off: only an NMI reaches it for sure.
+        if (r.holder != UINT32_MAX && r.holder != r.owner && r.holder < cpu_count())
+            request_backtrace(cpu_by_id(r.holder), "holding the lock above");
         return;
+    }
+    if (r.kind == LockReportKind::IrqUnsafe) {
+        log_error("lock: lock %p (%s) is taken in an interrupt handler and with interrupts enabled: "
+                  "a handler can interrupt the holder on its CPU and spin forever",
+                  r.lock, r.cls != nullptr ? r.cls->name() : "no class");
+        const bool now_in_irq = this_cpu()->irq_depth > 0;
+        log_error("lock:   %s at %s:%u", now_in_irq ? "in a handler" : "interrupts on", r.site.file,
+                  r.site.line);
+        log_error("lock:   %s at %s:%u", now_in_irq ? "interrupts on" : "in a handler",
+                  r.held_site.file, r.held_site.line);
+        panic("lock debugging: %s (see the lines above; use an IrqSave guard)",
+              lock_report_kind_name(r.kind));
     }
     log_error("lock: %s on cpu%u: lock %p (%s) at %s:%u", lock_report_kind_name(r.kind), r.owner,
               r.lock, r.cls != nullptr ? r.cls->name() : "no class", r.site.file, r.site.line);

@@ -32,7 +32,7 @@ class COHORT_CAPABILITY("mcs lock") MCSLock {
     /// Queues `node` and waits until its predecessor hands the lock over.
     void lock(Node& node, LockSite site = COHORT_LOCK_SITE) COHORT_ACQUIRE() {
 #if COHORT_LOCK_DEBUG
-        if (!lock_debug::before_acquire(this, meta_.lock_class(), site)) return;
+        if (!lock_debug::before_acquire(this, meta_.lock_class(), site, meta_.irq_usage())) return;
 #endif
         (void)site;
         const uint64_t start = meta_.wait_start();
@@ -44,8 +44,11 @@ class COHORT_CAPABILITY("mcs lock") MCSLock {
         const bool contended = prev != nullptr;
         if (contended) {
             prev->next.store(&node, std::memory_order_release);
-            while (node.waiting.load(std::memory_order_acquire))
+            LockWaitWatch watch;
+            while (node.waiting.load(std::memory_order_acquire)) {
+                watch.tick(this, meta_.lock_class(), site, meta_.owner());
                 cpu_relax();
+            }
         }
         meta_.acquired_exclusive(start, contended);
     }
@@ -65,7 +68,7 @@ class COHORT_CAPABILITY("mcs lock") MCSLock {
             return false;
         meta_.acquired_exclusive(start, false);
 #if COHORT_LOCK_DEBUG
-        lock_debug::after_try_acquired(this, meta_.lock_class(), site);
+        lock_debug::after_try_acquired(this, meta_.lock_class(), site, meta_.irq_usage());
 #endif
         (void)site;
         return true;

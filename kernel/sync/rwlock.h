@@ -26,11 +26,12 @@ class COHORT_CAPABILITY("rwlock") RwLock {
 
     void read_lock(LockSite site = COHORT_LOCK_SITE) COHORT_ACQUIRE_SHARED() {
 #if COHORT_LOCK_DEBUG
-        if (!lock_debug::before_acquire(this, meta_.lock_class(), site)) return;
+        if (!lock_debug::before_acquire(this, meta_.lock_class(), site, meta_.irq_usage())) return;
 #endif
         (void)site;
         const uint64_t start = meta_.wait_start();
         bool contended = false;
+        LockWaitWatch watch;
         uint32_t s = state_.load(std::memory_order_relaxed);
         for (;;) {
             if ((s & kBlocksReaders) == 0) {
@@ -40,6 +41,8 @@ class COHORT_CAPABILITY("rwlock") RwLock {
                 continue; // s was reloaded; another reader or a writer got there first
             }
             contended = true;
+            // The holder is the writer inside, if any (kNoOwner while one only waits).
+            watch.tick(this, meta_.lock_class(), site, meta_.owner());
             cpu_relax();
             s = state_.load(std::memory_order_relaxed);
         }
@@ -59,7 +62,7 @@ class COHORT_CAPABILITY("rwlock") RwLock {
                                                std::memory_order_relaxed));
         meta_.acquired_shared(start, false);
 #if COHORT_LOCK_DEBUG
-        lock_debug::after_try_acquired(this, meta_.lock_class(), site);
+        lock_debug::after_try_acquired(this, meta_.lock_class(), site, meta_.irq_usage());
 #endif
         (void)site;
         return true;
@@ -74,13 +77,14 @@ class COHORT_CAPABILITY("rwlock") RwLock {
 
     void write_lock(LockSite site = COHORT_LOCK_SITE) COHORT_ACQUIRE() {
 #if COHORT_LOCK_DEBUG
-        if (!lock_debug::before_acquire(this, meta_.lock_class(), site)) return;
+        if (!lock_debug::before_acquire(this, meta_.lock_class(), site, meta_.irq_usage())) return;
 #endif
         (void)site;
         const uint64_t start = meta_.wait_start();
         // Announce first: from here on readers stay out, and the ones inside drain.
         uint32_t s = state_.fetch_add(kWaitingWriter, std::memory_order_relaxed) + kWaitingWriter;
         bool contended = false;
+        LockWaitWatch watch;
         for (;;) {
             if ((s & (kWriter | kReaderMask)) == 0) {
                 if (state_.compare_exchange_weak(s, (s - kWaitingWriter) | kWriter,
@@ -90,6 +94,8 @@ class COHORT_CAPABILITY("rwlock") RwLock {
                 continue;
             }
             contended = true;
+            // kNoOwner while readers hold it: readers are not tracked individually.
+            watch.tick(this, meta_.lock_class(), site, meta_.owner());
             cpu_relax();
             s = state_.load(std::memory_order_relaxed);
         }
@@ -109,7 +115,7 @@ class COHORT_CAPABILITY("rwlock") RwLock {
                                                std::memory_order_relaxed));
         meta_.acquired_exclusive(start, false);
 #if COHORT_LOCK_DEBUG
-        lock_debug::after_try_acquired(this, meta_.lock_class(), site);
+        lock_debug::after_try_acquired(this, meta_.lock_class(), site, meta_.irq_usage());
 #endif
         (void)site;
         return true;

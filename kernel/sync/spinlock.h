@@ -29,24 +29,16 @@ class COHORT_CAPABILITY("spinlock") SpinLock {
     /// Waits for the lock. `site` (the caller's file:line) is used by debug reports.
     void lock(LockSite site = COHORT_LOCK_SITE) COHORT_ACQUIRE() {
 #if COHORT_LOCK_DEBUG
-        if (!lock_debug::before_acquire(this, meta_.lock_class(), site)) return;
+        if (!lock_debug::before_acquire(this, meta_.lock_class(), site, meta_.irq_usage())) return;
 #endif
         (void)site;
         const uint64_t start = meta_.wait_start();
         const uint32_t ticket = next_.fetch_add(1, std::memory_order_relaxed);
         bool contended = false;
-#if COHORT_LOCK_DEBUG
-        uint32_t spins = 0;
-        uint64_t wait_begin = 0;
-        bool reported = false;
-#endif
+        LockWaitWatch watch;
         while (serving_.load(std::memory_order_acquire) != ticket) {
             contended = true;
-#if COHORT_LOCK_DEBUG
-            if ((++spins & 0x3ff) == 0)
-                lock_debug::check_long_wait(this, meta_.lock_class(), site, meta_.owner(),
-                                            wait_begin, reported);
-#endif
+            watch.tick(this, meta_.lock_class(), site, meta_.owner());
             cpu_relax();
         }
         meta_.acquired_exclusive(start, contended);
@@ -68,7 +60,7 @@ class COHORT_CAPABILITY("spinlock") SpinLock {
             return false;
         meta_.acquired_exclusive(start, false);
 #if COHORT_LOCK_DEBUG
-        lock_debug::after_try_acquired(this, meta_.lock_class(), site);
+        lock_debug::after_try_acquired(this, meta_.lock_class(), site, meta_.irq_usage());
 #endif
         (void)site;
         return true;

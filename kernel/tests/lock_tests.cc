@@ -3,6 +3,7 @@
 // total acquisitions, min/max per CPU (fairness), and the invariant violations seen (must be 0).
 #include <atomic>
 
+#include "arch/x86/cpu.h"
 #include "debug/log.h"
 #include "lib/format.h"
 #include "mm/heap.h"
@@ -204,9 +205,13 @@ KTEST(locks, seqlock_readers_never_see_torn_data) {
 #if COHORT_LOCK_DEBUG
 LockReport g_last_report;
 std::atomic<uint32_t> g_reports{0};
+LockReporter g_kernel_reporter = nullptr;
 void capture(const LockReport& r) {
     g_last_report = r;
     g_reports.fetch_add(1);
+    // A long wait is only a warning in the kernel too: let its reporter fetch the holder's
+    // backtrace, which the test then looks for.
+    if (r.kind == LockReportKind::LongWait && g_kernel_reporter != nullptr) g_kernel_reporter(r);
     log_warn("lock (test, report mode): %s: lock at %s:%u, held lock taken at %s:%u",
              lock_report_kind_name(r.kind), r.site.file, r.site.line, r.held_site.file,
              r.held_site.line);
@@ -274,7 +279,9 @@ KTEST(locks, long_wait_is_reported_with_the_holder) {
 #if COHORT_LOCK_DEBUG
     if (cpus_online() < 2) return ktest::skip("needs 2 CPUs");
     const LockReporter previous = set_lock_reporter(capture);
+    g_kernel_reporter = previous;
     g_reports = 0;
+    const uint64_t mark = log_mark();
     set_lock_wait_limit(tsc_hz() / 100); // 10 ms
     static SpinLock lock;
     static Holder h;
@@ -292,6 +299,41 @@ KTEST(locks, long_wait_is_reported_with_the_holder) {
     KEXPECT(g_last_report.kind == LockReportKind::LongWait);
     KEXPECT_EQ(g_last_report.holder, 1u);
     KEXPECT(tsc_to_ns(g_last_report.waited) >= 10'000'000);
+    g_kernel_reporter = nullptr;
+    // The holder spun with interrupts off, so only an NMI could have fetched this, while cpu1
+    // was still inside the critical section.
+    KEXPECT(log_contains_since(mark, "cpu1: backtrace on request (holding the lock above)"));
+    KEXPECT(log_contains_since(mark, "hold_for_a_while("));
+#else
+    ktest::skip("lock debugging is compiled out of release kernels");
+#endif
+}
+
+#if COHORT_LOCK_DEBUG
+SpinLock g_irq_test_lock;
+uint32_t g_irq_site_line = 0;
+void take_in_handler(void*) {
+    Guard<SpinLock, NoIrq> g(g_irq_test_lock); // a call-function IPI handler: interrupts off
+    g_irq_site_line = __LINE__ - 1;
+}
+#endif
+
+KTEST(locks, lock_taken_in_a_handler_and_with_interrupts_on_is_reported) {
+#if COHORT_LOCK_DEBUG
+    if (cpus_online() < 2) return ktest::skip("needs 2 CPUs (the handler runs on another)");
+    KASSERT(x86::interrupts_enabled());
+    const LockReporter previous = set_lock_reporter(capture);
+    g_reports = 0;
+    { Guard<SpinLock, NoIrq> g(g_irq_test_lock); } // the bug: interrupts stay on while held
+    const uint32_t on_line = __LINE__ - 1;
+    KEXPECT_EQ(g_reports.load(), 0u);
+    KASSERT(call_on(1, take_in_handler, nullptr, true) == CallStatus::Ok);
+    set_lock_reporter(previous);
+    KEXPECT_EQ(g_reports.load(), 1u);
+    KEXPECT(g_last_report.kind == LockReportKind::IrqUnsafe);
+    KEXPECT_EQ(g_last_report.owner, 1u);
+    KEXPECT_EQ(g_last_report.site.line, g_irq_site_line);
+    KEXPECT_EQ(g_last_report.held_site.line, on_line);
 #else
     ktest::skip("lock debugging is compiled out of release kernels");
 #endif

@@ -157,7 +157,9 @@ extern "C" void interrupt_dispatch(cohort::x86::InterruptFrame* frame) {
     CpuData* cpu = this_cpu();
     cpu->counters.interrupts.fetch_add(1, std::memory_order_relaxed);
     if (frame->vector == x86::kVecNmi) {
+        ++cpu->nmi_depth;
         handle_nmi(*frame);
+        --cpu->nmi_depth;
         return;
     }
     if (frame->vector < 32) {
