@@ -13,6 +13,7 @@ set(COHORT_PORTABLE_SOURCES
   lib/memmap.cc
   mm/frame_allocator.cc
   mm/slab_heap.cc
+  sched/fair.cc
   sync/lock_class.cc
   sync/lock_debug.cc
 )

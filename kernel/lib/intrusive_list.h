@@ -101,6 +101,16 @@ class IntrusiveList {
         --size_;
     }
 
+    /// The element after / before `item` (which must be on this list), or nullptr at the end.
+    T* next(T& item) {
+        ListNode* n = node(item).next;
+        return n == &head_ ? nullptr : owner(n);
+    }
+    T* prev(T& item) {
+        ListNode* n = node(item).prev;
+        return n == &head_ ? nullptr : owner(n);
+    }
+
     /// Linear scan; meant for assertions, not for hot paths.
     bool contains(const T& item) const {
         const ListNode* target = &(item.*Link);

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "arch/x86/cpu.h"
+#include "arch/x86/fpu.h"
 
 namespace cohort::x86 {
 
@@ -102,6 +103,9 @@ const char* enable_security_features() {
     if (f.smap) cr4v |= cr4::kSmap, add("SMAP");
     if (f.umip) cr4v |= cr4::kUmip, add("UMIP");
     write_cr4(cr4v);
+    // Task SIMD state (arch/x86/fpu.h): XSAVE components the scheduler saves on every switch.
+    const uint64_t xcr0 = fpu_enable_on_this_cpu();
+    if (xcr0 != 0) add((xcr0 & 0xe0) != 0 ? "XSAVE(AVX-512)" : (xcr0 & 4) != 0 ? "XSAVE(AVX)" : "XSAVE");
     return g_enabled_list;
 }
 
