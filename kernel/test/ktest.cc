@@ -32,22 +32,26 @@ struct Current {
 Current g_current;
 
 /// Splits the selection into globs; `all` selects everything that is not manual. A manual
-/// test is selected only by a pattern equal to its name, so wildcards never pull it in.
+/// test is selected only by a pattern equal to its name, so wildcards never pull it in. A
+/// pattern starting with `-` takes tests out again, whatever the order: `all,-sched.ping*`.
 bool selected(const TestCase& t, const char* selection) {
+    const std::string_view name(t.name);
+    bool in = false;
     const char* p = selection;
     while (*p != 0) {
         const char* end = p;
         while (*end != 0 && *end != ',') ++end;
-        const std::string_view pattern(p, static_cast<size_t>(end - p));
-        const std::string_view name(t.name);
-        if (t.flags & kManual) {
-            if (pattern == name) return true;
-        } else if (pattern == "all" || glob_match(pattern, name)) {
-            return true;
-        }
+        std::string_view pattern(p, static_cast<size_t>(end - p));
         p = *end == ',' ? end + 1 : end;
+        if (!pattern.empty() && pattern[0] == '-') {
+            if (glob_match(pattern.substr(1), name)) return false;
+        } else if (t.flags & kManual) {
+            in = in || pattern == name;
+        } else if (pattern == "all" || glob_match(pattern, name)) {
+            in = true;
+        }
     }
-    return false;
+    return in;
 }
 
 void trampoline(void* test) { static_cast<const TestCase*>(test)->fn(); }
