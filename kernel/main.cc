@@ -23,6 +23,7 @@
 #include "mm/vmm.h"
 #include "mm/address_space.h"
 #include "platform/acpi.h"
+#include "sched/sched.h"
 #include "smp/call.h"
 #include "smp/cpu.h"
 #include "smp/ipi.h"
@@ -83,6 +84,7 @@ void setup_memory() {
 }
 
 [[noreturn]] void kernel_main_on_guarded_stack();
+void main_task(void*);
 
 /// Moves the boot CPU off its static boot stack onto a guarded one, so that a stack overflow
 /// hits a guard page instead of silently corrupting .bss.
@@ -130,6 +132,12 @@ void setup_memory() {
     const auto heap = heap_stats();
     log_info("boot: up in %lu ms: %lu MiB free, heap %lu pages",
              monotonic_ns() / 1000000, pmm::free_bytes() >> 20, heap.pages);
+    // From here on this context is the boot CPU's idle task; the rest runs as the main task.
+    sched_start(main_task, nullptr);
+}
+
+/// The first task: runs the test or bench mode, or finishes a normal boot.
+void main_task(void*) {
 
     // test= and bench= end the run with a status the host runner reads.
     struct Mode {
@@ -144,12 +152,12 @@ void setup_memory() {
             memcpy(selection, sel->data(), n);
             selection[n] = 0;
             const bool ok = m.run(selection);
+            if (param_bool("sched.stats", false)) sched_log_stats();
             x86::machine_exit(ok ? x86::ExitStatus::Success : x86::ExitStatus::TestsFailed);
         }
     }
     log_info("cohort: boot complete");
     if (param_bool("exit", false)) x86::machine_exit(x86::ExitStatus::Success);
-    idle_loop(); // halted until an interrupt, never spinning
 }
 
 } // namespace

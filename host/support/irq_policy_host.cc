@@ -24,6 +24,13 @@ void IrqSave::restore(State s) {
     if (s.enabled) t_context.irqs_enabled = true;
 }
 
+namespace {
+thread_local uint32_t t_locks_held = 0;
+} // namespace
+void lock_hold_enter() { ++t_locks_held; }
+void lock_hold_exit() { --t_locks_held; }
+uint32_t lock_holds_on_this_cpu() { return t_locks_held; }
+
 LockContext current_lock_context() {
     return t_context;
 }

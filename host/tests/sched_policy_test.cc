@@ -183,4 +183,21 @@ TEST(Balance, BusyCpuMovesWorkOnlyWhenTheGapIsTwo) {
     EXPECT_EQ(find_busiest(0, c.n(), c.view()), kMaxCpus);
 }
 
+TEST(Balance, PushGoesToAnIdleCpuFirstThenOnlyAcrossAGapOfTwo) {
+    Cpus c(4);
+    c.loads[0].runnable = 3, c.loads[1].runnable = 2, c.loads[2].runnable = 2;
+    c.loads[3].runnable = 2;
+    const CpuMask all = CpuMask::first_n(4);
+    EXPECT_EQ(find_push_target(0, 3, all, c.n(), c.view()), kMaxCpus); // 3 vs 2: just a swap
+    c.loads[2].runnable = 1;
+    EXPECT_EQ(find_push_target(0, 3, all, c.n(), c.view()), 2u);
+    c.loads[3].idle = true, c.loads[3].runnable = 0;
+    EXPECT_EQ(find_push_target(0, 3, all, c.n(), c.view()), 3u); // idle beats least loaded
+    CpuMask not3 = all;
+    not3.clear(3);
+    EXPECT_EQ(find_push_target(0, 3, not3, c.n(), c.view()), 2u); // affinity is a hard limit
+    c.loads[2].online = false;
+    EXPECT_EQ(find_push_target(0, 3, not3, c.n(), c.view()), kMaxCpus);
+}
+
 } // namespace

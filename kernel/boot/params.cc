@@ -26,6 +26,8 @@ constexpr ParamInfo kKnown[] = {
     {"test.expect_numa_nodes", "NUMA nodes QEMU was given (acpi tests)"},
     {"test.expect_numa_distance", "SLIT distance between different nodes (acpi tests)"},
     {"tlb.disable_shootdown", "only the initiating CPU flushes (shows the coherency tests fail)"},
+    {"lapic.timer", "oneshot or deadline (TSC-deadline, the default where the CPU has it)"},
+    {"sched.stats", "log one line of scheduler statistics per CPU when a test or bench run ends"},
     {"smp.max_cpus", "start at most this many CPUs (including the boot CPU)"},
     {"smp.timeout_ms", "one timeout for the whole AP bring-up (default 1000)"},
     {"smp.online_capable", "also start CPUs the MADT marks online-capable"},

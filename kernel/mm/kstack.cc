@@ -51,12 +51,14 @@ KernelStack kstack_alloc(size_t size) {
 
 void kstack_free(KernelStack& s) {
     if (!s.valid()) return;
-    for (uint64_t va = s.bottom; va < s.top; va += kPage) {
-        const uint64_t pa = vmm::translate(va);
-        if (pa == UINT64_MAX) continue;
-        vmm::unmap(va, kPage);
-        pmm::free_pages(pa);
-    }
+    // One unmap (one TLB shootdown) for the whole stack; its frames are freed only after it,
+    // when no CPU can still reach them through a stale translation.
+    uint64_t frames[layout::kStackSlotSize / kPage];
+    uint32_t n = 0;
+    for (uint64_t va = s.bottom; va < s.top; va += kPage)
+        if (const uint64_t pa = vmm::translate(va); pa != UINT64_MAX) frames[n++] = pa;
+    vmm::unmap(s.bottom, s.top - s.bottom);
+    for (uint32_t i = 0; i < n; ++i) pmm::free_pages(frames[i]);
     Guard<SpinLock, IrqSave> guard(g_lock);
     g_used.clear(s.slot);
     g_pages[s.slot] = 0;

@@ -32,7 +32,8 @@ struct FairParams {
 struct FairEntity {
     uint64_t vruntime = 0;
     uint32_t weight = kDefaultWeight;
-    ListNode link; // on a FairQueue while ready
+    ListNode link;         // on a FairQueue while ready
+    void* owner = nullptr; // the task (or test object) this entity schedules
 };
 
 /// Virtual time for `ns` of real run time at `weight`.

@@ -57,4 +57,23 @@ uint32_t find_busiest(uint32_t self, uint32_t ncpus, View&& view) {
     return kMaxCpus;
 }
 
+/// Periodic balancing from a busy CPU (`self`, with `mine` runnable tasks): the allowed CPU to
+/// push one waiting task to, or kMaxCpus. An idle CPU first; else the least loaded one, and only
+/// if it has at least two tasks fewer than we do, so a move narrows the gap instead of
+/// reversing it (the same rule as find_busiest, seen from the other side).
+template <typename View>
+uint32_t find_push_target(uint32_t self, uint32_t mine, const CpuMask& allowed, uint32_t ncpus,
+                          View&& view) {
+    uint32_t best = kMaxCpus, best_load = UINT32_MAX;
+    for (uint32_t c = allowed.first(); c != CpuMask::kNone && c < ncpus; c = allowed.next(c + 1)) {
+        if (c == self) continue;
+        const CpuLoad l = view(c);
+        if (!l.online) continue;
+        if (l.idle) return c;
+        if (l.runnable < best_load) best = c, best_load = l.runnable;
+    }
+    if (best != kMaxCpus && best_load + 2 <= mine) return best;
+    return kMaxCpus;
+}
+
 } // namespace cohort::sched

@@ -7,6 +7,7 @@
 #include "mm/heap.h"
 #include "smp/cpu.h"
 #include "smp/ipi.h"
+#include "sched/sched.h"
 #include "smp/percpu.h"
 #include "sync/cpu_relax.h"
 
@@ -130,6 +131,7 @@ void run_pending_calls() {
             if (q.deferred_tail != nullptr) q.deferred_tail->next = r;
             else q.deferred_head = r;
             q.deferred_tail = r;
+            sched_kick_worker();
             continue;
         }
         execute(r);
@@ -153,16 +155,7 @@ bool run_deferred_work() {
     }
 }
 
-void idle_loop() {
-    for (;;) {
-        run_deferred_work();
-        // Check for new work and halt with interrupts off in between, so a request that
-        // arrives after the check wakes the HLT instead of being left for the next interrupt.
-        x86::cli();
-        if (per_cpu(g_call_queue).deferred_head == nullptr) x86::sti_halt();
-        x86::sti();
-    }
-}
+bool has_deferred_work() { return per_cpu(g_call_queue).deferred_head != nullptr; }
 
 CallStatus call_on(uint32_t cpu, CallFn fn, void* arg, bool wait) {
     CpuData* me = this_cpu();

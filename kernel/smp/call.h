@@ -45,11 +45,10 @@ CallStatus run_on_async(uint32_t cpu, CallFn fn, void* arg);
 
 /// Drains the running CPU's request queue (the IPI handler and waiting callers use it).
 void run_pending_calls();
-/// Runs thread-context work queued by run_on (the idle loop calls it with interrupts enabled).
-/// Returns true if it ran anything.
+/// Runs thread-context work queued by run_on (each CPU's worker task calls it with interrupts
+/// enabled). Returns true if it ran anything.
 bool run_deferred_work();
-
-/// The idle loop of every CPU: deferred work, then HLT until an interrupt.
-[[noreturn]] void idle_loop();
+/// Work queued by run_on is waiting on this CPU (call with interrupts disabled).
+bool has_deferred_work();
 
 } // namespace cohort

@@ -65,6 +65,7 @@ struct alignas(64) CpuData {
     uint32_t exception_depth;    // nested exception reports on this CPU
     uint32_t irq_depth;
     uint32_t nmi_depth; // NMI handlers do not nest, but they interrupt everything else
+    uint32_t locks_held; // spinlocks held (sync/owner.h): no preemption while non-zero
     // Control state as this CPU set it up, recorded for the cross-CPU consistency tests.
     uint64_t cr0_seen, cr4_seen, efer_seen;
     bool self_check; // this_cpu(), GSBASE and per-CPU access were consistent on this CPU

@@ -22,6 +22,10 @@ LockContext current_lock_context() {
     return {cpu != nullptr && cpu->irq_depth > 0, x86::interrupts_enabled()};
 }
 
+void lock_hold_enter() { ++this_cpu()->locks_held; }
+void lock_hold_exit() { --this_cpu()->locks_held; }
+uint32_t lock_holds_on_this_cpu() { return this_cpu()->locks_held; }
+
 uint32_t current_owner_id() {
     return this_cpu()->cpu_id;
 }

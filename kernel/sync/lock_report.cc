@@ -3,6 +3,7 @@
 #include "debug/log.h"
 #include "debug/panic.h"
 #include "smp/cpu.h"
+#include "smp/percpu.h"
 #include "sync/lock_class.h"
 #include "sync/lock_debug.h"
 #include "time/clock.h"
@@ -10,7 +11,22 @@
 namespace cohort {
 
 namespace {
+// A report about the console lock itself (or any lock the logging path takes) would recurse
+// through log_write forever: a nested report on the same CPU goes straight to panic, whose
+// console path never waits for a lock.
+COHORT_PERCPU(uint32_t, g_reporting);
+
 void kernel_lock_reporter(const LockReport& r) {
+    if (per_cpu(g_reporting) != 0 && r.kind == LockReportKind::LongWait) return; // one is enough
+    if (per_cpu(g_reporting)++ != 0) {
+        console_enter_panic_mode();
+        panic("lock debugging: %s on cpu%u for lock %p (%s) at %s:%u, while reporting another",
+              lock_report_kind_name(r.kind), r.owner, r.lock,
+              r.cls != nullptr ? r.cls->name() : "no class", r.site.file, r.site.line);
+    }
+    struct Done {
+        ~Done() { --per_cpu(g_reporting); }
+    } done;
     if (r.kind == LockReportKind::LongWait) {
         // Not necessarily a bug (an emulator may deschedule the holder), so report and wait on.
         log_warn("lock: cpu%u has waited %lu ms for lock %p (%s) at %s:%u, held by cpu%d",

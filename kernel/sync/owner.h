@@ -15,4 +15,12 @@ inline constexpr uint32_t kNoOwner = UINT32_MAX;
 /// Never returns kNoOwner. Defined by the kernel (sync/irq_policy.cc) and by host/support.
 uint32_t current_owner_id();
 
+/// Every lock acquisition and release (exclusive or shared) calls these. The kernel counts the
+/// locks its CPU holds, so the scheduler never preempts a task inside a spinlock's critical
+/// section; the host counts per thread.
+void lock_hold_enter();
+void lock_hold_exit();
+/// Locks the caller holds now (the kernel: this CPU).
+uint32_t lock_holds_on_this_cpu();
+
 } // namespace cohort

@@ -72,6 +72,7 @@ class COHORT_CAPABILITY("rwlock") RwLock {
 #if COHORT_LOCK_DEBUG
         if (!lock_debug::before_release(this)) return;
 #endif
+        meta_.releasing_shared();
         state_.fetch_sub(1, std::memory_order_release);
     }
 

@@ -1,11 +1,15 @@
-// Clocks: the TSC calibration agrees with an independent timer, and the LAPIC timer fires on
+// Clocks: the TSC calibration agrees with an independent timer, and the per-CPU timers fire on
 // time. Bounds are generous upward (an emulator may be descheduled) but strict downward.
+#include <atomic>
+
 #include "arch/x86/cpu.h"
 #include "arch/x86/interrupts.h"
 #include "arch/x86/lapic.h"
 #include "arch/x86/tsc.h"
 #include "test/ktest.h"
+#include "sync/cpu_relax.h"
 #include "time/clock.h"
+#include "time/timer.h"
 
 namespace cohort {
 namespace {
@@ -29,37 +33,63 @@ KTEST(time, monotonic_clock_advances) {
     KEXPECT(b - a < 500'000'000);
 }
 
-volatile uint64_t g_fired_at = 0;
-void timer_fired(x86::InterruptFrame&) {
-    g_fired_at = monotonic_ns();
-    x86::lapic_eoi();
-}
+std::atomic<uint64_t> g_fired_at{0};
 
-KTEST(time, lapic_oneshot_fires_on_time) {
-    constexpr uint8_t kTestVector = 0xe0;
-    x86::set_irq_handler(kTestVector, timer_fired);
+KTEST(time, timer_fires_on_time) {
+    // The per-CPU timer queue on the LAPIC one-shot: a timer must never fire early, and late
+    // only by interrupt latency (generous bounds: an emulator may deschedule the vCPU).
     constexpr uint64_t kDelaysMs[] = {1, 5, 20};
     for (uint64_t ms : kDelaysMs) {
         g_fired_at = 0;
+        Timer t;
         const uint64_t start = monotonic_ns();
-        x86::lapic_timer_oneshot(ms * 1'000'000, kTestVector);
-        // Check with interrupts off, then enable-and-halt atomically, so the interrupt cannot
-        // slip in between the check and the HLT (the classic lost wake-up).
-        for (;;) {
-            x86::cli();
-            if (g_fired_at != 0 || monotonic_ns() - start > 2'000'000'000) break;
-            x86::sti_halt();
+        {
+            x86::InterruptGuard irq; // armed on this CPU, fired on this CPU
+            timer_arm(t, start + ms * 1'000'000,
+                      [](Timer&, void*) { g_fired_at.store(monotonic_ns()); }, nullptr);
         }
-        x86::sti();
-        const uint64_t elapsed = g_fired_at - start;
-        ktest::note("one-shot of %lu ms fired after %lu us", ms, elapsed / 1000);
-        KEXPECT(g_fired_at != 0);
-        // The LAPIC calibration may be off by a fraction of a percent; never more.
-        KEXPECT(elapsed >= ms * 990'000);
+        // Polled, not halted: if the timer is broken no interrupt may ever come to end a HLT,
+        // and the test must fail, not hang.
+        while (g_fired_at.load() == 0 && monotonic_ns() - start < 2'000'000'000) cpu_relax();
+        timer_cancel(t);
+        const char* mode = x86::lapic_timer_has_deadline() ? "TSC-deadline" : "one-shot";
+        KEXPECT(g_fired_at.load() != 0);
+        if (g_fired_at.load() == 0) {
+            ktest::note("timer of %lu ms never fired (%s)", ms, mode);
+            continue;
+        }
+        const uint64_t elapsed = g_fired_at.load() - start;
+        ktest::note("timer of %lu ms fired after %lu us (%s)", ms, elapsed / 1000, mode);
+        KEXPECT(elapsed >= ms * 1'000'000);
         KEXPECT(elapsed < ms * 1'000'000 + 200'000'000);
     }
-    x86::lapic_timer_stop();
-    x86::set_irq_handler(kTestVector, nullptr);
+}
+
+KTEST(time, timers_fire_in_deadline_order_and_cancel_works) {
+    static std::atomic<uint32_t> order[4];
+    static std::atomic<uint32_t> next{0};
+    next = 0;
+    Timer t[4];
+    const uint64_t now = monotonic_ns();
+    const uint64_t delays_us[4] = {3000, 1000, 4000, 2000}; // fire order: 1, 3, 0, (2 cancelled)
+    {
+        x86::InterruptGuard irq;
+        for (uintptr_t i = 0; i < 4; ++i)
+            timer_arm(t[i], now + delays_us[i] * 1000,
+                      [](Timer&, void* arg) {
+                          order[next.fetch_add(1)] = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(arg));
+                      },
+                      reinterpret_cast<void*>(i));
+    }
+    KEXPECT(timer_cancel(t[2]));
+    KEXPECT(!timer_cancel(t[2])); // not pending any more
+    const uint64_t end = now + 10'000'000;
+    while (monotonic_ns() < end && next.load() < 3) cpu_relax();
+    for (Timer& x : t) timer_cancel(x);
+    KEXPECT_EQ(next.load(), 3u);
+    KEXPECT_EQ(order[0].load(), 1u);
+    KEXPECT_EQ(order[1].load(), 3u);
+    KEXPECT_EQ(order[2].load(), 0u);
 }
 
 } // namespace

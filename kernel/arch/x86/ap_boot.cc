@@ -21,6 +21,7 @@
 #include "mm/phys.h"
 #include "mm/vmm.h"
 #include "mm/address_space.h"
+#include "sched/sched.h"
 #include "smp/call.h"
 #include "smp/cpu.h"
 #include "smp/percpu.h"
@@ -200,7 +201,7 @@ extern "C" [[noreturn]] void ap_entry(CpuData* cpu) {
     g_last_online_tsc.store(x86::rdtsc(), std::memory_order_relaxed);
     detail::mark_online(cpu);
     cpu->boot_stage.store(BootStage::Online, std::memory_order_release);
-    idle_loop(); // halted until an interrupt arrives, running work sent with run_on
+    sched_enter_ap(); // this context becomes the CPU's idle task
 }
 
 const SmpBootReport& smp_boot_report() { return g_report; }

@@ -9,6 +9,7 @@
 #include "debug/panic.h"
 #include "lib/format.h"
 #include "mm/kstack.h"
+#include "sched/sched.h"
 #include "smp/cpu.h"
 
 extern "C" const char isr_stubs[]; // 256 entry stubs, 16 bytes apart (isr.S)
@@ -174,4 +175,7 @@ extern "C" void interrupt_dispatch(cohort::x86::InterruptFrame* frame) {
                  cpu->cpu_id);
     }
     --cpu->irq_depth;
+    // Leaving the outermost handler: a task switch the handler asked for happens here, on the
+    // interrupted task's stack, and the IRET later returns into whichever task runs then.
+    if (cpu->irq_depth == 0) sched_irq_exit();
 }

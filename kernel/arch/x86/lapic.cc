@@ -3,6 +3,7 @@
 #include "arch/x86/cpu.h"
 #include "arch/x86/cpu_features.h"
 #include "arch/x86/interrupts.h"
+#include "boot/params.h"
 #include "debug/log.h"
 #include "debug/panic.h"
 #include "lib/muldiv.h"
@@ -34,6 +35,8 @@ enum Reg : uint32_t {
 constexpr uint64_t kApicBaseEnable = 1u << 11;
 constexpr uint64_t kApicBaseX2 = 1u << 10;
 constexpr uint32_t kLvtMasked = 1u << 16;
+constexpr uint32_t kLvtTscDeadline = 2u << 17; // timer mode bits 18:17
+constexpr uint32_t kMsrTscDeadline = 0x6e0;
 constexpr uint32_t kIcrNmi = 4u << 8;
 constexpr uint32_t kIcrInit = 5u << 8;
 constexpr uint32_t kIcrStartup = 6u << 8;
@@ -45,6 +48,7 @@ ApicMode g_mode = ApicMode::XApic;
 volatile uint32_t* g_mmio = nullptr;
 uint64_t g_phys = 0;
 uint64_t g_timer_hz = 0; // at divide-by-1
+bool g_deadline = false;  // TSC-deadline mode in use
 
 uint32_t read(Reg r) {
     if (g_mode == ApicMode::X2Apic) return static_cast<uint32_t>(rdmsr(0x800 + r / 16));
@@ -178,7 +182,29 @@ void lapic_timer_calibrate() {
     write(kTimerInitial, 0);
     const uint64_t ticks = 0xffffffffull - remaining;
     g_timer_hz = ticks * 1'000'000'000ull / elapsed_ns;
-    log_info("lapic: timer runs at %lu.%03lu MHz", g_timer_hz / 1000000, (g_timer_hz / 1000) % 1000);
+    // TSC-deadline needs no calibration of its own and has no 32-bit range limit, but the count-
+    // down timer above is still used by bring-up waits and by CPUs without it.
+    const auto choice = params().get("lapic.timer");
+    const bool want_deadline = !choice || *choice != "oneshot";
+    if (choice && *choice != "oneshot" && *choice != "deadline")
+        log_warn("lapic: unknown lapic.timer=%.*s (oneshot or deadline); using the default",
+                 static_cast<int>(choice->size()), choice->data());
+    g_deadline = want_deadline && boot_cpu_features().tsc_deadline;
+    log_info("lapic: timer runs at %lu.%03lu MHz; scheduler timer in %s mode", g_timer_hz / 1000000,
+             (g_timer_hz / 1000) % 1000,
+             g_deadline ? "TSC-deadline"
+                        : boot_cpu_features().tsc_deadline ? "one-shot (TSC-deadline turned off)"
+                                                           : "one-shot (no TSC-deadline)");
+}
+
+bool lapic_timer_has_deadline() { return g_deadline; }
+
+void lapic_timer_deadline(uint64_t tsc, uint8_t vector) {
+    write(kLvtTimer, vector | kLvtTscDeadline);
+    // In xAPIC mode the LVT write is an uncached store and WRMSR does not wait for it: without a
+    // fence the deadline could reach a timer still in the old mode, where it is ignored.
+    asm volatile("mfence" ::: "memory");
+    wrmsr(kMsrTscDeadline, tsc == 0 ? 1 : tsc); // 0 would disarm
 }
 
 uint64_t lapic_timer_hz() { return g_timer_hz; }
@@ -206,6 +232,7 @@ void lapic_timer_oneshot(uint64_t ns, uint8_t vector) {
 }
 
 void lapic_timer_stop() {
+    if (g_deadline) wrmsr(kMsrTscDeadline, 0); // disarm before the mode change below
     write(kLvtTimer, kLvtMasked);
     write(kTimerInitial, 0);
 }

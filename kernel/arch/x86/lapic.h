@@ -18,8 +18,16 @@ void lapic_eoi();
 /// Measures the LAPIC timer against the TSC (timer ticks per second at divide-by-1).
 void lapic_timer_calibrate();
 uint64_t lapic_timer_hz();
-/// Arms a one-shot timer interrupt on `vector` after `ns` nanoseconds.
+/// Arms a one-shot timer interrupt on `vector` after `ns` nanoseconds (count-down mode).
 void lapic_timer_oneshot(uint64_t ns, uint8_t vector);
+/// TSC-deadline mode (SDM 10.5.4.1): the CPU has it and `lapic.timer` did not turn it off.
+/// Decided once on the boot CPU by lapic_timer_calibrate(); every CPU of a machine agrees (the
+/// AP feature check compares the bit).
+bool lapic_timer_has_deadline();
+/// Arms the timer to interrupt on `vector` once this CPU's TSC reaches `tsc` (at once if it has
+/// already). Only when lapic_timer_has_deadline().
+void lapic_timer_deadline(uint64_t tsc, uint8_t vector);
+/// Disarms the timer, whichever mode it is in.
 void lapic_timer_stop();
 
 /// Brings up an AP's local APIC in the boot CPU's mode (x2APIC if the BSP uses it).

@@ -20,6 +20,14 @@ uint64_t tsc_hz() { return g_tsc_hz; }
 uint64_t tsc_to_ns(uint64_t ticks) {
     return static_cast<uint64_t>((static_cast<unsigned __int128>(ticks) * g_mult) >> 32);
 }
+uint64_t tsc_at_ns(uint64_t ns) {
+    // The inverse of tsc_to_ns, rounded up: tsc_to_ns(result - base) >= ns.
+    // ceil(ns * 2^32 / g_mult) = floor((ns * 2^32 + g_mult - 1) / g_mult), the addition split
+    // so that it cannot overflow: (ns * 2^32 - 1) / g_mult + 1 for ns > 0.
+    if (ns == 0) return g_tsc_base;
+    const uint64_t q = mul_div(ns, uint64_t{1} << 32, g_mult);
+    return g_tsc_base + q + 1; // at most one tick late, never early
+}
 uint64_t monotonic_ns() { return tsc_to_ns(x86::rdtsc() - g_tsc_base); }
 
 void delay_ns(uint64_t ns) {

@@ -1,0 +1,849 @@
+// The scheduler. Locking rules (all run-queue locks are taken with interrupts off):
+// - A task's `state`, `on_cpu` and queue membership change only under the lock of the run queue
+//   named by its `cpu` field; `cpu` itself changes only under that lock too (migration).
+// - schedule() holds its run-queue lock from picking the next task until that task has finished
+//   the switch (finish_switch), so a waker that holds the lock sees either "still on the CPU"
+//   (it cancels the block) or "fully switched out" (it may enqueue the task anywhere).
+// - Never two run-queue locks at once: migrating takes the task off one queue, drops that lock,
+//   then takes the other. In between the task is Ready on no queue, which every path tolerates.
+// - Wait-queue locks rank below run-queue locks (a wake-up holds both), timer-queue locks are
+//   never held while waking.
+#include "sched/sched.h"
+
+#include <cstring>
+#include <new>
+
+#include "arch/x86/cpu.h"
+#include "arch/x86/fpu.h"
+#include "debug/log.h"
+#include "debug/panic.h"
+#include "lib/format.h"
+#include "mm/address_space.h"
+#include "mm/heap.h"
+#include "sched/placement.h"
+#include "smp/call.h"
+#include "smp/cpu.h"
+#include "smp/ipi.h"
+#include "smp/percpu.h"
+#include "sync/guard.h"
+#include "sync/spinlock.h"
+#include "time/clock.h"
+#include "time/timer.h"
+
+extern "C" void x86_context_switch(uint64_t* save_rsp, uint64_t new_rsp);
+extern "C" void x86_task_entry();
+
+namespace cohort {
+
+namespace {
+
+using sched::FairEntity;
+
+LockClass g_rq_class{"run queue", 60};
+LockClass g_tasks_class{"task list", 70};
+
+constexpr sched::FairParams kParams{};
+constexpr uint64_t kBalanceIntervalNs = 20'000'000;
+
+struct alignas(64) RunQueue {
+    SpinLock lock{&g_rq_class};
+    sched::FairQueue fair;
+    IntrusiveList<Task, &Task::link> system; // strict priority, FIFO
+    Task* curr = nullptr;
+    Task* idle = nullptr;
+    Task* worker = nullptr;
+    Task* prev = nullptr; // the task being switched away from, for finish_switch
+    bool need_resched = false;
+    std::atomic<bool> ready{false};
+    Timer slice_timer;
+    bool slice_armed = false;
+    uint64_t next_balance = 0;
+    uint64_t last_account = 0; // busy/idle accounting
+    // Read without the lock by placement and balancing on other CPUs.
+    std::atomic<uint32_t> runnable{0}; // queued + running (not counting idle)
+    std::atomic<bool> is_idle{true};
+    std::atomic<uint64_t> switches{0}, busy_ns{0}, idle_ns{0}, migrations_in{0}, steals{0};
+};
+COHORT_PERCPU(RunQueue, g_rq);
+
+RunQueue& rq_of(uint32_t cpu) {
+    // During bring-up an AP may not be in the CPU table yet, but it can always reach its own.
+    CpuData* me = this_cpu();
+    return cpu == me->cpu_id ? per_cpu(g_rq) : per_cpu_on(cpu_by_id(cpu), g_rq);
+}
+RunQueue& this_rq() { return per_cpu(g_rq); }
+
+SpinLock g_tasks_lock{&g_tasks_class};
+IntrusiveList<Task, &Task::all_link> g_tasks COHORT_GUARDED_BY(g_tasks_lock);
+std::atomic<uint64_t> g_next_id{1};
+std::atomic<uint64_t> g_live{0};
+std::atomic<uint64_t> g_affinity_violations{0};
+std::atomic<uint32_t> g_spread{0}; // where the search for a new task's CPU starts
+
+// The reaper: dead tasks' stacks are freed in thread context (unmapping needs a TLB shootdown,
+// which needs interrupts on), never by the task itself, which is still standing on its stack.
+SpinLock g_reap_lock{&g_tasks_class};
+IntrusiveList<Task, &Task::link> g_reap_list COHORT_GUARDED_BY(g_reap_lock);
+WaitQueue g_reap_wait;   // the reaper waits here for dead tasks
+WaitQueue g_reaped_wait; // joiners wait here for the reaper
+std::atomic<bool> g_reap_pending{false};
+
+Task* task_of(FairEntity* e) { return static_cast<Task*>(e->owner); }
+
+void publish_load(RunQueue& rq) COHORT_REQUIRES(rq.lock) {
+    const uint32_t queued = static_cast<uint32_t>(rq.fair.count() + rq.system.size());
+    const bool idle_running = rq.curr == nullptr || rq.curr->idle;
+    rq.runnable.store(queued + (idle_running ? 0 : 1), std::memory_order_relaxed);
+    rq.is_idle.store(idle_running && queued == 0, std::memory_order_relaxed);
+}
+
+sched::CpuLoad load_view(uint32_t cpu) {
+    const CpuData* c = cpu_by_id(cpu);
+    sched::CpuLoad l;
+    if (c == nullptr || !c->online.load(std::memory_order_acquire)) return l;
+    const RunQueue& rq = per_cpu_on(c, g_rq);
+    if (!rq.ready.load(std::memory_order_acquire)) return l;
+    l.online = true;
+    l.idle = rq.is_idle.load(std::memory_order_relaxed);
+    l.runnable = rq.runnable.load(std::memory_order_relaxed);
+    return l;
+}
+
+// Charges the running task for the time since it was last charged.
+void account(RunQueue& rq, uint64_t now) COHORT_REQUIRES(rq.lock) {
+    const uint64_t delta = now - rq.last_account;
+    rq.last_account = now;
+    Task* t = rq.curr;
+    if (t == nullptr) return;
+    if (t->idle) {
+        rq.idle_ns.fetch_add(delta, std::memory_order_relaxed);
+        return;
+    }
+    rq.busy_ns.fetch_add(delta, std::memory_order_relaxed);
+    t->stats.run_ns += delta;
+    if (!t->system) t->fair.vruntime += sched::weighted_delta(delta, t->fair.weight);
+    rq.fair.update_min_vruntime(t->system ? nullptr : &t->fair);
+}
+
+void enqueue(RunQueue& rq, Task* t) COHORT_REQUIRES(rq.lock) {
+    t->state.store(TaskState::Ready, std::memory_order_relaxed);
+    if (t->system) rq.system.push_back(*t);
+    else rq.fair.enqueue(t->fair);
+    publish_load(rq);
+}
+
+void dequeue(RunQueue& rq, Task* t) COHORT_REQUIRES(rq.lock) {
+    if (t->system) rq.system.remove(*t);
+    else rq.fair.dequeue(t->fair);
+    publish_load(rq);
+}
+
+Task* pick_next(RunQueue& rq) COHORT_REQUIRES(rq.lock) {
+    if (Task* t = rq.system.front()) return t;
+    if (FairEntity* e = rq.fair.first()) return task_of(e);
+    return rq.idle;
+}
+
+// Should `t`, just queued on `rq`, take the CPU from the running task?
+bool preempts(RunQueue& rq, Task* t) COHORT_REQUIRES(rq.lock) {
+    Task* curr = rq.curr;
+    if (curr == nullptr || curr->idle) return true;
+    if (curr->system) return false;
+    if (t->system) return true;
+    return sched::fair_should_preempt(curr->fair, t->fair, kParams);
+}
+
+void slice_expired(Timer&, void* arg);
+
+// Arms the preemption timer for the running task when somebody else is waiting for the CPU.
+// A CPU running one task alone takes no timer interrupts (tickless).
+void arm_slice(RunQueue& rq, uint64_t now) COHORT_REQUIRES(rq.lock) {
+    Task* t = rq.curr;
+    const bool contended = !rq.fair.empty() || !rq.system.empty();
+    if (t == nullptr || t->idle || t->system || !contended) {
+        if (rq.slice_armed) timer_cancel(rq.slice_timer);
+        rq.slice_armed = false;
+        return;
+    }
+    if (rq.slice_armed) return;
+    const uint64_t slice = sched::fair_slice(t->fair.weight, rq.fair.total_weight() + t->fair.weight,
+                                             rq.fair.count() + 1, kParams);
+    timer_arm(rq.slice_timer, now + slice, slice_expired, &rq);
+    rq.slice_armed = true;
+}
+
+// Asks `cpu` to reschedule: a flag acted on at interrupt exit, plus an IPI so that an interrupt
+// comes: remotely it also ends a HLT; locally (outside a handler) it is delivered as soon as
+// interrupts are enabled again, so a wake-up made with interrupts off (in the middle of a
+// switch, say) is not left waiting for some unrelated interrupt.
+void resched(uint32_t cpu, RunQueue& rq) COHORT_REQUIRES(rq.lock) {
+    rq.need_resched = true;
+    CpuData* me = this_cpu();
+    if (cpu != me->cpu_id) ipi_send(cpu_by_id(cpu), IpiKind::Reschedule);
+    else if (me->irq_depth == 0) ipi_send(me, IpiKind::Reschedule);
+}
+
+// After `t` was queued on `rq` (of `cpu`): preempt the running task if `t` deserves the CPU,
+// else make sure a preemption timer runs there. Only a CPU can arm its own timers, so a remote
+// queue without one gets a reschedule IPI and arms it itself.
+void kick(uint32_t cpu, RunQueue& rq, Task* t) COHORT_REQUIRES(rq.lock) {
+    if (preempts(rq, t)) resched(cpu, rq);
+    else if (cpu == this_cpu()->cpu_id) arm_slice(rq, monotonic_ns());
+    else if (!rq.slice_armed) resched(cpu, rq);
+}
+
+bool queued(const Task* t) { return t->system ? t->link.linked() : t->fair.link.linked(); }
+
+// The second half of every move between queues. `t` is Ready on no queue and its `cpu` field
+// already names `cpu` (stored under the lock of the queue it left, so from then on `cpu`'s lock
+// guards it). Its vruntime becomes `lag` past the new queue's floor, so moving neither rewards
+// nor punishes it; a woken task is also held to the sleeper credit. If its affinity changed
+// while it was between queues (task_set_affinity leaves such a task to us), it moves on.
+// Interrupts off, no run-queue lock held.
+void arrive(Task* t, uint32_t cpu, int64_t lag, bool woken) COHORT_NO_THREAD_SAFETY_ANALYSIS {
+    for (;;) {
+        RunQueue& dst = rq_of(cpu);
+        dst.lock.lock();
+        if (!t->affinity.test(cpu)) {
+            const uint32_t alt = sched::select_cpu(kMaxCpus, t->affinity, cpu_count(), load_view);
+            if (alt != kMaxCpus && alt != cpu) {
+                t->cpu.store(alt, std::memory_order_release);
+                dst.lock.unlock();
+                cpu = alt;
+                continue;
+            }
+        }
+        const int64_t vr = static_cast<int64_t>(dst.fair.min_vruntime()) + lag;
+        const uint64_t v = vr > 0 ? static_cast<uint64_t>(vr) : 0;
+        t->fair.vruntime = woken ? dst.fair.placement(v, false, kParams) : v;
+        enqueue(dst, t);
+        kick(cpu, dst, t);
+        dst.lock.unlock();
+        return;
+    }
+}
+
+// Bookkeeping of a move decided under the source queue's lock.
+void note_migration(Task* t, uint32_t dst_cpu) {
+    ++t->stats.migrations;
+    rq_of(dst_cpu).migrations_in.fetch_add(1, std::memory_order_relaxed);
+}
+
+// Moves a queued task (not on a CPU) from `src` to `dst_cpu`. Drops and retakes `src.lock`.
+void migrate_queued(RunQueue& src, Task* t, uint32_t dst_cpu) COHORT_NO_THREAD_SAFETY_ANALYSIS {
+    dequeue(src, t);
+    const int64_t lag = static_cast<int64_t>(t->fair.vruntime - src.fair.min_vruntime());
+    t->state.store(TaskState::Ready, std::memory_order_relaxed);
+    t->cpu.store(dst_cpu, std::memory_order_release);
+    note_migration(t, dst_cpu);
+    src.lock.unlock();
+    arrive(t, dst_cpu, lag, false);
+    src.lock.lock();
+}
+
+// A queued fair task of `rq` that may run on `cpu` and is not still on its old CPU.
+Task* find_movable(RunQueue& rq, uint32_t cpu) COHORT_REQUIRES(rq.lock) {
+    for (FairEntity* e = rq.fair.last(); e != nullptr; e = rq.fair.prev(*e)) {
+        Task* t = task_of(e);
+        if (!t->on_cpu && t->affinity.test(cpu)) return t;
+    }
+    return nullptr;
+}
+
+// Idle CPU: take one waiting task from the busiest CPU. Interrupts off.
+bool try_steal() {
+    const uint32_t me = this_cpu()->cpu_id;
+    const uint32_t victim = sched::find_busiest(me, cpu_count(), load_view);
+    if (victim == kMaxCpus) return false;
+    RunQueue& src = rq_of(victim);
+    src.lock.lock();
+    Task* t = find_movable(src, me);
+    if (t != nullptr) {
+        migrate_queued(src, t, me);
+        this_rq().steals.fetch_add(1, std::memory_order_relaxed);
+    }
+    src.lock.unlock();
+    return t != nullptr;
+}
+
+// Busy CPU, from its slice timer (so only while tasks wait here): now and then push one
+// waiting task to an idle CPU, or to one with at least two tasks fewer. Idle CPUs halt instead
+// of polling, so this is what evens out the load once they have stopped looking for work.
+void balance(RunQueue& rq, uint64_t now) COHORT_REQUIRES(rq.lock) {
+    if (now < rq.next_balance || rq.fair.count() == 0) return;
+    rq.next_balance = now + kBalanceIntervalNs;
+    const uint32_t me = this_cpu()->cpu_id;
+    const uint32_t mine = rq.runnable.load(std::memory_order_relaxed);
+    constexpr uint32_t kMaxScanned = 8; // the tasks that waited least: bounded work per tick
+    uint32_t scanned = 0;
+    for (FairEntity* e = rq.fair.last(); e != nullptr && scanned < kMaxScanned;
+         e = rq.fair.prev(*e), ++scanned) {
+        Task* t = task_of(e);
+        if (t->on_cpu) continue;
+        const uint32_t c = sched::find_push_target(me, mine, t->affinity, cpu_count(), load_view);
+        if (c != kMaxCpus) {
+            migrate_queued(rq, t, c);
+            return;
+        }
+    }
+}
+
+void slice_expired(Timer&, void* arg) {
+    auto& rq = *static_cast<RunQueue*>(arg);
+    Guard<SpinLock, IrqSave> g(rq.lock);
+    rq.slice_armed = false;
+    const uint64_t now = monotonic_ns();
+    account(rq, now);
+    balance(rq, now);
+    if (!rq.fair.empty() || !rq.system.empty()) rq.need_resched = true;
+}
+
+void finish_switch() COHORT_NO_THREAD_SAFETY_ANALYSIS {
+    RunQueue& rq = this_rq();
+    Task* prev = rq.prev;
+    rq.prev = nullptr;
+    prev->on_cpu = false;
+    const TaskState st = prev->state.load(std::memory_order_relaxed);
+    const bool dead = st == TaskState::Dead;
+    const uint32_t me = this_cpu()->cpu_id;
+    if (st == TaskState::Ready && !prev->idle && !prev->affinity.test(me)) {
+        // Its affinity changed while it ran: now that its registers are saved, move it.
+        const uint32_t dst = sched::select_cpu(kMaxCpus, prev->affinity, cpu_count(), load_view);
+        if (dst != kMaxCpus) migrate_queued(rq, prev, dst);
+    }
+    rq.lock.unlock();
+    if (dead) {
+        {
+            Guard<SpinLock, IrqSave> g(g_reap_lock);
+            g_reap_list.push_back(*prev);
+        }
+        g_reap_pending.store(true, std::memory_order_release);
+        g_reap_wait.wake_one();
+    }
+}
+
+// The core: called with interrupts off and the run-queue lock free. `preempted` keeps the
+// current task runnable whatever its state (it was interrupted, not blocking); `yielding` puts
+// it behind the next waiting task of its class.
+void schedule(bool preempted, bool yielding = false) COHORT_NO_THREAD_SAFETY_ANALYSIS {
+    RunQueue& rq = this_rq();
+    rq.lock.lock();
+    const uint64_t now = monotonic_ns();
+    account(rq, now);
+    rq.need_resched = false;
+    Task* prev = rq.curr;
+    const TaskState st = prev->state.load(std::memory_order_relaxed);
+    const bool stays = st == TaskState::Running || (preempted && st == TaskState::Blocked);
+    if (stays && !prev->idle && yielding && !prev->system) {
+        // Only just behind the first waiter, so a yield costs the yielder at most that lag.
+        const FairEntity* first = rq.fair.first();
+        if (first != nullptr && first->vruntime >= prev->fair.vruntime)
+            prev->fair.vruntime = first->vruntime + 1;
+    }
+    if (stays && !prev->idle) enqueue(rq, prev);
+    if (stays && prev->idle) prev->state.store(TaskState::Ready, std::memory_order_relaxed);
+    Task* next = pick_next(rq);
+    if (next != rq.idle) dequeue(rq, next);
+    next->state.store(TaskState::Running, std::memory_order_relaxed);
+    rq.curr = next;
+    publish_load(rq);
+    if (rq.slice_armed) {
+        timer_cancel(rq.slice_timer);
+        rq.slice_armed = false;
+    }
+    arm_slice(rq, now);
+    if (next == prev) {
+        rq.lock.unlock();
+        return;
+    }
+    if (!next->idle && !next->homeless && !next->affinity.test(this_cpu()->cpu_id)) {
+        g_affinity_violations.fetch_add(1, std::memory_order_relaxed);
+        log_error("sched: task %lu (%s) switched in on cpu%u, outside its affinity", next->id,
+                  next->name, this_cpu()->cpu_id);
+    }
+    next->on_cpu = true;
+    next->exec_start = now;
+    ++next->stats.switches;
+    rq.switches.fetch_add(1, std::memory_order_relaxed);
+    this_cpu()->counters.context_switches.fetch_add(1, std::memory_order_relaxed);
+    this_cpu()->current_task = next;
+    x86::fpu_save(prev->fpu_area);
+    x86::fpu_restore(next->fpu_area);
+    if (next->address_space != prev->address_space)
+        address_space_activate(next->address_space != nullptr ? next->address_space
+                                                              : &kernel_address_space());
+    this_cpu()->kernel_stack_top = next->stack.top;
+    this_cpu()->kernel_stack_bottom = next->stack.bottom;
+    rq.prev = prev;
+    x86_context_switch(&prev->saved_rsp, next->saved_rsp);
+    // Running again, possibly on another CPU: finish the switch that brought us here.
+    finish_switch();
+}
+
+void schedule_with_irqs_saved(bool preempted, bool yielding = false) {
+    const bool was_enabled = x86::interrupts_enabled();
+    x86::cli();
+    schedule(preempted, yielding);
+    if (was_enabled) x86::sti();
+}
+
+void copy_name(Task* t, const char* name) {
+    size_t n = strlen(name);
+    if (n >= sizeof(t->name)) n = sizeof(t->name) - 1;
+    memcpy(t->name, name, n);
+    t->name[n] = 0;
+}
+
+void free_task(Task* t) {
+    {
+        Guard<SpinLock, IrqSave> g(g_tasks_lock);
+        g_tasks.remove(*t);
+    }
+    g_live.fetch_sub(1, std::memory_order_relaxed);
+    t->~Task();
+    kfree(t);
+}
+
+void put_task(Task* t) {
+    if (t->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) free_task(t);
+}
+
+// A Task with everything but a stack: idle tasks reuse their CPU's boot stack.
+Task* alloc_task(const char* name) {
+    void* mem = kzalloc(sizeof(Task));
+    if (mem == nullptr) return nullptr;
+    Task* t = new (mem) Task();
+    t->fair.owner = t;
+    t->id = g_next_id.fetch_add(1, std::memory_order_relaxed);
+    copy_name(t, name);
+    const size_t fpu = x86::fpu_state_size();
+    t->fpu_alloc = kmalloc(fpu + 64);
+    if (t->fpu_alloc == nullptr) {
+        kfree(mem);
+        return nullptr;
+    }
+    t->fpu_area = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(t->fpu_alloc) + 63) & ~uintptr_t{63});
+    x86::fpu_init_state(t->fpu_area);
+    for (uint32_t c = 0; c < cpu_count(); ++c) t->affinity.set(c);
+    {
+        Guard<SpinLock, IrqSave> g(g_tasks_lock);
+        g_tasks.push_back(*t);
+    }
+    g_live.fetch_add(1, std::memory_order_relaxed);
+    return t;
+}
+
+void reaper_main(void*) {
+    for (;;) {
+        g_reap_wait.wait([] { return g_reap_pending.exchange(false, std::memory_order_acquire); });
+        for (;;) {
+            Task* t;
+            {
+                Guard<SpinLock, IrqSave> g(g_reap_lock);
+                t = g_reap_list.pop_front();
+            }
+            if (t == nullptr) break;
+            kstack_free(t->stack);
+            kfree(t->fpu_alloc);
+            t->fpu_alloc = t->fpu_area = nullptr;
+            put_task(t);
+            // Not a wait queue in the Task: a joiner may free it as soon as our reference is
+            // gone, so nothing of it may be touched after put_task.
+            g_reaped_wait.wake_all();
+        }
+    }
+}
+
+void worker_main(void*) {
+    for (;;) {
+        // Deferred calls (run_on) run here, in thread context with interrupts on.
+        run_deferred_work();
+        x86::cli();
+        if (!has_deferred_work()) {
+            current_task()->state.store(TaskState::Blocked, std::memory_order_relaxed);
+            schedule(false);
+        }
+        x86::sti();
+    }
+}
+
+// Enqueues a new or woken task on the CPU the placement rules choose. Called with `t` Blocked
+// (or new) and off every queue and CPU; interrupts off.
+// Only new tasks come here (woken ones go through wake_up).
+void place(Task* t) {
+    // A new task has no warm cache anywhere: start the search at a rotating CPU, so tasks created
+    // in a burst spread over the idle CPUs instead of all landing on the first one.
+    const uint32_t hint = g_spread.fetch_add(1, std::memory_order_relaxed) % cpu_count();
+    uint32_t cpu = sched::select_cpu(hint, t->affinity, cpu_count(), load_view);
+    if (cpu == kMaxCpus && t->affinity.test(this_cpu()->cpu_id)) {
+        cpu = this_cpu()->cpu_id; // bring-up: this CPU is not listed as online yet
+    } else if (cpu == kMaxCpus) {
+        // No allowed CPU is running the scheduler (affinity to offline CPUs): run it here
+        // rather than lose it, and say so.
+        cpu = this_cpu()->cpu_id;
+        t->homeless = true;
+        log_warn("sched: task %lu (%s) has no online CPU in its affinity; running it on cpu%u",
+                 t->id, t->name, cpu);
+    }
+    RunQueue& rq = rq_of(cpu);
+    Guard<SpinLock, NoIrq> g(rq.lock);
+    t->cpu.store(cpu, std::memory_order_release);
+    t->fair.vruntime = rq.fair.placement(0, true, kParams);
+    enqueue(rq, t);
+    kick(cpu, rq, t);
+}
+
+void idle_main() {
+    RunQueue& rq = this_rq();
+    for (;;) {
+        x86::cli();
+        if (rq.need_resched || !rq.fair.empty() || !rq.system.empty()) {
+            schedule(false);
+            x86::sti();
+            continue;
+        }
+        if (try_steal()) {
+            x86::sti();
+            continue;
+        }
+        // Enable-and-halt atomically: a wake-up IPI that arrives after the check above is
+        // delivered after the HLT and ends it, instead of being missed.
+        x86::sti_halt();
+    }
+}
+
+// Sets up `cpu`'s run queue with its boot context (running, or halted in sched_enter_ap) as
+// its idle task, and its worker. The boot CPU does this for every CPU, one after the other: 255
+// CPUs allocating at once would convoy on the heap locks for seconds under an emulator.
+void init_cpu(CpuData* cpu) {
+    RunQueue* rq = &per_cpu_on(cpu, g_rq);
+    new (rq) RunQueue();
+    timer_init_cpu(cpu);
+    char name[24];
+    format(name, sizeof(name), "idle/%u", cpu->cpu_id);
+    Task* idle = alloc_task(name);
+    if (idle == nullptr) panic("sched: cannot allocate the idle task of cpu%u", cpu->cpu_id);
+    idle->idle = true;
+    idle->state.store(TaskState::Running);
+    idle->cpu.store(cpu->cpu_id);
+    idle->on_cpu = true;
+    idle->stack.top = cpu->kernel_stack_top;
+    idle->stack.bottom = cpu->kernel_stack_bottom;
+    idle->affinity.clear_all();
+    idle->affinity.set(cpu->cpu_id);
+    rq->idle = rq->curr = idle;
+    rq->last_account = monotonic_ns();
+    cpu->current_task = idle;
+    rq->ready.store(true, std::memory_order_release);
+    CpuMask only_it;
+    only_it.set(cpu->cpu_id);
+    format(name, sizeof(name), "worker/%u", cpu->cpu_id);
+    TaskOptions o;
+    o.name = name;
+    o.affinity = &only_it;
+    o.system = true;
+    Task* worker = task_create(worker_main, nullptr, o);
+    if (worker == nullptr) panic("sched: cannot create the worker of cpu%u", cpu->cpu_id);
+    rq->worker = worker;
+    task_detach(worker);
+}
+
+} // namespace
+
+const char* task_state_name(TaskState s) {
+    switch (s) {
+    case TaskState::Ready: return "ready";
+    case TaskState::Running: return "running";
+    case TaskState::Blocked: return "blocked";
+    case TaskState::Dead: return "dead";
+    }
+    return "?";
+}
+
+Task* task_create(TaskFn entry, void* arg, const TaskOptions& o) {
+    Task* t = alloc_task(o.name);
+    if (t == nullptr) {
+        log_error("sched: out of memory creating task '%s'", o.name);
+        return nullptr;
+    }
+    t->stack = kstack_alloc(o.stack_size);
+    if (!t->stack.valid()) {
+        log_error("sched: no kernel stack for task '%s' (%zu bytes)", o.name, o.stack_size);
+        t->refs.store(1);
+        kfree(t->fpu_alloc);
+        put_task(t);
+        return nullptr;
+    }
+    t->entry = entry;
+    t->arg = arg;
+    t->system = o.system;
+    t->fair.weight = o.weight < sched::kMinWeight   ? sched::kMinWeight
+                     : o.weight > sched::kMaxWeight ? sched::kMaxWeight
+                                                    : o.weight;
+    if (o.affinity != nullptr) t->affinity = *o.affinity;
+    t->address_space = o.address_space;
+    // The initial frame x86_context_switch pops: r15, r14, r13, r12, rbx (= the task), rbp (0,
+    // ends backtraces), then the "return address".
+    auto* sp = reinterpret_cast<uint64_t*>(t->stack.top);
+    *--sp = reinterpret_cast<uint64_t>(&x86_task_entry);
+    *--sp = 0;                              // rbp
+    *--sp = reinterpret_cast<uint64_t>(t); // rbx
+    for (int i = 0; i < 4; ++i) *--sp = 0; // r12-r15
+    t->saved_rsp = reinterpret_cast<uint64_t>(sp);
+    t->state.store(TaskState::Blocked, std::memory_order_relaxed);
+    x86::InterruptGuard irq;
+    place(t);
+    return t;
+}
+
+extern "C" [[noreturn]] void sched_task_first_run(Task* t) {
+    finish_switch();
+    x86::sti();
+    t->entry(t->arg);
+    task_exit();
+}
+
+void task_exit() {
+    Task* t = current_task();
+    x86::cli();
+    t->state.store(TaskState::Dead, std::memory_order_relaxed);
+    schedule(false);
+    panic("sched: dead task %lu (%s) was scheduled again", t->id, t->name);
+}
+
+void task_join(Task* t) {
+    // Only our own reference left: the reaper has freed the stack and let go of the task.
+    g_reaped_wait.wait([t] { return t->refs.load(std::memory_order_acquire) == 1; });
+    put_task(t);
+}
+
+void task_detach(Task* t) { put_task(t); }
+
+void task_ref(Task* t) { t->refs.fetch_add(1, std::memory_order_relaxed); }
+void task_unref(Task* t) { put_task(t); }
+
+Task* current_task() { return this_cpu()->current_task; }
+
+uint64_t task_run_ns(const Task* t) {
+    x86::InterruptGuard irq; // no switch between reading the clock base and the task
+    if (t != current_task()) return t->stats.run_ns;
+    return t->stats.run_ns + (monotonic_ns() - this_rq().last_account);
+}
+
+bool sched_running_here() {
+    const CpuData* cpu = this_cpu();
+    return cpu != nullptr && per_cpu(g_rq).ready.load(std::memory_order_relaxed);
+}
+
+void yield() { schedule_with_irqs_saved(false, true); }
+
+void sched_block() {
+    COHORT_ASSERT(x86::interrupts_enabled());
+    x86::cli();
+    schedule(false);
+    x86::sti();
+}
+
+// A switch the caller's last action asked for (it woke a task that should preempt it), taken
+// now if this is a point where the caller could be preempted anyway.
+static void preempt_point() {
+    if (!x86::interrupts_enabled() || this_cpu()->irq_depth != 0) return;
+    if (lock_holds_on_this_cpu() != 0) return;
+    RunQueue& rq = this_rq();
+    if (rq.ready.load(std::memory_order_relaxed) && rq.need_resched) schedule_with_irqs_saved(true);
+}
+
+static bool wake_up_locked_irqs_off(Task* t);
+
+bool wake_up(Task* t) {
+    bool woken;
+    {
+        x86::InterruptGuard irq;
+        woken = wake_up_locked_irqs_off(t);
+    }
+    preempt_point();
+    return woken;
+}
+
+static bool wake_up_locked_irqs_off(Task* t) {
+    RunQueue* rq;
+    uint32_t cpu;
+    for (;;) {
+        cpu = t->cpu.load(std::memory_order_acquire);
+        rq = &rq_of(cpu);
+        rq->lock.lock();
+        if (t->cpu.load(std::memory_order_relaxed) == cpu) break;
+        rq->lock.unlock(); // migrated meanwhile
+    }
+    if (t->state.load(std::memory_order_relaxed) != TaskState::Blocked) {
+        rq->lock.unlock();
+        return false;
+    }
+    ++t->stats.wakeups;
+    if (t->on_cpu) {
+        // Marked Blocked but not switched out yet: cancel the sleep; schedule() keeps it.
+        t->state.store(TaskState::Running, std::memory_order_relaxed);
+        rq->lock.unlock();
+        return true;
+    }
+    // Fully off its CPU: choose where it runs (under this lock, which guards its affinity), and
+    // let it keep its lag relative to its old queue's floor.
+    const int64_t lag = static_cast<int64_t>(t->fair.vruntime - rq->fair.min_vruntime());
+    t->state.store(TaskState::Ready, std::memory_order_relaxed); // other wakers back off
+    uint32_t target = sched::select_cpu(cpu, t->affinity, cpu_count(), load_view);
+    if (target == kMaxCpus) target = cpu;
+    if (target != cpu) note_migration(t, target);
+    t->cpu.store(target, std::memory_order_release);
+    rq->lock.unlock();
+    arrive(t, target, lag, true);
+    return true;
+}
+
+void sleep_for(uint64_t ns) {
+    // Once `done` is set the sleeper may return (it may run on another CPU, preempted and moved
+    // before it blocked) and `s` is gone with its stack frame: the callback takes what it needs
+    // first, and a reference keeps the Task valid until wake_up is finished with it.
+    struct Sleep {
+        Task* task;
+        std::atomic<bool> done{false};
+    } s{current_task()};
+    Timer timer;
+    const uint64_t deadline = monotonic_ns() + ns;
+    {
+        x86::InterruptGuard irq; // armed on this CPU: no migration until it is queued
+        timer_arm(
+            timer, deadline,
+            [](Timer&, void* arg) {
+                auto* sl = static_cast<Sleep*>(arg);
+                Task* t = sl->task;
+                task_ref(t);
+                sl->done.store(true, std::memory_order_release); // the last touch of `s`
+                wake_up(t);
+                task_unref(t);
+            },
+            &s);
+    }
+    for (;;) {
+        s.task->state.store(TaskState::Blocked, std::memory_order_relaxed);
+        if (s.done.load(std::memory_order_acquire)) break;
+        sched_block();
+    }
+    s.task->state.store(TaskState::Running, std::memory_order_relaxed);
+    timer_cancel(timer); // normally already fired; never leave it armed on our stack
+}
+
+void task_set_affinity(Task* t, const CpuMask& mask) {
+    x86::InterruptGuard irq;
+    for (;;) {
+        const uint32_t cpu = t->cpu.load(std::memory_order_acquire);
+        RunQueue& rq = rq_of(cpu);
+        Guard<SpinLock, NoIrq> g(rq.lock);
+        if (t->cpu.load(std::memory_order_relaxed) != cpu) continue;
+        t->affinity = mask;
+        t->homeless = false;
+        if (mask.test(cpu)) return;
+        if (queued(t) && !t->on_cpu) {
+            const uint32_t dst = sched::select_cpu(kMaxCpus, mask, cpu_count(), load_view);
+            if (dst != kMaxCpus) migrate_queued(rq, t, dst);
+        } else if (rq.curr == t) {
+            resched(cpu, rq); // it leaves when switched out (finish_switch)
+        }
+        // Blocked: its waker places it by the new mask. Between two queues: arrive() checks
+        // the mask again under the lock we hold now. Being switched out: finish_switch moves it.
+        return;
+    }
+}
+
+void sched_irq_exit() {
+    CpuData* cpu = this_cpu();
+    RunQueue& rq = per_cpu(g_rq);
+    if (!rq.ready.load(std::memory_order_relaxed) || !rq.need_resched || cpu->irq_depth != 0) return;
+    if (lock_holds_on_this_cpu() != 0) return; // never switch away from a held spinlock
+    schedule(true);
+}
+
+void sched_kick_worker() {
+    RunQueue& rq = this_rq();
+    if (rq.ready.load(std::memory_order_relaxed) && rq.worker != nullptr) {
+        x86::InterruptGuard irq; // no preemption point: this runs inside the call handler
+        wake_up_locked_irqs_off(rq.worker);
+    }
+}
+
+[[noreturn]] void sched_start(TaskFn main, void* arg) {
+    init_cpu(this_cpu());
+    for (uint32_t c = 0; c < cpu_count(); ++c) {
+        CpuData* cpu = cpu_by_id(c);
+        if (cpu != this_cpu() && cpu->online.load(std::memory_order_acquire)) init_cpu(cpu);
+    }
+    // The reaper is an ordinary fair task: freeing a thousand stacks (a TLB shootdown each) is
+    // background work, which must not starve the tasks of its CPU as a strict-priority task would.
+    TaskOptions reaper;
+    reaper.name = "reaper";
+    Task* r = task_create(reaper_main, nullptr, reaper);
+    if (r == nullptr) panic("sched: cannot create the reaper");
+    task_detach(r);
+    TaskOptions o;
+    o.name = "main";
+    CpuMask boot_cpu;
+    boot_cpu.set(this_cpu()->cpu_id);
+    o.affinity = &boot_cpu; // tests and benches expect to run on the boot CPU
+    o.stack_size = 64 * 1024;
+    Task* t = task_create(main, arg, o);
+    if (t == nullptr) panic("sched: cannot create the main task");
+    task_detach(t);
+    idle_main();
+    __builtin_unreachable();
+}
+
+[[noreturn]] void sched_enter_ap() {
+    // Halted until the boot CPU has set up our run queue (sched_start); its first wake-up IPI
+    // (for our worker) ends the wait.
+    RunQueue& rq = this_rq();
+    for (;;) {
+        x86::cli();
+        if (rq.ready.load(std::memory_order_acquire)) break;
+        x86::sti_halt();
+    }
+    x86::sti();
+    idle_main();
+    __builtin_unreachable();
+}
+
+CpuSchedStats sched_cpu_stats(uint32_t cpu) {
+    CpuSchedStats s;
+    const CpuData* c = cpu_by_id(cpu);
+    if (c == nullptr) return s;
+    const RunQueue& rq = per_cpu_on(c, g_rq);
+    if (!rq.ready.load(std::memory_order_acquire)) return s;
+    s.switches = rq.switches.load(std::memory_order_relaxed);
+    s.busy_ns = rq.busy_ns.load(std::memory_order_relaxed);
+    s.idle_ns = rq.idle_ns.load(std::memory_order_relaxed);
+    // Time since the last charge belongs to whatever runs now (a halted CPU is charged late).
+    const uint64_t since = monotonic_ns() - __atomic_load_n(&rq.last_account, __ATOMIC_RELAXED);
+    if (rq.is_idle.load(std::memory_order_relaxed)) s.idle_ns += since;
+    else s.busy_ns += since;
+    s.migrations_in = rq.migrations_in.load(std::memory_order_relaxed);
+    s.steals = rq.steals.load(std::memory_order_relaxed);
+    s.runnable = rq.runnable.load(std::memory_order_relaxed);
+    return s;
+}
+
+void sched_log_stats() {
+    for (uint32_t c = 0; c < cpu_count(); ++c) {
+        const CpuSchedStats s = sched_cpu_stats(c);
+        const uint64_t total = s.busy_ns + s.idle_ns;
+        const CpuData* cpu = cpu_by_id(c);
+        const Task* curr = cpu != nullptr ? __atomic_load_n(&cpu->current_task, __ATOMIC_RELAXED) : nullptr;
+        log_info("sched: cpu%-3u %8lu switches, busy %3lu%%, %lu migrations in, %lu steals, "
+                 "%u runnable, running %s", c, s.switches,
+                 total == 0 ? 0 : s.busy_ns * 100 / total, s.migrations_in, s.steals, s.runnable,
+                 curr != nullptr ? curr->name : "-");
+    }
+}
+
+uint64_t sched_live_tasks() { return g_live.load(std::memory_order_relaxed); }
+
+uint64_t sched_affinity_violations() { return g_affinity_violations.load(std::memory_order_relaxed); }
+
+} // namespace cohort

@@ -1,0 +1,146 @@
+// The scheduler: kernel threads ("tasks") on per-CPU run queues, a fair weighted policy
+// (sched/fair.h) under a strict system class, preemption by the per-CPU one-shot timer, wake-up
+// placement, idle stealing and periodic balancing. See docs/scheduler.md.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "lib/intrusive_list.h"
+#include "mm/kstack.h"
+#include "sched/fair.h"
+#include "sched/wait.h"
+#include "smp/cpumask.h"
+
+namespace cohort {
+
+struct AddressSpace;
+
+using TaskFn = void (*)(void* arg);
+
+enum class TaskState : uint8_t {
+    Ready,   // on a run queue (or moving between two)
+    Running, // the current task of its CPU
+    Blocked, // waiting for a wake-up (wait queue, timer)
+    Dead,    // exited; its stack awaits the reaper
+};
+const char* task_state_name(TaskState s);
+
+/// Per-task counters (read racily by observers; written by the scheduler on the task's CPU).
+struct TaskStats {
+    uint64_t run_ns = 0;
+    uint64_t switches = 0;   // times it was switched in
+    uint64_t migrations = 0; // times it moved to another CPU's queue
+    uint64_t wakeups = 0;
+};
+
+/// Options for task_create. Everything has a sensible default.
+struct TaskOptions {
+    const char* name = "task";
+    uint32_t weight = sched::kDefaultWeight;
+    const CpuMask* affinity = nullptr; // nullptr: every CPU
+    AddressSpace* address_space = nullptr; // nullptr: the kernel's
+    size_t stack_size = 16 * 1024;
+    bool system = false; // strict-priority class above the fair one (kernel workers)
+};
+
+/// A kernel thread. Fields below the scheduler's are private to sched.cc unless documented.
+struct Task {
+    sched::FairEntity fair; // first: the run queue hands back FairEntity pointers
+    uint64_t saved_rsp = 0;
+    std::atomic<TaskState> state{TaskState::Ready};
+    std::atomic<uint32_t> cpu{0}; // the run queue it belongs to (where it runs or will run)
+    bool on_cpu = false;          // its registers live on a CPU (set/cleared under that rq lock)
+    bool system = false;
+    bool idle = false;
+    bool homeless = false; // no online CPU in its affinity: runs where it was created (logged)
+    uint64_t id = 0;
+    char name[24] = {};
+    CpuMask affinity;
+    KernelStack stack;
+    void* fpu_area = nullptr; // 64-byte aligned XSAVE/FXSAVE area
+    void* fpu_alloc = nullptr;
+    AddressSpace* address_space = nullptr;
+    TaskFn entry = nullptr;
+    void* arg = nullptr;
+    uint64_t exec_start = 0; // monotonic_ns() when it was last switched in
+    TaskStats stats;
+    // One reference for the scheduler, dropped by the reaper once the stack is freed; one for
+    // the creator, dropped by task_join or task_detach. Whoever drops the last frees the Task.
+    std::atomic<int> refs{2};
+    ListNode link;            // system-class FIFO, or the reaper's list
+    ListNode all_link;        // every task, for statistics
+};
+
+/// Creates a ready task running entry(arg) and places it on a CPU (sched/placement.h). Returns
+/// nullptr when memory or stack slots run out (logged). The caller owns one reference: release
+/// it with task_join() or task_detach().
+Task* task_create(TaskFn entry, void* arg, const TaskOptions& options = {});
+/// Waits until `t` has exited and its stack is freed, then drops the caller's reference.
+void task_join(Task* t);
+/// Drops the caller's reference without waiting; the task is freed once it exits.
+void task_detach(Task* t);
+/// Takes and drops an extra reference: `t` stays valid (not freed, even if it exits and is
+/// reaped) until the matching task_unref. For code that wakes a task it does not own.
+void task_ref(Task* t);
+void task_unref(Task* t);
+/// Ends the calling task (also what returning from its entry function does).
+[[noreturn]] void task_exit();
+
+/// The running task.
+Task* current_task();
+/// CPU time `t` has received. Exact for the caller's own task (includes the time since the
+/// scheduler last charged it); for others, as of their last switch or preemption tick.
+uint64_t task_run_ns(const Task* t);
+/// Gives up the CPU if another task of the caller's class is ready: the caller goes just behind
+/// the next one in line (a system-class task behind the others of its class), so it runs again
+/// soon. Tasks of a higher class run first anyway.
+void yield();
+/// Blocks the caller for at least `ns` nanoseconds (per-CPU timer queue).
+void sleep_for(uint64_t ns);
+/// Makes a Blocked task runnable (placing it by the wake-up rules); false if it was not blocked.
+bool wake_up(Task* t);
+/// Replaces the affinity; a task running or queued elsewhere moves at its next switch.
+void task_set_affinity(Task* t, const CpuMask& mask);
+
+/// Called by a task after it set its own state to Blocked (see WaitQueue): switches away
+/// unless a wake-up already arrived. Interrupts must be enabled.
+void sched_block();
+
+/// Bring-up: the boot CPU turns its boot context into its idle task, starts `main` as the
+/// first task and never returns. Call after SMP bring-up.
+[[noreturn]] void sched_start(TaskFn main, void* arg);
+/// Bring-up on an AP: the same without a main task.
+[[noreturn]] void sched_enter_ap();
+/// The scheduler runs on the calling CPU.
+bool sched_running_here();
+
+/// Interrupt exit (from interrupt_dispatch when the outermost handler returns): switches tasks
+/// if the handler asked for it and the interrupted task holds no lock.
+void sched_irq_exit();
+
+/// Tells the scheduler there is deferred work (smp/call.h run_on) for this CPU's worker.
+void sched_kick_worker();
+
+/// Per-CPU statistics.
+struct CpuSchedStats {
+    uint64_t switches = 0;
+    uint64_t busy_ns = 0;
+    uint64_t idle_ns = 0;
+    uint64_t migrations_in = 0; // tasks that moved here (wake-up placement, stealing, balancing)
+    uint64_t steals = 0;
+    uint32_t runnable = 0;
+};
+CpuSchedStats sched_cpu_stats(uint32_t cpu);
+/// Logs one line per online CPU: switches, busy %, migrations.
+void sched_log_stats();
+/// Tasks created and not yet freed.
+uint64_t sched_live_tasks();
+/// Switches into a task on a CPU outside its affinity (checked on every switch; logged).
+uint64_t sched_affinity_violations();
+
+/// Called from the context switch path by a task on its first run; private to sched.cc.
+extern "C" [[noreturn]] void sched_task_first_run(Task* t);
+
+} // namespace cohort

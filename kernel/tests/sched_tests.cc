@@ -1,0 +1,563 @@
+// The scheduler: many tasks, affinity, weighted fairness, preemption, wake-ups, SIMD state,
+// sleeping and private address spaces. Run at 1, 2, 4 and 8 CPUs (kernel.sched.*).
+#include <atomic>
+
+#include "arch/x86/cpu.h"
+#include "arch/x86/cpu_features.h"
+#include "arch/x86/fpu.h"
+#include "mm/address_space.h"
+#include "mm/kstack.h"
+#include "mm/phys.h"
+#include "mm/pmm.h"
+#include "sched/sched.h"
+#include "sched/wait.h"
+#include "smp/cpu.h"
+#include "sync/cpu_relax.h"
+#include "test/ktest.h"
+#include "time/clock.h"
+
+namespace cohort {
+namespace {
+
+uint32_t online_cpus() { return cpus_online(); }
+
+/// The highest online CPU id: tests that pin work to one CPU use it, away from the main task's
+/// CPU 0 when there is a choice.
+uint32_t last_cpu() {
+    uint32_t last = 0;
+    for (uint32_t i = 0; i < cpu_count(); ++i)
+        if (cpu_by_id(i)->online.load()) last = i;
+    return last;
+}
+
+void spin_ns(uint64_t ns) {
+    const uint64_t end = monotonic_ns() + ns;
+    while (monotonic_ns() < end) cpu_relax();
+}
+
+// --- many short tasks ------------------------------------------------------------------------
+constexpr uint32_t kShortTasks = 1000;
+struct Short {
+    std::atomic<uint32_t> done{0};
+    std::atomic<uint32_t> per_cpu[kMaxCpus];
+    std::atomic<bool> go{false};
+    std::atomic<uint32_t> started{0};
+    uint32_t backlog = 0;
+    WaitQueue gate;
+};
+Short g_short;
+
+void short_task(void*) {
+    // Released together, so they really compete for the CPUs: on a slow emulator creating a
+    // task takes longer than running it, and each would finish before the next exists.
+    g_short.gate.wait([] { return g_short.go.load(); });
+    g_short.started.fetch_add(1);
+    spin_ns(100'000); // long enough that the CPUs fill up, short enough for 1000 of them
+    // And until half of them have started (time-sliced, 2 ms each): meanwhile no CPU goes idle
+    // and steals, so the tasks queued on the boot CPU (busy releasing the others) wait for it,
+    // however slow an emulator is at waking tasks compared with running them.
+    while (g_short.started.load() < g_short.backlog) cpu_relax();
+    g_short.per_cpu[this_cpu()->cpu_id].fetch_add(1);
+    g_short.done.fetch_add(1);
+}
+
+KTEST(sched, thousand_short_tasks_finish_on_every_cpu) {
+    const uint64_t stacks_before = kstack_in_use();
+    const uint64_t tasks_before = sched_live_tasks();
+    g_short.done = 0;
+    g_short.go = false;
+    g_short.started = 0;
+    g_short.backlog = online_cpus() > 1 ? kShortTasks / 2 : 0;
+    for (auto& c : g_short.per_cpu) c = 0;
+    static Task* tasks[kShortTasks];
+    for (uint32_t i = 0; i < kShortTasks; ++i) {
+        tasks[i] = task_create(short_task, nullptr, {.name = "short"});
+        KASSERT(tasks[i] != nullptr);
+    }
+    while (g_short.gate.waiters() < kShortTasks) sleep_for(1'000'000);
+    g_short.go = true;
+    g_short.gate.wake_all();
+    for (Task* t : tasks) task_join(t);
+    KEXPECT_EQ(g_short.done.load(), kShortTasks);
+    uint32_t cpus_used = 0, min = UINT32_MAX, max = 0;
+    for (uint32_t c = 0; c < cpu_count(); ++c) {
+        if (!cpu_by_id(c)->online.load()) continue;
+        const uint32_t n = g_short.per_cpu[c].load();
+        cpus_used += n > 0;
+        min = n < min ? n : min;
+        max = n > max ? n : max;
+    }
+    ktest::note("%u tasks on %u CPUs: per CPU min %u max %u", kShortTasks, online_cpus(), min, max);
+    if (cpus_used != online_cpus())
+        for (uint32_t c = 0; c < cpu_count(); ++c)
+            if (cpu_by_id(c)->online.load() && g_short.per_cpu[c].load() == 0)
+                ktest::note("cpu%u ran none of them", c);
+    KEXPECT_EQ(cpus_used, online_cpus());
+    // Joined means reaped: every stack and task structure is back.
+    KEXPECT_EQ(kstack_in_use(), stacks_before);
+    KEXPECT_EQ(sched_live_tasks(), tasks_before);
+}
+
+// --- affinity --------------------------------------------------------------------------------
+struct Pinned {
+    CpuMask allowed;
+    std::atomic<uint32_t> violations{0};
+    std::atomic<uint32_t> checks{0};
+};
+
+void pinned_task(void* arg) {
+    auto* p = static_cast<Pinned*>(arg);
+    for (int i = 0; i < 60; ++i) {
+        if (!p->allowed.test(this_cpu()->cpu_id)) p->violations.fetch_add(1);
+        p->checks.fetch_add(1);
+        if (i % 3 == 0) sleep_for(200'000); // woken by a timer: placement runs again
+        else if (i % 3 == 1) yield();
+        else spin_ns(300'000); // long enough to be preempted now and then
+    }
+}
+
+KTEST(sched, affinity_is_never_violated) {
+    static Pinned p;
+    p.allowed.clear_all();
+    p.violations = 0;
+    p.checks = 0;
+    const uint64_t switch_violations_before = sched_affinity_violations();
+    // Half the CPUs (at least one), the upper half so CPU 0's main task does not interfere.
+    const uint32_t n = online_cpus();
+    for (uint32_t c = n / 2; c < n; ++c) p.allowed.set(c);
+    Task* tasks[16];
+    for (Task*& t : tasks) {
+        t = task_create(pinned_task, &p, {.name = "pinned", .affinity = &p.allowed});
+        KASSERT(t != nullptr);
+    }
+    // Meanwhile four more tasks have their affinity flipped between the lower and the upper
+    // half while they run, sleep, wait in a queue or move between queues; the scheduler's own
+    // check on every switch must never see them outside their current mask.
+    static Pinned flipping;
+    flipping.allowed.clear_all();
+    for (uint32_t c = 0; c < n; ++c) flipping.allowed.set(c);
+    CpuMask lower, upper;
+    for (uint32_t c = 0; c < n; ++c) (c < (n + 1) / 2 ? lower : upper).set(c);
+    if (upper.empty()) upper = lower;
+    Task* flipped[4];
+    for (Task*& t : flipped) {
+        t = task_create(pinned_task, &flipping, {.name = "flipped", .affinity = &lower});
+        KASSERT(t != nullptr);
+    }
+    for (uint32_t round = 0; round < 200; ++round) {
+        for (Task* t : flipped) task_set_affinity(t, round % 2 ? lower : upper);
+        sleep_for(100'000);
+    }
+    for (Task* t : flipped) task_join(t);
+    for (Task* t : tasks) task_join(t);
+    ktest::note("%u checks on CPUs %u..%u, %u outside the set; %lu switches outside affinity",
+                p.checks.load(), n / 2, n - 1, p.violations.load(),
+                sched_affinity_violations() - switch_violations_before);
+    KEXPECT_EQ(p.violations.load(), 0u);
+    // The scheduler checks every switch, of every task (these and all others meanwhile).
+    KEXPECT_EQ(sched_affinity_violations(), switch_violations_before);
+    KEXPECT_EQ(p.checks.load(), 16u * 60);
+}
+
+// --- fairness --------------------------------------------------------------------------------
+struct Hog {
+    std::atomic<bool>* stop;
+    Task* self;
+};
+
+void hog_task(void* arg) {
+    auto* h = static_cast<Hog*>(arg);
+    while (!h->stop->load(std::memory_order_relaxed)) cpu_relax();
+}
+
+KTEST(sched, weights_one_two_four_share_one_cpu) {
+    static std::atomic<bool> stop;
+    stop = false;
+    CpuMask one;
+    one.set(last_cpu());
+    static Hog hogs[3];
+    const uint32_t weights[3] = {1024, 2048, 4096};
+    for (int i = 0; i < 3; ++i) {
+        hogs[i].stop = &stop;
+        hogs[i].self = task_create(hog_task, &hogs[i],
+                                   {.name = "hog", .weight = weights[i], .affinity = &one});
+        KASSERT(hogs[i].self != nullptr);
+    }
+    sleep_for(800'000'000);
+    const uint64_t r0 = hogs[0].self->stats.run_ns, r1 = hogs[1].self->stats.run_ns,
+                   r2 = hogs[2].self->stats.run_ns;
+    stop = true;
+    for (Hog& h : hogs) task_join(h.self);
+    const uint64_t total = r0 + r1 + r2;
+    KASSERT(total > 0);
+    ktest::note("run time %lu : %lu : %lu ms = %lu : %lu : %lu per mille (ideal 143 : 286 : 571)",
+                r0 / 1000000, r1 / 1000000, r2 / 1000000, r0 * 1000 / total, r1 * 1000 / total,
+                r2 * 1000 / total);
+    // Within 10 % of the ideal share each.
+    KEXPECT(r0 * 7 * 10 >= total * 9 && r0 * 7 * 10 <= total * 11);
+    KEXPECT(r1 * 7 * 10 >= total * 2 * 9 && r1 * 7 * 10 <= total * 2 * 11);
+    KEXPECT(r2 * 7 * 10 >= total * 4 * 9 && r2 * 7 * 10 <= total * 4 * 11);
+}
+
+struct Equal {
+    uint64_t start;
+    uint64_t work_ns;
+    std::atomic<uint64_t> finished[64];
+    std::atomic<uint32_t> next{0};
+    std::atomic<bool> go{false};
+    WaitQueue gate;
+};
+
+void equal_task(void* arg) {
+    auto* e = static_cast<Equal*>(arg);
+    // All start together: creating a task can take as long as the work itself on a slow
+    // emulator (Bochs at 4 M instructions per virtual second), which would stagger the finish.
+    e->gate.wait([e] { return e->go.load(); });
+    // A fixed amount of CPU time, not of instructions: an emulator runs its virtual CPUs at
+    // different speeds when there are more of them than host cores, which is no scheduler's doing.
+    Task* me = current_task();
+    const uint64_t base = task_run_ns(me);
+    while (task_run_ns(me) - base < e->work_ns) cpu_relax();
+    e->finished[e->next.fetch_add(1)] = monotonic_ns() - e->start;
+}
+
+KTEST(sched, equal_tasks_on_all_cpus_finish_together) {
+    const uint32_t n = online_cpus();
+    const uint32_t count = n == 1 ? 3 : 2 * n; // more tasks than CPUs: sharing and balancing
+    if (count > 64) return ktest::skip("at most 32 CPUs");
+    static Equal e;
+    e.next = 0;
+    e.go = false;
+    e.work_ns = 300'000'000; // long against the noise: a host that deschedules a vCPU adds ms
+    Task* tasks[64];
+    for (uint32_t i = 0; i < count; ++i) {
+        tasks[i] = task_create(equal_task, &e, {.name = "equal"});
+        KASSERT(tasks[i] != nullptr);
+    }
+    while (e.gate.waiters() < count) sleep_for(1'000'000);
+    e.start = monotonic_ns();
+    e.go = true;
+    e.gate.wake_all();
+    for (uint32_t i = 0; i < count; ++i) task_join(tasks[i]);
+    uint64_t first = UINT64_MAX, last = 0;
+    for (uint32_t i = 0; i < count; ++i) {
+        const uint64_t f = e.finished[i].load();
+        first = f < first ? f : first;
+        last = f > last ? f : last;
+    }
+    ktest::note("%u tasks of %lu ms CPU time on %u CPUs: first done after %lu ms, last after %lu ms",
+                count, e.work_ns / 1000000, n, first / 1000000, last / 1000000);
+    KEXPECT(first * 10 >= last * 9);
+}
+
+// --- preemption ------------------------------------------------------------------------------
+struct Spinner {
+    std::atomic<bool> stop{false};
+    std::atomic<bool> started{false};
+    std::atomic<uint32_t> other_progress{0};
+};
+
+void spin_forever(void* arg) {
+    auto* s = static_cast<Spinner*>(arg);
+    s->started = true;
+    while (!s->stop.load(std::memory_order_relaxed)) cpu_relax(); // never yields, never blocks
+}
+
+void polite(void* arg) {
+    auto* s = static_cast<Spinner*>(arg);
+    for (int i = 0; i < 20; ++i) {
+        spin_ns(1'000'000);
+        s->other_progress.fetch_add(1);
+    }
+}
+
+KTEST(sched, a_task_spinning_forever_does_not_stop_others) {
+    static Spinner s;
+    s.stop = false;
+    s.started = false;
+    s.other_progress = 0;
+    CpuMask one;
+    one.set(last_cpu());
+    Task* hog = task_create(spin_forever, &s, {.name = "spinner", .affinity = &one});
+    KASSERT(hog != nullptr);
+    while (!s.started.load()) sleep_for(1'000'000);
+    Task* other = task_create(polite, &s, {.name = "polite", .affinity = &one});
+    KASSERT(other != nullptr);
+    task_join(other); // returns only if the spinner was preempted for it
+    KEXPECT_EQ(s.other_progress.load(), 20u);
+    s.stop = true;
+    task_join(hog);
+}
+
+// --- wake-ups --------------------------------------------------------------------------------
+struct PingPong {
+    WaitQueue wq[2];
+    std::atomic<uint32_t> turn{0};
+    uint32_t rounds;
+    std::atomic<uint32_t> done{0};
+};
+
+void ping_pong_side(void* arg, uint32_t me) {
+    auto* p = static_cast<PingPong*>(arg);
+    for (uint32_t i = 0; i < p->rounds; ++i) {
+        p->wq[me].wait([&] { return p->turn.load(std::memory_order_acquire) == me; });
+        p->turn.store(1 - me, std::memory_order_release);
+        p->wq[1 - me].wake_one();
+    }
+    p->done.fetch_add(1);
+}
+void ping(void* arg) { ping_pong_side(arg, 0); }
+void pong(void* arg) { ping_pong_side(arg, 1); }
+
+KTEST(sched, ping_pong_through_wait_queues_loses_no_wakeup) {
+    static PingPong p;
+    p.turn = 0;
+    p.done = 0;
+    p.rounds = 100'000;
+    const uint32_t n = online_cpus();
+    CpuMask a, b;
+    a.set(n > 1 ? 1 : 0);
+    b.set(n > 2 ? 2 : 0);
+    const uint64_t start = monotonic_ns();
+    Task* t0 = task_create(ping, &p, {.name = "ping", .affinity = &a});
+    Task* t1 = task_create(pong, &p, {.name = "pong", .affinity = &b});
+    KASSERT(t0 != nullptr && t1 != nullptr);
+    task_join(t0);
+    task_join(t1);
+    const uint64_t ns = monotonic_ns() - start;
+    ktest::note("%u round trips between cpu%u and cpu%u in %lu ms (%lu ns each)", p.rounds,
+                a.first(), b.first(), ns / 1000000, ns / p.rounds);
+    KEXPECT_EQ(p.done.load(), 2u);
+    KEXPECT_EQ(p.turn.load(), 0u);
+}
+
+KTEST(sched, mutex_and_semaphore_exclude_and_count) {
+    static Mutex m;
+    static Semaphore items(0);
+    static uint64_t counter = 0;
+    static std::atomic<uint32_t> inside{0}, overlaps{0};
+    counter = 0;
+    struct Args {
+        uint32_t iterations;
+    };
+    static Args args{200};
+    auto worker = [](void*) {
+        for (uint32_t i = 0; i < args.iterations; ++i) {
+            m.lock();
+            if (inside.fetch_add(1) != 0) overlaps.fetch_add(1);
+            const uint64_t c = counter;
+            if (i % 16 == 0) yield(); // hold it across a switch: others must block, not enter
+            counter = c + 1;
+            inside.fetch_sub(1);
+            m.unlock();
+        }
+        items.up();
+    };
+    const uint32_t n = online_cpus() < 4 ? 4 : online_cpus();
+    Task* tasks[16];
+    const uint32_t count = n > 16 ? 16 : n;
+    for (uint32_t i = 0; i < count; ++i) {
+        tasks[i] = task_create(worker, nullptr, {.name = "mutex"});
+        KASSERT(tasks[i] != nullptr);
+    }
+    for (uint32_t i = 0; i < count; ++i) items.down(); // one up() per finished worker
+    KEXPECT_EQ(items.count(), 0);
+    KEXPECT(!items.try_down());
+    for (uint32_t i = 0; i < count; ++i) task_join(tasks[i]);
+    KEXPECT_EQ(counter, uint64_t{count} * args.iterations);
+    KEXPECT_EQ(overlaps.load(), 0u);
+}
+
+// --- SIMD state ------------------------------------------------------------------------------
+struct Simd {
+    std::atomic<uint32_t> errors{0};
+    std::atomic<uint32_t> migrations{0};
+    bool avx;
+};
+
+// Fills xmm0-15 (or ymm0-15) from `in`, and reads them back into `out`. The kernel is compiled
+// without SIMD, so nothing but this code and the context switch touches these registers.
+void simd_load(const uint64_t* in, bool avx) {
+    if (avx) {
+        asm volatile("vmovdqu 0(%0), %%ymm0\n vmovdqu 32(%0), %%ymm1\n vmovdqu 64(%0), %%ymm2\n"
+                     "vmovdqu 96(%0), %%ymm3\n vmovdqu 128(%0), %%ymm4\n vmovdqu 160(%0), %%ymm5\n"
+                     "vmovdqu 192(%0), %%ymm6\n vmovdqu 224(%0), %%ymm7\n vmovdqu 256(%0), %%ymm8\n"
+                     "vmovdqu 288(%0), %%ymm9\n vmovdqu 320(%0), %%ymm10\n vmovdqu 352(%0), %%ymm11\n"
+                     "vmovdqu 384(%0), %%ymm12\n vmovdqu 416(%0), %%ymm13\n vmovdqu 448(%0), %%ymm14\n"
+                     "vmovdqu 480(%0), %%ymm15\n" : : "r"(in) : "memory");
+    } else {
+        asm volatile("movdqu 0(%0), %%xmm0\n movdqu 32(%0), %%xmm1\n movdqu 64(%0), %%xmm2\n"
+                     "movdqu 96(%0), %%xmm3\n movdqu 128(%0), %%xmm4\n movdqu 160(%0), %%xmm5\n"
+                     "movdqu 192(%0), %%xmm6\n movdqu 224(%0), %%xmm7\n movdqu 256(%0), %%xmm8\n"
+                     "movdqu 288(%0), %%xmm9\n movdqu 320(%0), %%xmm10\n movdqu 352(%0), %%xmm11\n"
+                     "movdqu 384(%0), %%xmm12\n movdqu 416(%0), %%xmm13\n movdqu 448(%0), %%xmm14\n"
+                     "movdqu 480(%0), %%xmm15\n" : : "r"(in) : "memory");
+    }
+}
+void simd_store(uint64_t* out, bool avx) {
+    if (avx) {
+        asm volatile("vmovdqu %%ymm0, 0(%0)\n vmovdqu %%ymm1, 32(%0)\n vmovdqu %%ymm2, 64(%0)\n"
+                     "vmovdqu %%ymm3, 96(%0)\n vmovdqu %%ymm4, 128(%0)\n vmovdqu %%ymm5, 160(%0)\n"
+                     "vmovdqu %%ymm6, 192(%0)\n vmovdqu %%ymm7, 224(%0)\n vmovdqu %%ymm8, 256(%0)\n"
+                     "vmovdqu %%ymm9, 288(%0)\n vmovdqu %%ymm10, 320(%0)\n vmovdqu %%ymm11, 352(%0)\n"
+                     "vmovdqu %%ymm12, 384(%0)\n vmovdqu %%ymm13, 416(%0)\n vmovdqu %%ymm14, 448(%0)\n"
+                     "vmovdqu %%ymm15, 480(%0)\n" : : "r"(out) : "memory");
+    } else {
+        asm volatile("movdqu %%xmm0, 0(%0)\n movdqu %%xmm1, 32(%0)\n movdqu %%xmm2, 64(%0)\n"
+                     "movdqu %%xmm3, 96(%0)\n movdqu %%xmm4, 128(%0)\n movdqu %%xmm5, 160(%0)\n"
+                     "movdqu %%xmm6, 192(%0)\n movdqu %%xmm7, 224(%0)\n movdqu %%xmm8, 256(%0)\n"
+                     "movdqu %%xmm9, 288(%0)\n movdqu %%xmm10, 320(%0)\n movdqu %%xmm11, 352(%0)\n"
+                     "movdqu %%xmm12, 384(%0)\n movdqu %%xmm13, 416(%0)\n movdqu %%xmm14, 448(%0)\n"
+                     "movdqu %%xmm15, 480(%0)\n" : : "r"(out) : "memory");
+    }
+}
+// One SIMD computation per round, so the registers are used, not just parked: every 32-bit
+// lane of register 0 gets lane-wise added register 1 (paddd / vpaddd).
+void simd_step(bool avx) {
+    if (avx) asm volatile("vpaddd %%ymm1, %%ymm0, %%ymm0" ::: "memory");
+    else asm volatile("paddd %%xmm1, %%xmm0" ::: "memory");
+}
+
+void simd_task(void* arg) {
+    auto* s = static_cast<Simd*>(arg);
+    const bool avx = s->avx;
+    const uint32_t lanes = avx ? 8 : 4; // 32-bit lanes per register
+    alignas(32) uint64_t want[64], got[64];
+    const uint64_t seed = current_task()->id * 0x9e3779b97f4a7c15ull;
+    for (int i = 0; i < 64; ++i) want[i] = seed ^ (uint64_t(i) * 0x0101010101010101ull);
+    if (!avx)
+        for (int r = 0; r < 16; ++r) want[r * 4 + 2] = want[r * 4 + 3] = 0; // upper halves unused
+    simd_load(want, avx);
+    uint32_t last_cpu_seen = this_cpu()->cpu_id;
+    const uint32_t n = cpus_online();
+    for (int round = 0; round < 40; ++round) {
+        simd_step(avx);
+        auto* w32 = reinterpret_cast<uint32_t*>(want);
+        for (uint32_t l = 0; l < lanes; ++l) w32[l] += w32[8 + l]; // the same step in C
+        // Give the CPU away in every way the scheduler has: yield, sleep, and moving.
+        if (round % 4 == 0) yield();
+        else if (round % 4 == 1) sleep_for(100'000);
+        else if (round % 4 == 2 && n > 1) {
+            CpuMask m;
+            m.set((this_cpu()->cpu_id + 1) % n);
+            task_set_affinity(current_task(), m);
+            yield();
+        } else spin_ns(200'000);
+        if (this_cpu()->cpu_id != last_cpu_seen) s->migrations.fetch_add(1);
+        last_cpu_seen = this_cpu()->cpu_id;
+        for (uint64_t& g : got) g = 0;
+        simd_store(got, avx);
+        for (int i = 0; i < 64; ++i)
+            if (got[i] != want[i]) {
+                s->errors.fetch_add(1);
+                simd_load(want, avx); // report once per divergence, then carry on
+                break;
+            }
+    }
+}
+
+KTEST(sched, simd_registers_survive_switches_and_migrations) {
+    static Simd s;
+    s.errors = 0;
+    s.migrations = 0;
+    s.avx = (x86::fpu_xcr0() & 4) != 0;
+    Task* tasks[8];
+    for (Task*& t : tasks) {
+        t = task_create(simd_task, &s, {.name = "simd"});
+        KASSERT(t != nullptr);
+    }
+    for (Task* t : tasks) task_join(t);
+    ktest::note("%s state (%s, %zu bytes): 8 tasks x 40 rounds, %u migrations, %u corruptions",
+                s.avx ? "AVX" : "SSE", x86::fpu_method(), x86::fpu_state_size(), s.migrations.load(),
+                s.errors.load());
+    KEXPECT_EQ(s.errors.load(), 0u);
+    if (cpus_online() > 1) KEXPECT(s.migrations.load() > 0);
+}
+
+// --- sleeping --------------------------------------------------------------------------------
+KTEST(sched, sleep_for_is_never_early_and_boundedly_late) {
+    constexpr uint64_t kSleepsUs[] = {50, 1000, 5000, 20000};
+    for (uint64_t us : kSleepsUs) {
+        const uint64_t start = monotonic_ns();
+        sleep_for(us * 1000);
+        const uint64_t slept = monotonic_ns() - start;
+        ktest::note("sleep_for(%lu us) took %lu us", us, slept / 1000);
+        KEXPECT(slept >= us * 1000);
+        KEXPECT(slept < us * 1000 + 50'000'000); // an emulator may deschedule the vCPU a while
+    }
+}
+
+// --- private address spaces ------------------------------------------------------------------
+constexpr uint64_t kSharedVa = 0x50000000;
+struct SharedSpace {
+    std::atomic<uint32_t> phase{0}; // 0 read A, 1 stop reading, 2 read B, 3 done
+    std::atomic<uint32_t> paused{0};
+    std::atomic<uint32_t> stale{0}, reads{0};
+    std::atomic<uint32_t> cpus_seen[kMaxCpus];
+    uint64_t a, b;
+};
+
+void space_reader(void* arg) {
+    auto* s = static_cast<SharedSpace*>(arg);
+    const auto* p = reinterpret_cast<volatile uint64_t*>(kSharedVa);
+    bool paused = false;
+    for (;;) {
+        const uint32_t ph = s->phase.load(std::memory_order_acquire);
+        if (ph == 3) return;
+        if (ph == 1) {
+            if (!paused) s->paused.fetch_add(1), paused = true;
+            yield();
+            continue;
+        }
+        const uint64_t v = *p; // through this task's address space
+        s->reads.fetch_add(1, std::memory_order_relaxed);
+        s->cpus_seen[this_cpu()->cpu_id].store(1, std::memory_order_relaxed);
+        if (v != (ph == 0 ? s->a : s->b)) s->stale.fetch_add(1);
+        if (s->reads.load(std::memory_order_relaxed) % 16 == 0) yield();
+    }
+}
+
+KTEST(sched, threads_of_a_private_space_see_an_unmap_on_every_cpu) {
+    AddressSpace* as = address_space_create();
+    KASSERT(as != nullptr);
+    const uint64_t fa = pmm::alloc_zeroed_page(), fb = pmm::alloc_zeroed_page();
+    KASSERT(fa != 0 && fb != 0);
+    static SharedSpace s;
+    s.phase = 0, s.paused = 0, s.stale = 0, s.reads = 0;
+    for (auto& c : s.cpus_seen) c = 0;
+    s.a = 0xa1a1'0000'0000'0001;
+    s.b = 0xb2b2'0000'0000'0002;
+    *phys_to_virt<uint64_t>(fa) = s.a;
+    *phys_to_virt<uint64_t>(fb) = s.b;
+    KASSERT(address_space_map(as, kSharedVa, fa, false));
+    const uint32_t n = cpus_online();
+    const uint32_t readers = n < 2 ? 2 : n;
+    Task* tasks[64];
+    KASSERT(readers <= 64);
+    for (uint32_t i = 0; i < readers; ++i) {
+        tasks[i] = task_create(space_reader, &s, {.name = "reader", .address_space = as});
+        KASSERT(tasks[i] != nullptr);
+    }
+    sleep_for(50'000'000); // every reader has read A: each CPU it ran on caches the translation
+    s.phase = 1;
+    while (s.paused.load() < readers) sleep_for(1'000'000);
+    // The readers still run (yielding) in `as`, on their CPUs: the shootdown must reach them.
+    KEXPECT_EQ(address_space_unmap(as, kSharedVa, 4096), uint64_t{1});
+    KASSERT(address_space_map(as, kSharedVa, fb, false));
+    s.phase = 2;
+    sleep_for(50'000'000);
+    s.phase = 3;
+    for (uint32_t i = 0; i < readers; ++i) task_join(tasks[i]);
+    uint32_t cpus = 0;
+    for (uint32_t c = 0; c < cpu_count(); ++c) cpus += s.cpus_seen[c].load();
+    ktest::note("%u readers on %u CPUs, %u reads, %u stale", readers, cpus, s.reads.load(),
+                s.stale.load());
+    KEXPECT_EQ(s.stale.load(), 0u);
+    KEXPECT(as->active.snapshot().empty()); // its last thread left: loaded nowhere
+    address_space_destroy(as);
+    pmm::free_pages(fa);
+    pmm::free_pages(fb);
+}
+
+} // namespace
+} // namespace cohort

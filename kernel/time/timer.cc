@@ -1,0 +1,125 @@
+#include "time/timer.h"
+
+#include <new>
+
+#include "arch/x86/cpu.h"
+#include "arch/x86/interrupts.h"
+#include "arch/x86/lapic.h"
+#include "arch/x86/vectors.h"
+#include "smp/cpu.h"
+#include "smp/percpu.h"
+#include "sync/spinlock.h"
+#include "time/clock.h"
+
+namespace cohort {
+
+namespace {
+
+// Ranked above the run queues: the scheduler arms and cancels timers with its queue locked.
+LockClass g_timer_class{"timer queue", 80};
+
+struct TimerQueue {
+    SpinLock lock{&g_timer_class};
+    IntrusiveList<Timer, &Timer::link> pending COHORT_GUARDED_BY(lock); // by deadline
+    uint64_t programmed COHORT_GUARDED_BY(lock) = 0; // deadline the LAPIC is set for, 0 = none
+    uint64_t fired = 0;                              // this CPU only
+    bool ready = false;
+};
+// Lists point at themselves, so the per-CPU copy is constructed in place by each CPU.
+COHORT_PERCPU(TimerQueue, g_timers);
+
+TimerQueue& queue_of(uint32_t cpu) { return per_cpu_on(cpu_by_id(cpu), g_timers); }
+
+// Programs the LAPIC for the earliest pending deadline. Only the owning CPU touches its LAPIC.
+void reprogram(TimerQueue& q) COHORT_REQUIRES(q.lock) {
+    const Timer* first = q.pending.front();
+    if (first == nullptr) {
+        if (q.programmed != 0) x86::lapic_timer_stop();
+        q.programmed = 0;
+        return;
+    }
+    if (first->deadline_ns == q.programmed) return;
+    if (x86::lapic_timer_has_deadline()) {
+        // An absolute deadline: nothing is lost between reading the clock and arming, and a
+        // deadline already past fires at once.
+        x86::lapic_timer_deadline(tsc_at_ns(first->deadline_ns), x86::kVecLapicTimer);
+    } else {
+        const uint64_t now = monotonic_ns();
+        // At least a microsecond, so the interrupt is not lost to a zero count.
+        const uint64_t delta = first->deadline_ns > now + 1000 ? first->deadline_ns - now : 1000;
+        x86::lapic_timer_oneshot(delta, x86::kVecLapicTimer);
+    }
+    q.programmed = first->deadline_ns;
+}
+
+void insert(TimerQueue& q, Timer& t) COHORT_REQUIRES(q.lock) {
+    Timer* pos = q.pending.back();
+    while (pos != nullptr && pos->deadline_ns > t.deadline_ns) pos = q.pending.prev(*pos);
+    if (pos == nullptr) q.pending.push_front(t);
+    else if (Timer* after = q.pending.next(*pos)) q.pending.insert_before(*after, t);
+    else q.pending.push_back(t);
+}
+
+void timer_interrupt(x86::InterruptFrame&) {
+    TimerQueue& q = per_cpu(g_timers);
+    x86::lapic_eoi();
+    for (;;) {
+        Timer* t;
+        {
+            Guard<SpinLock, IrqSave> g(q.lock);
+            q.programmed = 0; // the one-shot has expired
+            t = q.pending.front();
+            if (t == nullptr || t->deadline_ns > monotonic_ns()) {
+                reprogram(q);
+                return;
+            }
+            q.pending.remove(*t);
+            t->cpu.store(UINT32_MAX, std::memory_order_release);
+        }
+        ++q.fired;
+        // Unlocked: the callback may arm timers (on this queue too) or wake tasks.
+        t->fn(*t, t->arg);
+    }
+}
+
+} // namespace
+
+void timer_init_cpu(CpuData* cpu) {
+    TimerQueue* q = &per_cpu_on(cpu, g_timers);
+    new (q) TimerQueue();
+    x86::set_irq_handler(x86::kVecLapicTimer, timer_interrupt); // shared IDT: same every time
+    q->ready = true;
+}
+
+void timer_arm(Timer& t, uint64_t deadline_ns, TimerFn fn, void* arg) {
+    TimerQueue& q = per_cpu(g_timers);
+    COHORT_ASSERT(q.ready);
+    Guard<SpinLock, IrqSave> g(q.lock);
+    COHORT_ASSERT(!t.link.linked());
+    t.deadline_ns = deadline_ns;
+    t.fn = fn;
+    t.arg = arg;
+    t.cpu.store(this_cpu()->cpu_id, std::memory_order_release);
+    insert(q, t);
+    if (q.pending.front() == &t) reprogram(q);
+}
+
+bool timer_cancel(Timer& t) {
+    for (;;) {
+        const uint32_t cpu = t.cpu.load(std::memory_order_acquire);
+        if (cpu == UINT32_MAX) return false;
+        TimerQueue& q = queue_of(cpu);
+        Guard<SpinLock, IrqSave> g(q.lock);
+        if (t.cpu.load(std::memory_order_relaxed) != cpu) continue; // fired or moved meanwhile
+        const bool was_first = q.pending.front() == &t;
+        q.pending.remove(t);
+        t.cpu.store(UINT32_MAX, std::memory_order_release);
+        // Another CPU cannot touch our LAPIC; a stale early interrupt there just finds nothing.
+        if (was_first && cpu == this_cpu()->cpu_id) reprogram(q);
+        return true;
+    }
+}
+
+uint64_t timer_fired_count() { return per_cpu(g_timers).fired; }
+
+} // namespace cohort

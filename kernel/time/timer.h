@@ -1,0 +1,45 @@
+// Per-CPU timer queues on the local APIC's one-shot timer: each CPU keeps its pending timers
+// sorted by deadline and programs its LAPIC for the earliest one only, so a CPU with nothing
+// due takes no timer interrupts at all (tickless). Callbacks run in that CPU's timer interrupt.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "lib/intrusive_list.h"
+
+namespace cohort {
+
+struct Timer;
+/// Runs in interrupt context on the CPU the timer was armed on, with interrupts disabled.
+using TimerFn = void (*)(Timer& timer, void* arg);
+
+/// One pending expiry. Owned by the caller; must stay alive (and not be re-armed) until it has
+/// fired or timer_cancel() returned.
+struct Timer {
+    uint64_t deadline_ns = 0; // monotonic_ns() time
+    TimerFn fn = nullptr;
+    void* arg = nullptr;
+    ListNode link;
+    std::atomic<uint32_t> cpu{UINT32_MAX}; // queue it is armed on, UINT32_MAX when idle
+};
+
+struct CpuData;
+/// Installs the timer interrupt handler and `cpu`'s queue (before that CPU arms timers; any
+/// CPU may do it for another that is not using timers yet). Until then the LAPIC timer of that
+/// CPU is free for other uses (bring-up delays).
+void timer_init_cpu(CpuData* cpu);
+
+/// Arms `t` on the calling CPU to call fn(t, arg) at or after `deadline_ns`. A deadline in the
+/// past fires at the next timer interrupt (immediately). `t` must not be armed.
+void timer_arm(Timer& t, uint64_t deadline_ns, TimerFn fn, void* arg);
+
+/// Disarms `t` if it has not fired yet; returns true if it was pending. Callable from any CPU;
+/// a callback running at the same moment on the timer's CPU may still be in progress on return
+/// when it returns false.
+bool timer_cancel(Timer& t);
+
+/// Timers that fired on the calling CPU so far (statistics, tests).
+uint64_t timer_fired_count();
+
+} // namespace cohort
