@@ -1,5 +1,7 @@
 // Kernel implementations of the hooks the portable lock code needs: the IrqSave guard policy,
 // the owner id (this CPU) and the per-CPU held-lock stack for lock debugging.
+#include <cstddef>
+
 #include "arch/x86/cpu.h"
 #include "smp/cpu.h"
 #include "smp/percpu.h"
@@ -22,8 +24,14 @@ LockContext current_lock_context() {
     return {cpu != nullptr && cpu->irq_depth > 0, x86::interrupts_enabled()};
 }
 
-void lock_hold_enter() { ++this_cpu()->locks_held; }
-void lock_hold_exit() { --this_cpu()->locks_held; }
+// One gs-relative instruction each: an interrupt (and with it a switch to another CPU) cannot
+// fall between finding this CPU's data and changing the count, as it could in a C++ `++`.
+void lock_hold_enter() {
+    asm volatile("incl %%gs:%c0" : : "i"(offsetof(CpuData, locks_held)) : "memory");
+}
+void lock_hold_exit() {
+    asm volatile("decl %%gs:%c0" : : "i"(offsetof(CpuData, locks_held)) : "memory");
+}
 uint32_t lock_holds_on_this_cpu() { return this_cpu()->locks_held; }
 
 uint32_t current_owner_id() {

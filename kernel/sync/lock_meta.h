@@ -27,7 +27,6 @@ class LockMeta {
 
     /// The caller now holds the lock exclusively.
     void acquired_exclusive(uint64_t start, bool contended) {
-        lock_hold_enter();
         owner_.store(current_owner_id(), std::memory_order_relaxed);
         if (start != 0) {
             const uint64_t now = lock_clock_now();
@@ -37,7 +36,6 @@ class LockMeta {
     }
     /// The caller holds the lock shared (no owner, no hold time: holds overlap).
     void acquired_shared(uint64_t start, bool contended) {
-        lock_hold_enter();
         if (start != 0) cls_->record_acquire(contended, lock_clock_now() - start);
     }
     /// The owner is about to release its exclusive hold.
@@ -47,10 +45,9 @@ class LockMeta {
             if (cls_ != nullptr) cls_->record_hold(lock_clock_now() - hold_start_);
             hold_start_ = 0;
         }
-        lock_hold_exit();
     }
     /// A shared holder is about to release.
-    void releasing_shared() { lock_hold_exit(); }
+    void releasing_shared() {}
 
     /// The owner id recorded at acquisition, or kNoOwner (a hint when read by others).
     uint32_t owner() const { return owner_.load(std::memory_order_relaxed); }

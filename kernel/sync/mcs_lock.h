@@ -31,8 +31,12 @@ class COHORT_CAPABILITY("mcs lock") MCSLock {
 
     /// Queues `node` and waits until its predecessor hands the lock over.
     void lock(Node& node, LockSite site = COHORT_LOCK_SITE) COHORT_ACQUIRE() {
+        lock_hold_enter(); // no preemption while waiting or holding
 #if COHORT_LOCK_DEBUG
-        if (!lock_debug::before_acquire(this, meta_.lock_class(), site, meta_.irq_usage())) return;
+        if (!lock_debug::before_acquire(this, meta_.lock_class(), site, meta_.irq_usage())) {
+            lock_hold_exit();
+            return;
+        }
 #endif
         (void)site;
         const uint64_t start = meta_.wait_start();
@@ -56,8 +60,9 @@ class COHORT_CAPABILITY("mcs lock") MCSLock {
     /// Takes the lock only if nobody holds or waits for it.
     [[nodiscard]] bool try_lock(Node& node, LockSite site = COHORT_LOCK_SITE)
         COHORT_TRY_ACQUIRE(true) {
+        lock_hold_enter();
 #if COHORT_LOCK_DEBUG
-        if (!lock_debug::before_try(this, meta_.lock_class(), site)) return false;
+        if (!lock_debug::before_try(this, meta_.lock_class(), site)) return lock_hold_abandon();
 #endif
         const uint64_t start = meta_.wait_start();
         node.next.store(nullptr, std::memory_order_relaxed);
@@ -65,7 +70,7 @@ class COHORT_CAPABILITY("mcs lock") MCSLock {
         Node* expected = nullptr;
         if (!tail_.compare_exchange_strong(expected, &node, std::memory_order_acq_rel,
                                            std::memory_order_relaxed))
-            return false;
+            return lock_hold_abandon();
         meta_.acquired_exclusive(start, false);
 #if COHORT_LOCK_DEBUG
         lock_debug::after_try_acquired(this, meta_.lock_class(), site, meta_.irq_usage());
@@ -85,13 +90,16 @@ class COHORT_CAPABILITY("mcs lock") MCSLock {
         if (next == nullptr) {
             Node* expected = &node;
             if (tail_.compare_exchange_strong(expected, nullptr, std::memory_order_release,
-                                              std::memory_order_relaxed))
+                                              std::memory_order_relaxed)) {
+                lock_hold_exit();
                 return;
+            }
             // A successor swapped itself into tail_ but has not linked to us yet: wait for it.
             while ((next = node.next.load(std::memory_order_acquire)) == nullptr)
                 cpu_relax();
         }
         next->waiting.store(false, std::memory_order_release);
+        lock_hold_exit(); // after the release: the section ends with the lock free
     }
 
     [[nodiscard]] bool is_locked() const {

@@ -22,5 +22,10 @@ void lock_hold_enter();
 void lock_hold_exit();
 /// Locks the caller holds now (the kernel: this CPU).
 uint32_t lock_holds_on_this_cpu();
+/// A try-lock that failed gives back the hold it took on entry.
+inline bool lock_hold_abandon() {
+    lock_hold_exit();
+    return false;
+}
 
 } // namespace cohort

@@ -25,8 +25,12 @@ class COHORT_CAPABILITY("rwlock") RwLock {
     RwLock& operator=(const RwLock&) = delete;
 
     void read_lock(LockSite site = COHORT_LOCK_SITE) COHORT_ACQUIRE_SHARED() {
+        lock_hold_enter(); // no preemption while waiting or holding
 #if COHORT_LOCK_DEBUG
-        if (!lock_debug::before_acquire(this, meta_.lock_class(), site, meta_.irq_usage())) return;
+        if (!lock_debug::before_acquire(this, meta_.lock_class(), site, meta_.irq_usage())) {
+            lock_hold_exit();
+            return;
+        }
 #endif
         (void)site;
         const uint64_t start = meta_.wait_start();
@@ -51,13 +55,14 @@ class COHORT_CAPABILITY("rwlock") RwLock {
 
     /// Takes the lock shared unless a writer holds it or waits for it.
     [[nodiscard]] bool try_read(LockSite site = COHORT_LOCK_SITE) COHORT_TRY_ACQUIRE_SHARED(true) {
+        lock_hold_enter();
 #if COHORT_LOCK_DEBUG
-        if (!lock_debug::before_try(this, meta_.lock_class(), site)) return false;
+        if (!lock_debug::before_try(this, meta_.lock_class(), site)) return lock_hold_abandon();
 #endif
         const uint64_t start = meta_.wait_start();
         uint32_t s = state_.load(std::memory_order_relaxed);
         do {
-            if ((s & kBlocksReaders) != 0) return false;
+            if ((s & kBlocksReaders) != 0) return lock_hold_abandon();
         } while (!state_.compare_exchange_weak(s, s + 1, std::memory_order_acquire,
                                                std::memory_order_relaxed));
         meta_.acquired_shared(start, false);
@@ -74,11 +79,16 @@ class COHORT_CAPABILITY("rwlock") RwLock {
 #endif
         meta_.releasing_shared();
         state_.fetch_sub(1, std::memory_order_release);
+        lock_hold_exit(); // after the release: the section ends with the lock free
     }
 
     void write_lock(LockSite site = COHORT_LOCK_SITE) COHORT_ACQUIRE() {
+        lock_hold_enter(); // no preemption while waiting or holding
 #if COHORT_LOCK_DEBUG
-        if (!lock_debug::before_acquire(this, meta_.lock_class(), site, meta_.irq_usage())) return;
+        if (!lock_debug::before_acquire(this, meta_.lock_class(), site, meta_.irq_usage())) {
+            lock_hold_exit();
+            return;
+        }
 #endif
         (void)site;
         const uint64_t start = meta_.wait_start();
@@ -105,13 +115,14 @@ class COHORT_CAPABILITY("rwlock") RwLock {
 
     /// Takes the lock exclusively if nobody holds it (it may overtake waiting writers).
     [[nodiscard]] bool try_write(LockSite site = COHORT_LOCK_SITE) COHORT_TRY_ACQUIRE(true) {
+        lock_hold_enter();
 #if COHORT_LOCK_DEBUG
-        if (!lock_debug::before_try(this, meta_.lock_class(), site)) return false;
+        if (!lock_debug::before_try(this, meta_.lock_class(), site)) return lock_hold_abandon();
 #endif
         const uint64_t start = meta_.wait_start();
         uint32_t s = state_.load(std::memory_order_relaxed);
         do {
-            if ((s & (kWriter | kReaderMask)) != 0) return false;
+            if ((s & (kWriter | kReaderMask)) != 0) return lock_hold_abandon();
         } while (!state_.compare_exchange_weak(s, s | kWriter, std::memory_order_acquire,
                                                std::memory_order_relaxed));
         meta_.acquired_exclusive(start, false);
@@ -128,6 +139,7 @@ class COHORT_CAPABILITY("rwlock") RwLock {
 #endif
         meta_.releasing_exclusive();
         state_.fetch_and(~kWriter, std::memory_order_release);
+        lock_hold_exit(); // after the release: the section ends with the lock free
     }
 
     /// The write side under the generic lock names, for Guard.

@@ -28,8 +28,12 @@ class COHORT_CAPABILITY("spinlock") SpinLock {
 
     /// Waits for the lock. `site` (the caller's file:line) is used by debug reports.
     void lock(LockSite site = COHORT_LOCK_SITE) COHORT_ACQUIRE() {
+        lock_hold_enter(); // no preemption while waiting or holding
 #if COHORT_LOCK_DEBUG
-        if (!lock_debug::before_acquire(this, meta_.lock_class(), site, meta_.irq_usage())) return;
+        if (!lock_debug::before_acquire(this, meta_.lock_class(), site, meta_.irq_usage())) {
+            lock_hold_exit();
+            return;
+        }
 #endif
         (void)site;
         const uint64_t start = meta_.wait_start();
@@ -46,8 +50,9 @@ class COHORT_CAPABILITY("spinlock") SpinLock {
 
     /// Takes the lock if it is free and nobody is queued; never waits.
     [[nodiscard]] bool try_lock(LockSite site = COHORT_LOCK_SITE) COHORT_TRY_ACQUIRE(true) {
+        lock_hold_enter();
 #if COHORT_LOCK_DEBUG
-        if (!lock_debug::before_try(this, meta_.lock_class(), site)) return false;
+        if (!lock_debug::before_try(this, meta_.lock_class(), site)) return lock_hold_abandon();
 #endif
         const uint64_t start = meta_.wait_start();
         // acquire: the previous holder published its critical section through serving_, not
@@ -57,7 +62,7 @@ class COHORT_CAPABILITY("spinlock") SpinLock {
         uint32_t expected = serving;
         if (!next_.compare_exchange_strong(expected, serving + 1, std::memory_order_acquire,
                                            std::memory_order_relaxed))
-            return false;
+            return lock_hold_abandon();
         meta_.acquired_exclusive(start, false);
 #if COHORT_LOCK_DEBUG
         lock_debug::after_try_acquired(this, meta_.lock_class(), site, meta_.irq_usage());
@@ -73,6 +78,7 @@ class COHORT_CAPABILITY("spinlock") SpinLock {
         meta_.releasing_exclusive();
         // Only the holder writes serving_, so a plain increment published with release is enough.
         serving_.store(serving_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+        lock_hold_exit(); // after the release: the section ends with the lock free
     }
 
     /// Somebody holds the lock (a snapshot; for assertions and tests).
