@@ -125,6 +125,7 @@ void main_task(void*);
     x86::sti();
 
     ipi_init();
+    call_limits_init();
     kernel_address_space().active.set(bsp->cpu_id);
     const PlatformTopology& topo = platform_acpi_init(bsp->apic_id);
     smp_boot(topo.aps);

@@ -20,6 +20,7 @@
 #include "lib/format.h"
 #include "mm/address_space.h"
 #include "mm/heap.h"
+#include "mm/vmm.h"
 #include "sched/placement.h"
 #include "smp/call.h"
 #include "smp/cpu.h"
@@ -322,6 +323,26 @@ void finish_switch() COHORT_NO_THREAD_SAFETY_ANALYSIS {
     }
 }
 
+#if COHORT_ASSERTS
+extern "C" const char __text_start[], __text_end[];
+// The frame x86_context_switch will pop must end in a return address inside the kernel's
+// text: anything else means the task's stack was overwritten or its memory was reused, and
+// the switch would fault with no trace of which task it was.
+void check_switch_frame(const Task* next) {
+    const auto* frame = reinterpret_cast<const uint64_t*>(next->saved_rsp);
+    const bool on_stack = next->saved_rsp >= next->stack.bottom && next->saved_rsp + 56 <= next->stack.top;
+    const uint64_t ret = on_stack ? frame[6] : 0;
+    if (on_stack && ret >= reinterpret_cast<uint64_t>(__text_start) &&
+        ret < reinterpret_cast<uint64_t>(__text_end))
+        return;
+    panic("sched: task %lu (%s, %s, %lu switches) has a broken saved context on cpu%u: rsp %#lx "
+          "(stack [%#lx, %#lx), phys %#lx), return address %#lx",
+          next->id, next->name, task_state_name(next->state.load()), next->stats.switches,
+          this_cpu()->cpu_id, next->saved_rsp, next->stack.bottom, next->stack.top,
+          vmm::translate(next->saved_rsp), ret);
+}
+#endif
+
 // The core: called with interrupts off and the run-queue lock free. `preempted` keeps the
 // current task runnable whatever its state (it was interrupted, not blocking); `yielding` puts
 // it behind the next waiting task of its class.
@@ -372,6 +393,9 @@ void schedule(bool preempted, bool yielding = false) COHORT_NO_THREAD_SAFETY_ANA
     if (next->address_space != prev->address_space)
         address_space_activate(next->address_space != nullptr ? next->address_space
                                                               : &kernel_address_space());
+#if COHORT_ASSERTS
+    check_switch_frame(next);
+#endif
     this_cpu()->kernel_stack_top = next->stack.top;
     this_cpu()->kernel_stack_bottom = next->stack.bottom;
     rq.prev = prev;
@@ -541,7 +565,9 @@ void init_cpu(CpuData* cpu) {
     TaskOptions o;
     o.name = name;
     o.affinity = &only_it;
-    o.system = true;
+    // Fair, but weighted 8x: run_on work is served promptly (a waking heavy task preempts) yet
+    // a flood of it cannot starve the CPU's other tasks, as a strict-priority task would.
+    o.weight = 8 * sched::kDefaultWeight;
     Task* worker = task_create(worker_main, nullptr, o);
     if (worker == nullptr) panic("sched: cannot create the worker of cpu%u", cpu->cpu_id);
     rq->worker = worker;
@@ -639,6 +665,9 @@ void yield() { schedule_with_irqs_saved(false, true); }
 
 void sched_block() {
     COHORT_ASSERT(x86::interrupts_enabled());
+    // Blocking while holding a spinlock or inside NoPreempt would switch away from a section
+    // that promised not to.
+    COHORT_ASSERT(lock_holds_on_this_cpu() == 0);
     x86::cli();
     schedule(false);
     x86::sti();
@@ -651,6 +680,27 @@ static void preempt_point() {
     if (lock_holds_on_this_cpu() != 0) return;
     RunQueue& rq = this_rq();
     if (rq.ready.load(std::memory_order_relaxed) && rq.need_resched) schedule_with_irqs_saved(true);
+}
+
+NoPreempt::~NoPreempt() {
+    lock_hold_exit();
+    preempt_point();
+}
+
+void run_pinned(uint32_t cpu, void (*fn)(void*), void* arg) {
+    Task* me = current_task();
+    if (me == nullptr || !x86::interrupts_enabled()) { // nothing can move us: run it here
+        COHORT_ASSERT(this_cpu()->cpu_id == cpu);
+        fn(arg);
+        return;
+    }
+    const CpuMask saved = me->affinity;
+    CpuMask only;
+    only.set(cpu);
+    task_set_affinity(me, only);
+    while (this_cpu()->cpu_id != cpu) yield(); // the affinity change moves us at the switch
+    fn(arg);
+    task_set_affinity(me, saved);
 }
 
 static bool wake_up_locked_irqs_off(Task* t);

@@ -12,6 +12,7 @@
 #include "sched/fair.h"
 #include "sched/wait.h"
 #include "smp/cpumask.h"
+#include "sync/owner.h"
 
 namespace cohort {
 
@@ -103,6 +104,22 @@ void sleep_for(uint64_t ns);
 bool wake_up(Task* t);
 /// Replaces the affinity; a task running or queued elsewhere moves at its next switch.
 void task_set_affinity(Task* t, const CpuMask& mask);
+
+/// Keeps the running task on this CPU for a scope: no preemption, so no migration. Interrupts
+/// stay enabled; the scope must not block (sched_block asserts it). For code that decides
+/// something about "this CPU" and then acts on it (a remote call's own share, say). Uses the
+/// count spinlocks keep; a reschedule asked for meanwhile happens when the scope ends.
+class NoPreempt {
+  public:
+    NoPreempt() { lock_hold_enter(); }
+    ~NoPreempt();
+    NoPreempt(const NoPreempt&) = delete;
+    NoPreempt& operator=(const NoPreempt&) = delete;
+};
+
+/// Runs fn(arg) in the calling task, on CPU `cpu`: the task is pinned there (moving it first if
+/// needed) for the call, then gets its affinity back. fn may block.
+void run_pinned(uint32_t cpu, void (*fn)(void*), void* arg);
 
 /// Called by a task after it set its own state to Blocked (see WaitQueue): switches away
 /// unless a wake-up already arrived. Interrupts must be enabled.

@@ -51,4 +51,13 @@ bool run_deferred_work();
 /// Work queued by run_on is waiting on this CPU (call with interrupts disabled).
 bool has_deferred_work();
 
+/// Reads the rate-limit options (ipi.rate_limit, ipi.budget_pct, ipi.source_pct). Each
+/// CPU applies them once its timers run (smp/call_limit.h); until then every call is admitted.
+void call_limits_init();
+struct CallLimitStats {
+    bool enabled;
+    uint64_t window_ns, budget_ns, per_source_ns;
+};
+CallLimitStats call_limit_stats();
+
 } // namespace cohort

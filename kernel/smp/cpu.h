@@ -36,12 +36,14 @@ const char* boot_stage_name(BootStage s);
 /// Counters this CPU updates (its own cache line).
 struct alignas(64) CpuCounters {
     std::atomic<uint64_t> interrupts{0};
+    std::atomic<uint64_t> irq_cycles{0}; // TSC cycles in (outermost) interrupt handlers
     std::atomic<uint64_t> context_switches{0};
     std::atomic<uint64_t> ipis_sent[kIpiKinds]{};     // by IpiKind
     std::atomic<uint64_t> ipis_received[kIpiKinds]{}; // by IpiKind
     std::atomic<uint64_t> calls_sent{0};      // remote call requests this CPU queued elsewhere
     std::atomic<uint64_t> calls_run{0};       // remote call requests executed here
     std::atomic<uint64_t> calls_rejected{0};  // requests that failed validation
+    std::atomic<uint64_t> calls_throttled{0}; // requests the rate limit held back (once each)
 };
 
 struct alignas(64) CpuData {

@@ -289,6 +289,52 @@ KTEST(sched, a_task_spinning_forever_does_not_stop_others) {
     task_join(hog);
 }
 
+// --- the system class ------------------------------------------------------------------------
+struct Urgent {
+    uint64_t created_at = 0;
+    std::atomic<uint64_t> started_at{0};
+    std::atomic<bool> done{false};
+};
+
+void urgent_task(void* arg) {
+    auto* u = static_cast<Urgent*>(arg);
+    u->started_at = monotonic_ns();
+    spin_ns(20'000'000); // longer than any fair slice: the timer must not take the CPU away
+    u->done = true;
+}
+
+KTEST(sched, a_system_task_runs_first_and_is_not_time_sliced) {
+    static Spinner s;
+    s.stop = false;
+    s.started = false;
+    CpuMask one;
+    one.set(last_cpu());
+    Task* hog = task_create(spin_forever, &s, {.name = "spinner", .affinity = &one});
+    Task* hog2 = task_create(spin_forever, &s, {.name = "spinner", .affinity = &one});
+    KASSERT(hog != nullptr && hog2 != nullptr);
+    while (!s.started.load()) sleep_for(1'000'000);
+    static Urgent u;
+    u.started_at = 0;
+    u.done = false;
+    Task* t = task_create(urgent_task, &u, {.name = "urgent", .affinity = &one, .system = true});
+    // From the moment it is queued (creating a task takes milliseconds on a slow emulator); it
+    // may well have started before task_create returned.
+    u.created_at = monotonic_ns();
+    KASSERT(t != nullptr);
+    while (!u.done.load()) sleep_for(1'000'000);
+    const uint64_t switches = t->stats.switches;
+    task_join(t);
+    s.stop = true;
+    task_join(hog);
+    task_join(hog2);
+    const uint64_t started = u.started_at.load();
+    const uint64_t delay = started > u.created_at ? started - u.created_at : 0;
+    ktest::note("started %lu us after being queued beside two spinning fair tasks; switched in "
+                "%lu time(s) for 20 ms of work", delay / 1000, switches);
+    KEXPECT(delay < 10'000'000); // at once, not after the spinners' slices (an emulator's latency)
+    KEXPECT_EQ(switches, uint64_t{1}); // never preempted by the fair tasks' timer
+}
+
 // --- wake-ups --------------------------------------------------------------------------------
 struct PingPong {
     WaitQueue wq[2];

@@ -120,6 +120,8 @@ bool timer_cancel(Timer& t) {
     }
 }
 
+bool timer_ready_here() { return per_cpu(g_timers).ready; }
+
 uint64_t timer_fired_count() { return per_cpu(g_timers).fired; }
 
 } // namespace cohort

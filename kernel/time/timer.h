@@ -30,6 +30,9 @@ struct CpuData;
 /// CPU is free for other uses (bring-up delays).
 void timer_init_cpu(CpuData* cpu);
 
+/// The calling CPU's timer queue is set up (timer_init_cpu ran for it).
+bool timer_ready_here();
+
 /// Arms `t` on the calling CPU to call fn(t, arg) at or after `deadline_ns`. A deadline in the
 /// past fires at the next timer interrupt (immediately). `t` must not be armed.
 void timer_arm(Timer& t, uint64_t deadline_ns, TimerFn fn, void* arg);

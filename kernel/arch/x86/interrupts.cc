@@ -167,6 +167,7 @@ extern "C" void interrupt_dispatch(cohort::x86::InterruptFrame* frame) {
         x86::handle_exception(*frame);
         return;
     }
+    const uint64_t start = cpu->irq_depth == 0 ? x86::rdtsc() : 0;
     ++cpu->irq_depth;
     if (x86::IrqHandler h = x86::g_handlers[frame->vector]; h != nullptr) {
         h(*frame);
@@ -175,6 +176,7 @@ extern "C" void interrupt_dispatch(cohort::x86::InterruptFrame* frame) {
                  cpu->cpu_id);
     }
     --cpu->irq_depth;
+    if (start != 0) cpu->counters.irq_cycles.fetch_add(x86::rdtsc() - start, std::memory_order_relaxed);
     // Leaving the outermost handler: a task switch the handler asked for happens here, on the
     // interrupted task's stack, and the IRET later returns into whichever task runs then.
     if (cpu->irq_depth == 0) sched_irq_exit();
