@@ -94,7 +94,7 @@ void handle_nmi(const x86::InterruptFrame& frame) {
             ipi_count_received(IpiKind::Backtrace);
             console_printf("*** cpu%u: backtrace on request (%s)%s\n", cpu->cpu_id, why,
                            cpu->irq_depth > 0 ? ", in an interrupt handler" : "");
-            print_backtrace(frame.rip, frame.rbp);
+            print_backtrace(frame.rip, frame.rbp, frame.rsp);
             return;
         }
     }
@@ -112,7 +112,22 @@ void handle_nmi(const x86::InterruptFrame& frame) {
     log_error("nmi: unexpected NMI on cpu%u at rip %#lx", cpu->cpu_id, frame.rip);
 }
 
-void print_backtrace(uint64_t rip, uint64_t rbp) {
+namespace {
+// Where the return address sits when `rip` is in the prologue of a function compiled with frame
+// pointers (push %rbp; mov %rsp,%rbp): at rsp before the push, at rsp + 8 between the two.
+// Afterwards (or in anything else) rbp is the function's own frame and the normal walk works.
+uint64_t prologue_return_slot(uint64_t rip, uint64_t rsp) {
+    uint64_t off = 0;
+    if (rsp == 0 || symbolize(rip, &off) == nullptr || off > 3) return 0;
+    const auto* code = reinterpret_cast<const uint8_t*>(rip - off);
+    if (code[0] != 0x55) return 0; // push %rbp
+    if (off == 0) return rsp;
+    if (code[1] == 0x48 && code[2] == 0x89 && code[3] == 0xe5) return rsp + 8; // mov %rsp,%rbp
+    return 0;
+}
+} // namespace
+
+void print_backtrace(uint64_t rip, uint64_t rbp, uint64_t rsp) {
     console_printf("backtrace:\n");
     auto line = [](int n, uint64_t addr) {
         uint64_t off = 0;
@@ -123,6 +138,11 @@ void print_backtrace(uint64_t rip, uint64_t rbp) {
     line(0, rip);
     uint64_t previous = 0, repeats = 0;
     int printed = 1;
+    if (const uint64_t slot = prologue_return_slot(rip, rsp);
+        slot != 0 && (slot & 7) == 0 && x86::is_kernel_address_mapped(slot)) {
+        // rbp still belongs to the caller, whose own return address the walk below prints.
+        line(printed++, *reinterpret_cast<const uint64_t*>(slot) - 1);
+    }
     for (int depth = 1; depth < 64 && printed < 24 && rbp != 0; ++depth) {
         // A corrupt frame pointer must not fault inside the panic path: check it first.
         if ((rbp & 7) != 0 || rbp < 0xffff800000000000 || !x86::is_kernel_address_mapped(rbp) ||
@@ -188,7 +208,7 @@ void panic_with_frame(const x86::InterruptFrame& frame, const char* fmt, ...) {
     print_reason(fmt, ap);
     va_end(ap);
     print_registers(frame);
-    print_backtrace(frame.rip, frame.rbp);
+    print_backtrace(frame.rip, frame.rbp, frame.rsp);
     finish_panic();
 }
 

@@ -17,8 +17,10 @@ struct InterruptFrame;
 [[noreturn]] void panic_with_frame(const x86::InterruptFrame& frame, const char* fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/// Prints "  #n 0xADDR function+0xoff" lines by following frame pointers from `rbp`.
-void print_backtrace(uint64_t rip, uint64_t rbp);
+/// Prints "  #n 0xADDR function+0xoff" lines by following frame pointers from `rbp`. With the
+/// interrupted `rsp` (0 if unknown), a context stopped in a function's prologue, before its
+/// frame pointer was set up, still names its caller (read from the stack).
+void print_backtrace(uint64_t rip, uint64_t rbp, uint64_t rsp = 0);
 void print_registers(const x86::InterruptFrame& frame);
 
 /// Asks `cpu` (not the caller) to print its backtrace from an NMI, labelled with `why` (a

@@ -5,6 +5,7 @@
 #include "boot/bootinfo.h"
 #include "boot/params.h"
 #include "debug/log.h"
+#include "debug/panic.h"
 #include "debug/symbols.h"
 #include "debug/ubsan.h"
 #include "test/ktest.h"
@@ -20,6 +21,29 @@ KTEST(debug, symbol_table_names_functions) {
     KEXPECT(strstr(name, "ktest::run") != nullptr);
     KEXPECT_EQ(off, uint64_t{0});
     KEXPECT_EQ(symbol_address(name), reinterpret_cast<uint64_t>(&ktest::run));
+}
+
+[[gnu::noinline]] uint64_t prologue_target(uint64_t x) { return x * 3 + 1; }
+[[gnu::noinline]] void marker_caller_of_prologue() { asm volatile("" ::: "memory"); }
+
+KTEST(debug, backtrace_stopped_in_a_prologue_names_the_caller) {
+    // A context interrupted at a function's first instruction has not pushed its frame pointer
+    // yet: rbp is still its caller's frame, and the caller is known only from the return
+    // address on the stack. (An NMI backtrace of a CPU that just called a function is exactly
+    // that.) Simulate the stack of such a moment.
+    const uint64_t entry = reinterpret_cast<uint64_t>(&prologue_target);
+    const uint64_t ret = reinterpret_cast<uint64_t>(&marker_caller_of_prologue) + 4;
+    alignas(16) uint64_t stack[2] = {ret, 0};
+    const uint64_t mark = log_mark();
+    print_backtrace(entry, reinterpret_cast<uint64_t>(__builtin_frame_address(0)),
+                    reinterpret_cast<uint64_t>(stack));
+    KEXPECT(log_contains_since(mark, "prologue_target"));
+    KEXPECT(log_contains_since(mark, "marker_caller_of_prologue"));
+    // Past the prologue rbp is the function's own frame: nothing is read from the stack.
+    const uint64_t mark2 = log_mark();
+    print_backtrace(entry + 8, reinterpret_cast<uint64_t>(__builtin_frame_address(0)),
+                    reinterpret_cast<uint64_t>(stack));
+    KEXPECT(!log_contains_since(mark2, "marker_caller_of_prologue"));
 }
 
 KTEST(debug, ubsan_reports_with_location) {

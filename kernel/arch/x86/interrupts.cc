@@ -90,7 +90,7 @@ void report_exception(const InterruptFrame& f, const char* what) {
             console_printf("    kernel stack overflow: rsp %#lx%s\n", f.rsp, guard);
     }
     print_registers(f);
-    print_backtrace(f.rip, f.rbp);
+    print_backtrace(f.rip, f.rbp, f.rsp);
 }
 
 void handle_exception(InterruptFrame& f) {
