@@ -30,6 +30,7 @@ constexpr ParamInfo kKnown[] = {
     {"ipi.budget_pct", "share of each millisecond a CPU may spend running remote calls (50)"},
     {"ipi.source_pct", "share of that budget one sending CPU may use (50)"},
     {"ipi.window_us", "the rate limit's window (default: 1000, longer where interrupts are slow)"},
+    {"pcid", "0: do not use PCIDs even where the CPU has them"},
     {"lapic.timer", "oneshot or deadline (TSC-deadline, the default where the CPU has it)"},
     {"sched.stats", "log one line of scheduler statistics per CPU when a test or bench run ends"},
     {"smp.max_cpus", "start at most this many CPUs (including the boot CPU)"},

@@ -6,6 +6,7 @@
 // visible everywhere. The lower half is private to each address space.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 #include "smp/cpumask.h"
@@ -15,9 +16,23 @@ namespace cohort {
 
 struct AddressSpace {
     uint64_t root = 0;    // physical address of the PML4
+    uint64_t id = 0;      // unique for the life of the system; 0 is the kernel's
     AtomicCpuMask active; // CPUs on which this address space is loaded right now
-    SpinLock lock;        // serialises changes to the lower-half page tables
+    // Bumped by every change that needs a TLB flush, before the shootdown: with PCIDs, CPUs
+    // not running it may still hold its entries and flush them when they load it again
+    // (mm/pcid_cache.h).
+    mutable std::atomic<uint64_t> tlb_gen{0};
+    SpinLock lock; // serialises changes to the lower-half page tables
 };
+
+/// PCIDs are in use (CR4.PCIDE on every CPU; `pcid=0` turns them off).
+bool address_space_pcid_enabled();
+/// Switches that kept the loaded address space's TLB entries (PCID) and that flushed them,
+/// on the running CPU.
+struct AddressSpaceSwitchStats {
+    uint64_t kept, flushed;
+};
+AddressSpaceSwitchStats address_space_switch_stats();
 
 /// The kernel's own address space (loaded on every CPU unless a private one is active).
 AddressSpace& kernel_address_space();

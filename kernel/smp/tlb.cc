@@ -62,6 +62,11 @@ bool shoot(const AddressSpace* as, const uint64_t* starts, const uint64_t* ends,
         kernel = kernel || ends[i] > layout::kKernelHalf;
     }
     FlushRequest req{starts, ends, count, force_all || pages > kTlbFlushAllThreshold, kernel};
+    // Lower-half changes: CPUs that are not running the space may still hold its entries under
+    // its PCID. They flush them when they load it again, seeing the new generation; bumped
+    // before the active set is read, so a CPU loading it right now is either asked below or
+    // sees the bump (mm/pcid_cache.h).
+    if (as != nullptr) as->tlb_gen.fetch_add(1, std::memory_order_seq_cst);
     CpuMask targets;
     const uint32_t me = this_cpu()->cpu_id;
     if (kernel) {

@@ -5,8 +5,9 @@
 // pages are involved). Requests ride on remote calls: the initiator queues them to every
 // target (one IPI per idle queue), flushes its own TLB while they run, then waits for every
 // acknowledgement. Lower-half ranges go to the CPUs where the address space is active;
-// kernel-half ranges to every online CPU. No PCID yet: without it a CR3 switch flushes the
-// non-global entries, which is what makes "active" the complete set of CPUs to ask.
+// kernel-half ranges (global pages) to every online CPU. With PCIDs, CPUs where the space is
+// not active may still hold its entries; they flush them when they load it again, because the
+// request bumps the space's generation first (mm/pcid_cache.h).
 #pragma once
 
 #include <cstdint>

@@ -8,11 +8,14 @@
 #include "mm/phys.h"
 #include "mm/pmm.h"
 #include "mm/vmm.h"
+#include "sched/sched.h"
+#include "sched/wait.h"
 #include "smp/call.h"
 #include "smp/cpu.h"
 #include "smp/cpumask.h"
 #include "smp/tlb.h"
 #include "test/ktest.h"
+#include "time/clock.h"
 
 namespace cohort {
 namespace {
@@ -139,6 +142,86 @@ KTEST(tlb, batch_sends_one_shootdown_and_large_ranges_flush_all) {
     KEXPECT_EQ(after.full_flushes - before.full_flushes, uint64_t{1});
     for (int i = 0; i < 8; ++i) vmm::unmap(base + i * 0x10000, layout::kPageSize);
     pmm::free_pages(frame);
+}
+
+
+// --- PCIDs: a space changed while its CPU ran something else ---------------------------------
+constexpr uint64_t kPcidVa = 0x60000000;
+struct PcidProbe {
+    WaitQueue wq;
+    std::atomic<uint32_t> asked{0}, answered{0};
+    std::atomic<uint64_t> seen{0};
+    std::atomic<bool> stop{false};
+    AddressSpaceSwitchStats before{}, after{};
+};
+PcidProbe g_pcid;
+
+// Runs in the private space on one CPU: reads the page each time it is asked, then blocks, so
+// its CPU switches to the kernel's space (and PCID) between reads.
+void pcid_reader(void*) {
+    g_pcid.before = address_space_switch_stats();
+    for (uint32_t round = 1;; ++round) {
+        g_pcid.wq.wait([round] { return g_pcid.asked.load() >= round || g_pcid.stop.load(); });
+        if (g_pcid.stop.load()) break;
+        g_pcid.seen = *reinterpret_cast<volatile uint64_t*>(kPcidVa);
+        g_pcid.answered = round;
+    }
+    g_pcid.after = address_space_switch_stats();
+}
+
+uint64_t ask_pcid_reader(uint32_t round) {
+    g_pcid.asked = round;
+    g_pcid.wq.wake_all();
+    const uint64_t limit = monotonic_ns() + 5'000'000'000;
+    while (g_pcid.answered.load() < round && monotonic_ns() < limit) sleep_for(100'000);
+    return g_pcid.seen.load();
+}
+
+KTEST(tlb, a_space_changed_while_its_cpu_ran_another_is_flushed_on_return) {
+    // With PCIDs the reader's CPU keeps the space's translations while it runs the kernel's
+    // space; the remap's shootdown does not reach it (the space is not active there). It must
+    // flush when it loads the space again. Without PCIDs every reload flushes anyway.
+    AddressSpace* as = address_space_create();
+    KASSERT(as != nullptr);
+    const uint64_t fa = pmm::alloc_zeroed_page(), fb = pmm::alloc_zeroed_page();
+    KASSERT(fa != 0 && fb != 0);
+    *phys_to_virt<uint64_t>(fa) = 0xaaaa;
+    *phys_to_virt<uint64_t>(fb) = 0xbbbb;
+    KASSERT(address_space_map(as, kPcidVa, fa, false));
+    g_pcid.asked = g_pcid.answered = 0;
+    g_pcid.stop = false;
+    CpuMask one;
+    one.set(cpu_count() - 1);
+    Task* t = task_create(pcid_reader, nullptr, {.name = "pcid-reader", .affinity = &one,
+                                                 .address_space = as});
+    KASSERT(t != nullptr);
+    uint32_t stale = 0, round = 0;
+    constexpr uint32_t kRounds = 20;
+    for (uint32_t i = 0; i < kRounds; ++i) {
+        const bool now_a = i % 2 == 0;
+        // Odd rounds: read twice without a change in between (the entries may be kept), then
+        // remap to the other frame while the reader is blocked in the kernel's space.
+        if (ask_pcid_reader(++round) != (now_a ? 0xaaaa : 0xbbbb)) ++stale;
+        if (ask_pcid_reader(++round) != (now_a ? 0xaaaa : 0xbbbb)) ++stale;
+        KASSERT(address_space_unmap(as, kPcidVa, 4096) == 1);
+        KASSERT(address_space_map(as, kPcidVa, now_a ? fb : fa, false));
+    }
+    g_pcid.stop = true;
+    g_pcid.wq.wake_all();
+    task_join(t);
+    const uint64_t kept = g_pcid.after.kept - g_pcid.before.kept;
+    const uint64_t flushed = g_pcid.after.flushed - g_pcid.before.flushed;
+    ktest::note("%u reads after %u remaps, %u stale; PCIDs %s, on the reader's CPU %lu switches "
+                "kept the TLB entries and %lu flushed them", round, kRounds, stale,
+                address_space_pcid_enabled() ? "on" : "off", kept, flushed);
+    KEXPECT_EQ(stale, 0u);
+    if (address_space_pcid_enabled()) {
+        KEXPECT(kept > 0);        // unchanged spaces keep their entries (what PCIDs are for)
+        KEXPECT(flushed >= kRounds); // and every return after a remap flushed
+    }
+    address_space_destroy(as);
+    pmm::free_pages(fa);
+    pmm::free_pages(fb);
 }
 
 } // namespace

@@ -5,10 +5,12 @@
 #include <new>
 
 #include "arch/x86/cpu.h"
+#include "arch/x86/cpu_features.h"
 #include "arch/x86/paging.h"
 #include "debug/log.h"
 #include "mm/heap.h"
 #include "mm/layout.h"
+#include "mm/pcid_cache.h"
 #include "mm/phys.h"
 #include "mm/pmm.h"
 #include "smp/cpu.h"
@@ -21,6 +23,11 @@ namespace {
 
 AddressSpace g_kernel_as;
 COHORT_PERCPU(AddressSpace*, g_current_as);
+COHORT_PERCPU(PcidCache, g_pcids);
+COHORT_PERCPU(AddressSpaceSwitchStats, g_switch_stats);
+std::atomic<uint64_t> g_next_id{1};
+
+constexpr uint64_t kCr3NoFlush = 1ull << 63; // with CR4.PCIDE: keep the new PCID's entries
 
 uint64_t* table(uint64_t phys) { return phys_to_virt<uint64_t>(phys); }
 
@@ -34,6 +41,7 @@ AddressSpace* address_space_create() {
     void* mem = kzalloc(sizeof(AddressSpace));
     if (mem == nullptr) return nullptr;
     auto* as = new (mem) AddressSpace{};
+    as->id = g_next_id.fetch_add(1, std::memory_order_relaxed);
     as->root = pmm::alloc_zeroed_page();
     if (as->root == 0) {
         kfree(as);
@@ -58,12 +66,30 @@ AddressSpace* address_space_current() {
     return as != nullptr ? as : &g_kernel_as;
 }
 
+bool address_space_pcid_enabled() { return x86::pcid_enabled(); }
+
+AddressSpaceSwitchStats address_space_switch_stats() {
+    x86::InterruptGuard irq;
+    return per_cpu(g_switch_stats);
+}
+
 void address_space_activate(AddressSpace* as) {
     x86::InterruptGuard irq; // the switch and the mask updates must not be split by a call
     AddressSpace* old = address_space_current();
     const uint32_t me = this_cpu()->cpu_id;
-    as->active.set(me);
-    if (old != as || (x86::read_cr3() & x86::pte::kAddrMask) != as->root) x86::write_cr3(as->root);
+    as->active.set(me); // a locked RMW: a full barrier before the generation is read
+    if (!x86::pcid_enabled()) {
+        // Every CR3 load flushes the non-global entries: nothing of another space survives.
+        if (old != as || (x86::read_cr3() & x86::pte::kAddrMask) != as->root) x86::write_cr3(as->root);
+    } else {
+        const PcidCache::Decision d =
+            per_cpu(g_pcids).switch_to(as->id, as->tlb_gen.load(std::memory_order_seq_cst));
+        const uint64_t cr3 = as->root | d.pcid;
+        if (d.flush || x86::read_cr3() != cr3) {
+            x86::write_cr3(cr3 | (d.flush ? 0 : kCr3NoFlush));
+            ++(d.flush ? per_cpu(g_switch_stats).flushed : per_cpu(g_switch_stats).kept);
+        }
+    }
     if (old != as) old->active.clear(me);
     per_cpu(g_current_as) = as;
 }

@@ -4,12 +4,14 @@
 
 #include "arch/x86/cpu.h"
 #include "arch/x86/fpu.h"
+#include "boot/params.h"
 
 namespace cohort::x86 {
 
 namespace {
 CpuFeatures g_boot_features;
-char g_enabled_list[96];
+char g_enabled_list[112];
+bool g_pcid = false;
 
 bool bit(uint32_t reg, unsigned n) { return (reg >> n) & 1u; }
 } // namespace
@@ -73,6 +75,8 @@ CpuFeatures detect_cpu_features() {
 void cpu_features_init() { g_boot_features = detect_cpu_features(); }
 const CpuFeatures& boot_cpu_features() { return g_boot_features; }
 
+bool pcid_enabled() { return g_pcid; }
+
 const char* enable_security_features() {
     const CpuFeatures& f = g_boot_features;
     char* out = g_enabled_list;
@@ -102,6 +106,12 @@ const char* enable_security_features() {
     if (f.smep) cr4v |= cr4::kSmep, add("SMEP");
     if (f.smap) cr4v |= cr4::kSmap, add("SMAP");
     if (f.umip) cr4v |= cr4::kUmip, add("UMIP");
+    // PCIDs (mm/pcid_cache.h) need global pages, so that kernel mappings are shared by every
+    // PCID and one INVLPG still removes them everywhere. Setting PCIDE needs CR3[11:0] = 0,
+    // which holds here: boot and trampoline page tables carry no PCID.
+    static const bool want_pcid = param_bool("pcid", true);
+    g_pcid = f.pcid && f.pge && want_pcid;
+    if (g_pcid) cr4v |= cr4::kPcide, add("PCID");
     write_cr4(cr4v);
     // Task SIMD state (arch/x86/fpu.h): XSAVE components the scheduler saves on every switch.
     const uint64_t xcr0 = fpu_enable_on_this_cpu();

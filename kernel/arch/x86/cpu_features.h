@@ -29,4 +29,8 @@ void cpu_features_init();
 /// with identical control registers. Returns a short list of what was enabled, for the log.
 const char* enable_security_features();
 
+/// CR4.PCIDE is set on every CPU: the CPU has PCIDs and `pcid=0` did not turn them off.
+/// Decided by the boot CPU's enable_security_features().
+bool pcid_enabled();
+
 } // namespace cohort::x86
