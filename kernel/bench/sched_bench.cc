@@ -171,7 +171,7 @@ KBENCH(sched_makespan) {
         tasks[i] = task_create(equal_work, nullptr, {.name = "work"});
         if (tasks[i] == nullptr) return log_error("bench: cannot create task %u", i);
     }
-    while (g_ms.gate.waiters() < count) sleep_for(1'000'000);
+    while (g_ms.gate.waiters() < count) sleep_for(10'000'000);
     const uint64_t start = monotonic_ns();
     g_ms.go = true;
     g_ms.gate.wake_all();

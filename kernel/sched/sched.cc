@@ -307,10 +307,24 @@ void finish_switch() COHORT_NO_THREAD_SAFETY_ANALYSIS {
     const TaskState st = prev->state.load(std::memory_order_relaxed);
     const bool dead = st == TaskState::Dead;
     const uint32_t me = this_cpu()->cpu_id;
-    if (st == TaskState::Ready && !prev->idle && !prev->affinity.test(me)) {
-        // Its affinity changed while it ran: now that its registers are saved, move it.
-        const uint32_t dst = sched::select_cpu(kMaxCpus, prev->affinity, cpu_count(), load_view);
-        if (dst != kMaxCpus) migrate_queued(rq, prev, dst);
+    if (st == TaskState::Ready && !prev->idle && !queued(prev)) {
+        // Its affinity changed while it ran and schedule() kept it off this queue: now that its
+        // registers are saved, move it where it may run.
+        uint32_t dst = sched::select_cpu(kMaxCpus, prev->affinity, cpu_count(), load_view);
+        if (dst == kMaxCpus) {
+            // None of its CPUs is online: keep it here rather than lose it, and say so.
+            prev->homeless = true;
+            log_warn("sched: task %lu (%s) has no online CPU in its affinity; it stays on cpu%u",
+                     prev->id, prev->name, me);
+            enqueue(rq, prev);
+        } else {
+            const int64_t lag = static_cast<int64_t>(prev->fair.vruntime - rq.fair.min_vruntime());
+            prev->cpu.store(dst, std::memory_order_release);
+            note_migration(prev, dst);
+            rq.lock.unlock();
+            arrive(prev, dst, lag, false);
+            rq.lock.lock();
+        }
     }
     rq.lock.unlock();
     if (dead) {
@@ -361,8 +375,11 @@ void schedule(bool preempted, bool yielding = false) COHORT_NO_THREAD_SAFETY_ANA
         if (first != nullptr && first->vruntime >= prev->fair.vruntime)
             prev->fair.vruntime = first->vruntime + 1;
     }
-    if (stays && !prev->idle) enqueue(rq, prev);
-    if (stays && prev->idle) prev->state.store(TaskState::Ready, std::memory_order_relaxed);
+    const bool allowed_here = prev->homeless || prev->affinity.test(this_cpu()->cpu_id);
+    if (stays && !prev->idle && allowed_here) enqueue(rq, prev);
+    // Not allowed here any more (task_set_affinity while it ran): Ready on no queue, so it is
+    // not picked again; finish_switch moves it once its registers are saved.
+    if (stays && (prev->idle || !allowed_here)) prev->state.store(TaskState::Ready, std::memory_order_relaxed);
     Task* next = pick_next(rq);
     if (next != rq.idle) dequeue(rq, next);
     next->state.store(TaskState::Running, std::memory_order_relaxed);

@@ -139,6 +139,18 @@ bool online(uint32_t cpu) {
     return c != nullptr && c->online.load(std::memory_order_acquire);
 }
 
+// Queues a heap-owned request nobody waits for; the target frees it after running it.
+CallStatus post_async(uint32_t cpu, CallFn fn, void* arg, uint32_t source, bool deferred) {
+    auto* req = static_cast<CallRequest*>(kmalloc(sizeof(CallRequest)));
+    if (req == nullptr) return CallStatus::NoMemory;
+    *req = CallRequest{nullptr, fn, arg, nullptr, kCallMagic, source, true, deferred, false};
+    if (!enqueue(cpu_by_id(cpu), req)) {
+        kfree(req);
+        return CallStatus::Offline;
+    }
+    return CallStatus::Ok;
+}
+
 void refuse_irqs_off(const char* what) {
     log_error("smp: %s from cpu%u with interrupts disabled refused: the target might be waiting "
               "for this CPU, which could then never answer",
@@ -317,16 +329,7 @@ CallStatus call_on(uint32_t cpu, CallFn fn, void* arg, bool wait) {
             return CallStatus::Ok;
         }
         if (!online(cpu)) return CallStatus::Offline;
-        if (!wait) {
-            auto* heap_req = static_cast<CallRequest*>(kmalloc(sizeof(CallRequest)));
-            if (heap_req == nullptr) return CallStatus::NoMemory;
-            *heap_req = CallRequest{nullptr, fn, arg, nullptr, kCallMagic, me->cpu_id, true, false, false};
-            if (!enqueue(cpu_by_id(cpu), heap_req)) {
-                kfree(heap_req);
-                return CallStatus::Offline;
-            }
-            return CallStatus::Ok;
-        }
+        if (!wait) return post_async(cpu, fn, arg, me->cpu_id, /*deferred=*/false);
         if (!x86::interrupts_enabled()) {
             refuse_irqs_off("a synchronous call");
             return CallStatus::RefusedIrqsOff;
@@ -445,16 +448,7 @@ CallStatus run_on_async(uint32_t cpu, CallFn fn, void* arg) {
     {
         NoPreempt stay;
         const uint32_t me = this_cpu()->cpu_id;
-        if (cpu != me) {
-            auto* req = static_cast<CallRequest*>(kmalloc(sizeof(CallRequest)));
-            if (req == nullptr) return CallStatus::NoMemory;
-            *req = CallRequest{nullptr, fn, arg, nullptr, kCallMagic, me, true, true, false};
-            if (!enqueue(cpu_by_id(cpu), req)) {
-                kfree(req);
-                return CallStatus::Offline;
-            }
-            return CallStatus::Ok;
-        }
+        if (cpu != me) return post_async(cpu, fn, arg, me, /*deferred=*/true);
     }
     run_pinned(cpu, fn, arg); // for this CPU: now, in the calling task
     return CallStatus::Ok;

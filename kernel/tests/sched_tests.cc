@@ -74,7 +74,9 @@ KTEST(sched, thousand_short_tasks_finish_on_every_cpu) {
         tasks[i] = task_create(short_task, nullptr, {.name = "short"});
         KASSERT(tasks[i] != nullptr);
     }
-    while (g_short.gate.waiters() < kShortTasks) sleep_for(1'000'000);
+    // A slow poll: a 1 ms one would leave the tasks queued on this CPU little time to get there
+    // on a slow emulator (each switch costs a good part of a millisecond under Bochs).
+    while (g_short.gate.waiters() < kShortTasks) sleep_for(10'000'000);
     g_short.go = true;
     g_short.gate.wake_all();
     for (Task* t : tasks) task_join(t);
@@ -159,6 +161,38 @@ KTEST(sched, affinity_is_never_violated) {
     KEXPECT_EQ(p.checks.load(), 16u * 60);
 }
 
+// A task alone on its CPU takes itself off it: the switch that follows must not pick it again
+// there, there being nothing else to run.
+struct Mover {
+    uint32_t from, to;
+    std::atomic<uint32_t> ended_on{UINT32_MAX};
+};
+
+void move_myself(void* arg) {
+    auto* m = static_cast<Mover*>(arg);
+    CpuMask dest;
+    dest.set(m->to);
+    task_set_affinity(current_task(), dest);
+    // No yield, no sleep: the reschedule the affinity change asked for must do it alone.
+    const uint64_t end = monotonic_ns() + 2'000'000'000;
+    while (this_cpu()->cpu_id != m->to && monotonic_ns() < end) cpu_relax();
+    m->ended_on = this_cpu()->cpu_id;
+}
+
+KTEST(sched, a_task_alone_on_its_cpu_leaves_when_its_affinity_excludes_it) {
+    if (online_cpus() < 2) return ktest::skip("needs 2 CPUs");
+    static Mover m;
+    m.from = last_cpu();
+    m.to = m.from - 1;
+    m.ended_on = UINT32_MAX;
+    CpuMask start;
+    start.set(m.from);
+    Task* t = task_create(move_myself, &m, {.name = "mover", .affinity = &start});
+    KASSERT(t != nullptr);
+    task_join(t);
+    KEXPECT_EQ(m.ended_on.load(), m.to);
+}
+
 // --- fairness --------------------------------------------------------------------------------
 struct Hog {
     std::atomic<bool>* stop;
@@ -234,7 +268,7 @@ KTEST(sched, equal_tasks_on_all_cpus_finish_together) {
         tasks[i] = task_create(equal_task, &e, {.name = "equal"});
         KASSERT(tasks[i] != nullptr);
     }
-    while (e.gate.waiters() < count) sleep_for(1'000'000);
+    while (e.gate.waiters() < count) sleep_for(10'000'000);
     e.start = monotonic_ns();
     e.go = true;
     e.gate.wake_all();
@@ -538,6 +572,7 @@ constexpr uint64_t kSharedVa = 0x50000000;
 struct SharedSpace {
     std::atomic<uint32_t> phase{0}; // 0 read A, 1 stop reading, 2 read B, 3 done
     std::atomic<uint32_t> paused{0};
+    WaitQueue paused_wq; // the test waits here for every reader to pause
     std::atomic<uint32_t> stale{0}, reads{0};
     std::atomic<uint32_t> cpus_seen[kMaxCpus];
     uint64_t a, b;
@@ -551,7 +586,11 @@ void space_reader(void* arg) {
         const uint32_t ph = s->phase.load(std::memory_order_acquire);
         if (ph == 3) return;
         if (ph == 1) {
-            if (!paused) s->paused.fetch_add(1), paused = true;
+            if (!paused) {
+                s->paused.fetch_add(1);
+                s->paused_wq.wake_all();
+                paused = true;
+            }
             yield();
             continue;
         }
@@ -586,7 +625,9 @@ KTEST(sched, threads_of_a_private_space_see_an_unmap_on_every_cpu) {
     }
     sleep_for(50'000'000); // every reader has read A: each CPU it ran on caches the translation
     s.phase = 1;
-    while (s.paused.load() < readers) sleep_for(1'000'000);
+    // Woken, not polled: on a slow emulator a 1 ms polling loop on the reader's CPU can leave
+    // that reader no time between the switches (Bochs runs 4,000 instructions per ms).
+    s.paused_wq.wait([readers] { return s.paused.load() >= readers; });
     // The readers still run (yielding) in `as`, on their CPUs: the shootdown must reach them.
     KEXPECT_EQ(address_space_unmap(as, kSharedVa, 4096), uint64_t{1});
     KASSERT(address_space_map(as, kSharedVa, fb, false));

@@ -224,5 +224,135 @@ KTEST(tlb, a_space_changed_while_its_cpu_ran_another_is_flushed_on_return) {
     pmm::free_pages(fb);
 }
 
+
+// --- page tables under load --------------------------------------------------------------------
+// One CPU keeps unmapping pages and mapping them again to fresh contents while every other CPU
+// reads through them. A read may fault (the page is unmapped at that moment: counted) or return
+// a value the mapper allowed during the read, never anything else: a stale translation would
+// return an older version, or another page's frame.
+constexpr uint32_t kLoadPages = 8;
+struct Load {
+    uint64_t va;
+    uint64_t frames[kLoadPages][2];
+    std::atomic<uint64_t> gen[kLoadPages]; // even: mapped with version gen/2; odd: changing
+    std::atomic<bool> stop{false};
+    std::atomic<uint32_t> readers_done{0};
+    std::atomic<uint64_t> reads{0}, faults{0}, wrong{0};
+    std::atomic<uint64_t> first_wrong{0};
+    std::atomic<bool> recorded{false};
+    uint64_t w_page, w_g1, w_g2, w_value, w_faulted, w_cpu; // the first wrong read
+};
+Load g_load;
+
+uint64_t load_tag(uint32_t page, uint64_t version) { return 0x10ad'0000'0000'0000 | uint64_t{page} << 40 | version; }
+
+void record_wrong(uint32_t p, uint64_t g1, uint64_t g2, uint64_t v, bool faulted) {
+    if (g_load.recorded.exchange(true)) return;
+    g_load.w_page = p, g_load.w_g1 = g1, g_load.w_g2 = g2, g_load.w_value = v;
+    g_load.w_faulted = faulted, g_load.w_cpu = this_cpu()->cpu_id;
+}
+
+void load_reader(void*) {
+    uint64_t reads = 0, faults = 0, wrong = 0;
+    while (!g_load.stop.load(std::memory_order_relaxed)) {
+        for (uint32_t p = 0; p < kLoadPages; ++p) {
+            const uint64_t g1 = g_load.gen[p].load(std::memory_order_acquire);
+            auto* va = reinterpret_cast<volatile uint64_t*>(g_load.va + p * layout::kPageSize);
+            FaultInfo f{};
+            uint64_t v = 0;
+            struct Read {
+                volatile uint64_t* va;
+                uint64_t* out;
+            } rd{va, &v};
+            const bool faulted = run_catching_faults(
+                [](void* arg) {
+                    auto* r = static_cast<Read*>(arg);
+                    *r->out = *r->va;
+                },
+                &rd, &f);
+            const uint64_t g2 = g_load.gen[p].load(std::memory_order_acquire);
+            ++reads;
+            if (faulted) {
+                ++faults;
+                // Only an unmapped moment explains a fault: steadily mapped throughout is wrong.
+                if (g1 == g2 && g1 % 2 == 0) {
+                    ++wrong;
+                    record_wrong(p, g1, g2, f.cr2, true);
+                }
+                continue;
+            }
+            // Allowed: the versions mapped at some moment between the two generation reads. An
+            // odd generation is a change in progress: the old version until the shootdown, the
+            // new one from its mapping on (the generation moves on just after that).
+            const uint64_t version = v & 0xffff'ffffull;
+            if ((v & ~0xffff'ffffull) != load_tag(p, 0) || version < g1 / 2 || version > (g2 + 1) / 2) {
+                ++wrong;
+                record_wrong(p, g1, g2, v, false);
+            }
+        }
+    }
+    g_load.reads.fetch_add(reads);
+    g_load.faults.fetch_add(faults);
+    g_load.wrong.fetch_add(wrong);
+    g_load.readers_done.fetch_add(1);
+}
+
+KTEST(tlb, page_tables_under_load_never_show_a_wrong_value) {
+    if (count_online() < 2) return ktest::skip("needs 2 CPUs");
+    Load& L = g_load;
+    L.va = layout::kMmioAreaBase + layout::kMmioAreaSize - 0xc00000;
+    L.stop = false;
+    L.readers_done = 0;
+    L.reads = L.faults = L.wrong = L.first_wrong = 0;
+    L.recorded = false;
+    for (uint32_t p = 0; p < kLoadPages; ++p) {
+        L.frames[p][0] = frame_with(load_tag(p, 0));
+        L.frames[p][1] = pmm::alloc_zeroed_page();
+        KASSERT(L.frames[p][0] != 0 && L.frames[p][1] != 0);
+        L.gen[p] = 0;
+        KASSERT(vmm::map(L.va + p * layout::kPageSize, L.frames[p][0], layout::kPageSize, vmm::kRead));
+    }
+    const uint32_t me = this_cpu()->cpu_id;
+    uint32_t readers = 0;
+    for (uint32_t c = 0; c < cpu_count(); ++c) {
+        if (c == me || !cpu_by_id(c)->online.load()) continue;
+        KASSERT(run_on_async(c, load_reader, nullptr) == CallStatus::Ok);
+        ++readers;
+    }
+    // The mapper: page after page, unmap (shootdown), write the next version into the frame
+    // unmapped one change ago (no CPU can reach it any more), map that frame.
+    uint64_t remaps = 0;
+    bool mapper_ok = true;
+    const uint64_t end = monotonic_ns() + 300'000'000;
+    for (uint32_t p = 0; monotonic_ns() < end && mapper_ok; p = (p + 1) % kLoadPages, ++remaps) {
+        const uint64_t va = L.va + p * layout::kPageSize;
+        const uint64_t version = L.gen[p].load() / 2 + 1;
+        L.gen[p].fetch_add(1, std::memory_order_acq_rel); // odd: changing
+        mapper_ok = vmm::unmap(va, layout::kPageSize) == 1;
+        const uint64_t frame = L.frames[p][version % 2];
+        *phys_to_virt<volatile uint64_t>(frame) = load_tag(p, version);
+        mapper_ok = mapper_ok && vmm::map(va, frame, layout::kPageSize, vmm::kRead);
+        L.gen[p].fetch_add(1, std::memory_order_acq_rel); // even: version mapped
+    }
+    L.stop = true; // also after a failure: the readers must not outlive the test
+    KEXPECT(mapper_ok);
+    const uint64_t limit = monotonic_ns() + 5'000'000'000;
+    while (L.readers_done.load() < readers && monotonic_ns() < limit) sleep_for(1'000'000);
+    ktest::note("%lu remaps of %u pages against %u readers: %lu reads, %lu faulted (unmapped at "
+                "the time), %lu wrong", remaps, kLoadPages, readers, L.reads.load(),
+                L.faults.load(), L.wrong.load());
+    if (L.wrong.load() != 0)
+        ktest::note("first wrong read: cpu%lu page %lu, generation %lu then %lu, %s %#lx", L.w_cpu,
+                    L.w_page, L.w_g1, L.w_g2, L.w_faulted ? "fault at" : "value", L.w_value);
+    KEXPECT_EQ(L.readers_done.load(), readers);
+    KEXPECT_EQ(L.wrong.load(), uint64_t{0});
+    KEXPECT(L.reads.load() > 0);
+    for (uint32_t p = 0; p < kLoadPages; ++p) {
+        vmm::unmap(L.va + p * layout::kPageSize, layout::kPageSize);
+        pmm::free_pages(L.frames[p][0]);
+        pmm::free_pages(L.frames[p][1]);
+    }
+}
+
 } // namespace
 } // namespace cohort
