@@ -84,5 +84,49 @@ KBENCH(tlb_shootdown) {
     pmm::free_pages(frame);
 }
 
+
+// Where page-by-page INVLPG stops paying (kTlbFlushAllThreshold): on this CPU alone, a range of
+// N pages that the code then uses again is flushed either page by page or all at once (a CR4.PGE
+// toggle: kernel pages are global), and the N pages are touched again. The full flush also
+// drops everything else this CPU had cached, which costs later; so the crossover measured here
+// is a lower bound for the right ceiling.
+KBENCH(tlb_ceiling) {
+    static uint64_t by_page[kRuns], all[kRuns];
+    constexpr uint64_t kMaxPages = 512;
+    const uint64_t base = layout::kMmioAreaBase + layout::kMmioAreaSize - 0x4000000;
+    const uint64_t frame = pmm::alloc_zeroed_page();
+    for (uint64_t p = 0; p < kMaxPages; ++p)
+        if (frame == 0 || !vmm::map(base + p * 4096, frame, 4096, vmm::kRead)) {
+            log_error("bench: cannot map the ceiling range");
+            return;
+        }
+    auto touch = [&](uint64_t pages) {
+        for (uint64_t p = 0; p < pages; ++p) (void)*reinterpret_cast<volatile uint64_t*>(base + p * 4096);
+    };
+    for (uint64_t pages : {uint64_t{1}, uint64_t{4}, uint64_t{16}, uint64_t{33}, uint64_t{64},
+                           uint64_t{128}, uint64_t{512}}) {
+        x86::InterruptGuard irq; // one CPU, nothing else in between
+        for (uint32_t i = 0; i < kRuns; ++i) {
+            touch(pages);
+            uint64_t t0 = x86::rdtsc();
+            for (uint64_t p = 0; p < pages; ++p) x86::invlpg(base + p * 4096);
+            touch(pages);
+            by_page[i] = x86::rdtsc() - t0;
+            t0 = x86::rdtsc();
+            const uint64_t cr4 = x86::read_cr4();
+            x86::write_cr4(cr4 & ~x86::cr4::kPge);
+            x86::write_cr4(cr4);
+            touch(pages);
+            all[i] = x86::rdtsc() - t0;
+        }
+        char extra[64];
+        format(extra, sizeof(extra), ",\"pages\":%lu", pages);
+        emit("tlb.flush_by_page", by_page, kRuns, extra);
+        emit("tlb.flush_all", all, kRuns, extra);
+    }
+    vmm::unmap(base, kMaxPages * 4096);
+    pmm::free_pages(frame);
+}
+
 } // namespace
 } // namespace cohort

@@ -10,6 +10,7 @@
 //   never held while waking.
 #include "sched/sched.h"
 
+#include <cstddef>
 #include <cstring>
 #include <new>
 
@@ -647,8 +648,8 @@ extern "C" [[noreturn]] void sched_task_first_run(Task* t) {
 }
 
 void task_exit() {
-    Task* t = current_task();
     x86::cli();
+    Task* t = current_task();
     t->state.store(TaskState::Dead, std::memory_order_relaxed);
     schedule(false);
     panic("sched: dead task %lu (%s) was scheduled again", t->id, t->name);
@@ -665,7 +666,13 @@ void task_detach(Task* t) { put_task(t); }
 void task_ref(Task* t) { t->refs.fetch_add(1, std::memory_order_relaxed); }
 void task_unref(Task* t) { put_task(t); }
 
-Task* current_task() { return this_cpu()->current_task; }
+Task* current_task() {
+    // One gs-relative load: with `this_cpu()->current_task` a task preempted between the two
+    // loads and moved to another CPU would read that CPU's current task instead of itself.
+    Task* t;
+    asm volatile("movq %%gs:%c1, %0" : "=r"(t) : "i"(offsetof(CpuData, current_task)));
+    return t;
+}
 
 uint64_t task_run_ns(const Task* t) {
     x86::InterruptGuard irq; // no switch between reading the clock base and the task

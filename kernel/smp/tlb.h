@@ -16,8 +16,9 @@ namespace cohort {
 
 struct AddressSpace;
 
-/// Pages above which a flush drops everything instead of page by page. Linux uses 33; our own
-/// measurement (bench=tlb, docs/ipi.md) has not shown a reason to differ yet.
+/// Pages above which a flush drops everything instead of page by page. Measured with
+/// bench=tlb_ceiling (docs/ipi.md): page-by-page and full flush cost the same at about 33 pages
+/// before counting what a full flush throws away besides; Linux uses 33 too.
 inline constexpr uint64_t kTlbFlushAllThreshold = 33;
 
 /// Invalidates [start, end) for `as` (nullptr: a kernel-half range) on every CPU that may cache

@@ -193,6 +193,58 @@ KTEST(sched, a_task_alone_on_its_cpu_leaves_when_its_affinity_excludes_it) {
     KEXPECT_EQ(m.ended_on.load(), m.to);
 }
 
+// Tasks that are preempted and moved all the time ask who they are, millions of times: the
+// answer must never be another CPU's task (reading this_cpu() and then its current task is two
+// loads, and a move can fall between them).
+struct WhoAmI {
+    std::atomic<bool> stop{false};
+    std::atomic<uint64_t> asked{0}, wrong{0};
+};
+
+void ask_who_i_am(void* arg) {
+    auto* w = static_cast<WhoAmI*>(arg);
+    Task* me = current_task();
+    uint64_t asked = 0, wrong = 0;
+    while (!w->stop.load(std::memory_order_relaxed)) {
+        for (int i = 0; i < 256; ++i) {
+            wrong += current_task() != me;
+            ++asked;
+        }
+    }
+    w->asked.fetch_add(asked);
+    w->wrong.fetch_add(wrong);
+}
+
+KTEST(sched, a_task_always_finds_itself_as_the_current_task) {
+    static WhoAmI w;
+    w.stop = false;
+    w.asked = w.wrong = 0;
+    const uint32_t n = online_cpus() * 3; // more tasks than CPUs: slices, steals, pushes
+    Task* tasks[3 * 16];
+    const uint32_t count = n > 48 ? 48 : n;
+    for (uint32_t i = 0; i < count; ++i) {
+        tasks[i] = task_create(ask_who_i_am, &w, {.name = "whoami"});
+        KASSERT(tasks[i] != nullptr);
+    }
+    // Move them around while they run: each affinity change lands as a reschedule interrupt
+    // somewhere in their loop and moves them at once.
+    const uint32_t cpus = online_cpus();
+    const uint64_t end = monotonic_ns() + 300'000'000;
+    for (uint32_t round = 0; monotonic_ns() < end; ++round) {
+        CpuMask to;
+        to.set((round / count) % cpus);
+        task_set_affinity(tasks[round % count], to);
+        sleep_for(200'000);
+    }
+    w.stop = true;
+    uint64_t migrations = 0;
+    for (uint32_t i = 0; i < count; ++i) migrations += tasks[i]->stats.migrations;
+    for (uint32_t i = 0; i < count; ++i) task_join(tasks[i]);
+    ktest::note("%u tasks asked %lu times, %lu migrations, %lu wrong answers", count,
+                w.asked.load(), migrations, w.wrong.load());
+    KEXPECT_EQ(w.wrong.load(), uint64_t{0});
+}
+
 // --- fairness --------------------------------------------------------------------------------
 struct Hog {
     std::atomic<bool>* stop;

@@ -92,9 +92,12 @@ void timer_init_cpu(CpuData* cpu) {
 }
 
 void timer_arm(Timer& t, uint64_t deadline_ns, TimerFn fn, void* arg) {
+    // Interrupts off before choosing the queue: a task moved to another CPU in between would
+    // queue the timer where it cannot program the LAPIC.
+    x86::InterruptGuard irq;
     TimerQueue& q = per_cpu(g_timers);
     COHORT_ASSERT(q.ready);
-    Guard<SpinLock, IrqSave> g(q.lock);
+    Guard<SpinLock, NoIrq> g(q.lock);
     COHORT_ASSERT(!t.link.linked());
     t.deadline_ns = deadline_ns;
     t.fn = fn;
