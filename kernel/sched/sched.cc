@@ -45,7 +45,7 @@ LockClass g_rq_class{"run queue", 60};
 LockClass g_tasks_class{"task list", 70};
 
 constexpr sched::FairParams kParams{};
-constexpr uint64_t kBalanceIntervalNs = 20'000'000;
+constexpr uint64_t kBalanceIntervalNs = 10'000'000;
 
 struct alignas(64) RunQueue {
     SpinLock lock{&g_rq_class};
@@ -850,10 +850,11 @@ void sched_kick_worker() {
         CpuData* cpu = cpu_by_id(c);
         if (cpu != this_cpu() && cpu->online.load(std::memory_order_acquire)) init_cpu(cpu);
     }
-    // The reaper is an ordinary fair task: freeing a thousand stacks (a TLB shootdown each) is
-    // background work, which must not starve the tasks of its CPU as a strict-priority task would.
+    // The reaper is a light fair task: freeing stacks (a TLB shootdown each) is background work.
+    // Woken, it goes to an idle CPU if there is one; where it must share, it takes an eighth.
     TaskOptions reaper;
     reaper.name = "reaper";
+    reaper.weight = sched::kDefaultWeight / 8;
     Task* r = task_create(reaper_main, nullptr, reaper);
     if (r == nullptr) panic("sched: cannot create the reaper");
     task_detach(r);

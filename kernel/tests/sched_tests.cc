@@ -314,7 +314,9 @@ KTEST(sched, equal_tasks_on_all_cpus_finish_together) {
     static Equal e;
     e.next = 0;
     e.go = false;
-    e.work_ns = 300'000'000; // long against the noise: a host that deschedules a vCPU adds ms
+    // Long against the noise: a vCPU the host deschedules just before a task checks its clock
+    // overshoots by a host time slice (tens of ms with 8 vCPUs on 2 cores).
+    e.work_ns = 600'000'000;
     Task* tasks[64];
     for (uint32_t i = 0; i < count; ++i) {
         tasks[i] = task_create(equal_task, &e, {.name = "equal"});
