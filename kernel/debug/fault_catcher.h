@@ -19,11 +19,15 @@ struct FaultInfo {
     uint64_t cr2;
 };
 
-/// One recovery point on the per-CPU stack of catchers.
+/// One recovery point on the running task's stack of catchers (the CPU's before the scheduler
+/// runs). It recovers only faults of that task at the interrupt depth it was set at.
 struct FaultCatcher {
     JumpBuffer jump;
     FaultInfo fault;
     FaultCatcher* previous;
+    uint32_t irq_depth;  // CpuData::irq_depth when set: restored on unwind
+    uint32_t locks_held; // CpuData::locks_held when set: restored on unwind
+    uint32_t held_depth, held_overflow; // the lock checker's held-lock stack when set
     /// Quiet catchers expect the fault and log only a debug line; others print a full report
     /// before recovering (the test harness uses those, so a crashing test is explained).
     bool quiet;
@@ -33,7 +37,8 @@ struct FaultCatcher {
 /// Exceptions with state that cannot be recovered this way (NMI, machine check) are not caught.
 bool run_catching_faults(void (*fn)(void*), void* arg, FaultInfo* out, bool quiet = true);
 
-/// The calling CPU's innermost recovery point, or nullptr.
+/// The innermost recovery point that may recover a fault here and now (the running task's, at
+/// the current interrupt depth), or nullptr.
 FaultCatcher* active_fault_catcher();
 
 /// Called by the exception handler: pops the innermost catcher and resumes at its

@@ -488,6 +488,9 @@ void reaper_main(void*) {
             kstack_free(t->stack);
             kfree(t->fpu_alloc);
             t->fpu_alloc = t->fpu_area = nullptr;
+            // Joiners wait for this flag, not for "only my reference is left": a waker may
+            // still hold a transient reference (task_ref) now, and its task_unref wakes nobody.
+            t->reaped.store(true, std::memory_order_release);
             put_task(t);
             // Not a wait queue in the Task: a joiner may free it as soon as our reference is
             // gone, so nothing of it may be touched after put_task.
@@ -548,6 +551,7 @@ void idle_main() {
             x86::sti();
             continue;
         }
+        run_stranded_calls(); // nothing else would wake us for them
         // Enable-and-halt atomically: a wake-up IPI that arrives after the check above is
         // delivered after the HLT and ends it, instead of being missed.
         x86::sti_halt();
@@ -656,8 +660,9 @@ void task_exit() {
 }
 
 void task_join(Task* t) {
-    // Only our own reference left: the reaper has freed the stack and let go of the task.
-    g_reaped_wait.wait([t] { return t->refs.load(std::memory_order_acquire) == 1; });
+    // The reaper has freed the stack; other references (ours, transient ones of wakers) keep
+    // the Task itself until the last is dropped.
+    g_reaped_wait.wait([t] { return t->reaped.load(std::memory_order_acquire); });
     put_task(t);
 }
 
@@ -782,24 +787,32 @@ void sleep_for(uint64_t ns) {
         std::atomic<bool> done{false};
     } s{current_task()};
     Timer timer;
-    const uint64_t deadline = monotonic_ns() + ns;
     {
         x86::InterruptGuard irq; // armed on this CPU: no migration until it is queued
+        // The deadline is read on the CPU whose timer queue gets it, so a TSC that differs
+        // between CPUs cannot make the sleep short.
+        const uint64_t deadline = monotonic_ns() + ns;
         timer_arm(
             timer, deadline,
             [](Timer&, void* arg) {
                 auto* sl = static_cast<Sleep*>(arg);
                 Task* t = sl->task;
                 task_ref(t);
-                sl->done.store(true, std::memory_order_release); // the last touch of `s`
+                sl->done.store(true, std::memory_order_seq_cst); // the last touch of `s`
                 wake_up(t);
                 task_unref(t);
             },
             &s);
     }
     for (;;) {
-        s.task->state.store(TaskState::Blocked, std::memory_order_relaxed);
-        if (s.done.load(std::memory_order_acquire)) break;
+        // A full barrier between publishing Blocked and reading `done` (an xchg): the callback
+        // may run on another CPU (we can be moved before we block), where it stores `done` and
+        // then reads our state under its run-queue lock. With a plain store, x86 may let our
+        // load of `done` pass the store still in the store buffer: we would read false, it would
+        // read Running, and nobody would wake us (the store-buffer case of TSO; a Dekker pair
+        // needs seq_cst on both sides).
+        s.task->state.exchange(TaskState::Blocked, std::memory_order_seq_cst);
+        if (s.done.load(std::memory_order_seq_cst)) break;
         sched_block();
     }
     s.task->state.store(TaskState::Running, std::memory_order_relaxed);
@@ -845,6 +858,7 @@ void sched_kick_worker() {
 }
 
 [[noreturn]] void sched_start(TaskFn main, void* arg) {
+    call_limits_start();
     init_cpu(this_cpu());
     for (uint32_t c = 0; c < cpu_count(); ++c) {
         CpuData* cpu = cpu_by_id(c);

@@ -17,6 +17,7 @@
 namespace cohort {
 
 struct AddressSpace;
+struct FaultCatcher;
 
 using TaskFn = void (*)(void* arg);
 
@@ -66,10 +67,12 @@ struct Task {
     TaskFn entry = nullptr;
     void* arg = nullptr;
     uint64_t exec_start = 0; // monotonic_ns() when it was last switched in
+    FaultCatcher* fault_catcher = nullptr; // innermost recovery point (debug/fault_catcher.h)
     TaskStats stats;
     // One reference for the scheduler, dropped by the reaper once the stack is freed; one for
     // the creator, dropped by task_join or task_detach. Whoever drops the last frees the Task.
     std::atomic<int> refs{2};
+    std::atomic<bool> reaped{false}; // the reaper is done with it (task_join waits for this)
     ListNode link;            // system-class FIFO, or the reaper's list
     ListNode all_link;        // every task, for statistics
 };

@@ -3,6 +3,8 @@
 #include <atomic>
 
 #include "arch/x86/cpu.h"
+#include "arch/x86/lapic.h"
+#include "arch/x86/vectors.h"
 #include "boot/params.h"
 #include "debug/log.h"
 #include "mm/heap.h"
@@ -28,29 +30,57 @@ struct CallRequest {
     std::atomic<uint32_t>* pending; // decremented once the call ran (synchronous callers)
     uint32_t magic;
     uint32_t source_cpu;
-    bool heap_owned; // freed by the target after running (asynchronous)
-    bool deferred;   // run in thread context (run_on), not in the IPI handler
-    bool held;       // was held back by the rate limit at least once (counted once)
+    uint8_t pool_slot; // pooled: its index in the source CPU's AsyncPool
+    bool pooled;       // an asynchronous request: back to its sender's pool once it ran
+    bool deferred;     // run in thread context (run_on), not in the IPI handler
+    bool held;         // was held back by the rate limit at least once (counted once)
 };
 
-/// Per-CPU state: the lock-free request queue (a stack of pushes, reversed on draining so calls
-/// run in the order they were made); the backlog of requests the rate limit held back and the
-/// deferred list, which only the owning CPU touches (with interrupts off).
+/// A sender's asynchronous requests, preallocated: its credit. A slot is taken by the sender
+/// (on that CPU, preemption off) and given back by whichever CPU ran the request.
+struct AsyncPool {
+    std::atomic<uint64_t> used; // bit i: slots[i] is queued or running
+    CallRequest slots[kAsyncCallCredit];
+};
+static_assert(kAsyncCallCredit <= 64, "one word of slot bits");
+
+/// The one synchronous multicast (call_on_many, run_on_many) a CPU has outstanding per kind.
+/// Targets find it through the sender's bit in their `incoming` mask, so one request serves
+/// every target and nothing is allocated however many CPUs it names.
+struct Multicast {
+    CallFn fn;
+    void* arg;
+    std::atomic<uint32_t> pending; // targets that have not finished it
+    std::atomic<Task*> owner;      // kDeferred only: the task using it (tasks take turns)
+};
+enum McKind : uint32_t { kIrq = 0, kDeferred = 1, kMcKinds = 2 };
+
+/// Per-CPU state. Receiving side: the lock-free request queue (a stack of pushes, reversed on
+/// draining so calls run in the order they were made) and the multicast masks, written by
+/// senders; the backlog of requests the rate limit held back and the deferred list, which only
+/// the owning CPU touches (with interrupts off). Sending side: the async pool and multicasts.
 struct CallQueue {
     std::atomic<CallRequest*> head;
+    AtomicCpuMask incoming[kMcKinds]; // senders with a multicast for this CPU
     CallRequest* backlog_head;
     CallRequest* backlog_tail;
     CallRequest* deferred_head;
     CallRequest* deferred_tail;
+    CpuMask mc_held; // senders whose multicast the limiter held back (counted once each)
     CallLimiter limiter; // consulted only once this CPU has timers to retry with (limiter_on)
     bool limiter_on;
     bool retry_armed;
     Timer retry; // looks at the backlog again when the limiter's window ends
+    alignas(64) AsyncPool pool;
+    Multicast outgoing[kMcKinds];
 };
 COHORT_PERCPU(CallQueue, g_call_queue);
 
 CallLimiter::Params g_limit_params;
-bool g_limit_configured = false;
+CallLimiter::Account* g_limit_accounts = nullptr; // cpu_count() per CPU, once the scheduler starts
+std::atomic<bool> g_limit_configured{false};
+
+CallQueue& queue_of(uint32_t cpu) { return per_cpu_on(cpu_by_id(cpu), g_call_queue); }
 
 /// Returns true when the queue was empty: then the caller must send the IPI.
 bool push(CpuData* target, CallRequest* req) {
@@ -63,18 +93,19 @@ bool push(CpuData* target, CallRequest* req) {
     return old == nullptr;
 }
 
-bool valid(const CallRequest* r) {
-    // A request is trusted only if it is well-formed and comes from a CPU that is online.
-    if (r->magic != kCallMagic || r->fn == nullptr) return false;
-    const CpuData* src = cpu_by_id(r->source_cpu);
-    return src != nullptr && src->online.load(std::memory_order_acquire);
-}
+// What a target can check about a request it did not make: the magic says it is one, the
+// source says whose pool or stack it came from. A request with the right magic is always
+// completed, even when refused, so no sender waits for it forever.
+bool well_formed(const CallRequest* r) { return r->magic == kCallMagic; }
+bool runnable(const CallRequest* r) { return r->fn != nullptr && r->source_cpu < cpu_count(); }
 
 void complete(CallRequest* r) {
     std::atomic<uint32_t>* pending = r->pending;
-    const bool heap = r->heap_owned;
-    if (heap) kfree(r);
-    // After this the (stack-allocated) request may be gone: nothing touches it afterwards.
+    if (r->pooled) {
+        const uint64_t bit = uint64_t{1} << r->pool_slot;
+        queue_of(r->source_cpu).pool.used.fetch_and(~bit, std::memory_order_release);
+    }
+    // After this the (stack-allocated or pooled) request may be reused: nothing touches it.
     if (pending != nullptr) pending->fetch_sub(1, std::memory_order_release);
 }
 
@@ -95,8 +126,6 @@ void retry_backlog(Timer&, void*) {
     per_cpu(g_call_queue).retry_armed = false;
     run_pending_calls();
 }
-
-void arm_retry(CallQueue& q);
 
 // Looks at held-back requests again when the limiter's window ends. Interrupts off.
 void arm_retry(CallQueue& q) {
@@ -121,17 +150,38 @@ struct PassCost {
     }
 };
 
-bool enqueue(CpuData* target, CallRequest* req) {
+// Queues `req` to `target`. Once pushed, the request belongs to the target's queue whatever
+// happens to the IPI: a sender must never reuse or free it before it completes. (An IPI that
+// cannot be sent leaves it to the waiter's re-send and the idle check: run_stranded_calls.)
+void enqueue(CpuData* target, CallRequest* req) {
     this_cpu()->counters.calls_sent.fetch_add(1, std::memory_order_relaxed);
-    if (push(target, req)) return ipi_send(target, IpiKind::Call);
-    return true;
+    if (push(target, req)) ipi_send(target, IpiKind::Call);
 }
 
-void wait_for(std::atomic<uint32_t>& pending) {
-    while (pending.load(std::memory_order_acquire) != 0) {
-        run_pending_calls(); // someone may be waiting for us at the same time
+/// Waits for `pending` to reach zero, answering our own calls meanwhile (someone may be
+/// waiting for us at the same time). A target that has not answered after a while gets the
+/// call IPI again (`resend`): harmless if the first one is merely slow, and the way out if it
+/// was lost (a failed send, or an IPI that overtook the request on real hardware).
+template <typename Resend>
+void wait_for(std::atomic<uint32_t>& pending, Resend resend) {
+    constexpr uint64_t kFirstResendNs = 10'000'000, kMaxResendNs = 1'000'000'000;
+    uint64_t interval = kFirstResendNs;
+    uint64_t next = monotonic_ns() + interval;
+    for (uint32_t spins = 1; pending.load(std::memory_order_acquire) != 0; ++spins) {
+        run_pending_calls();
         cpu_relax();
+        if (spins % 256 != 0) continue;
+        const uint64_t now = monotonic_ns();
+        if (now < next) continue;
+        resend();
+        interval = interval * 2 > kMaxResendNs ? kMaxResendNs : interval * 2;
+        next = now + interval;
     }
+}
+
+void resend_to(uint32_t cpu) {
+    this_cpu()->counters.calls_resent.fetch_add(1, std::memory_order_relaxed);
+    ipi_send(cpu_by_id(cpu), IpiKind::Call);
 }
 
 bool online(uint32_t cpu) {
@@ -139,15 +189,25 @@ bool online(uint32_t cpu) {
     return c != nullptr && c->online.load(std::memory_order_acquire);
 }
 
-// Queues a heap-owned request nobody waits for; the target frees it after running it.
+// Queues a pooled request nobody waits for; the target gives the slot back after running it.
+// Preemption off (the pool is the running CPU's).
 CallStatus post_async(uint32_t cpu, CallFn fn, void* arg, uint32_t source, bool deferred) {
-    auto* req = static_cast<CallRequest*>(kmalloc(sizeof(CallRequest)));
-    if (req == nullptr) return CallStatus::NoMemory;
-    *req = CallRequest{nullptr, fn, arg, nullptr, kCallMagic, source, true, deferred, false};
-    if (!enqueue(cpu_by_id(cpu), req)) {
-        kfree(req);
-        return CallStatus::Offline;
-    }
+    AsyncPool& pool = per_cpu(g_call_queue).pool;
+    uint64_t used = pool.used.load(std::memory_order_acquire);
+    uint32_t slot;
+    do {
+        if (~used == 0) {
+            this_cpu()->counters.calls_refused_busy.fetch_add(1, std::memory_order_relaxed);
+            return CallStatus::Busy;
+        }
+        slot = static_cast<uint32_t>(__builtin_ctzll(~used));
+    } while (!pool.used.compare_exchange_weak(used, used | (uint64_t{1} << slot),
+                                              std::memory_order_acquire,
+                                              std::memory_order_acquire));
+    CallRequest* req = &pool.slots[slot];
+    *req = CallRequest{nullptr, fn,  arg,  nullptr, kCallMagic, source,
+                       static_cast<uint8_t>(slot), true, deferred, false};
+    enqueue(cpu_by_id(cpu), req);
     return CallStatus::Ok;
 }
 
@@ -155,6 +215,44 @@ void refuse_irqs_off(const char* what) {
     log_error("smp: %s from cpu%u with interrupts disabled refused: the target might be waiting "
               "for this CPU, which could then never answer",
               what, this_cpu()->cpu_id);
+}
+
+// Runs the multicasts of `kind` that senders left for this CPU (interrupts off for kIrq).
+// With a limiter, a sender it holds back keeps its bit for a later pass.
+bool run_multicasts(CallQueue& q, McKind kind, PassCost* cost, uint64_t* now) {
+    bool held = false;
+    const uint32_t words = (cpu_count() + 63) / 64;
+    for (uint32_t w = 0; w < words; ++w) {
+        for (uint64_t bits = q.incoming[kind].word(w); bits != 0; bits &= bits - 1) {
+            const uint32_t src = w * 64 + static_cast<uint32_t>(__builtin_ctzll(bits));
+            if (kind == kIrq && q.limiter_on && !q.limiter.admit(src, *now)) {
+                if (!q.mc_held.test(src)) {
+                    q.mc_held.set(src);
+                    this_cpu()->counters.calls_throttled.fetch_add(1, std::memory_order_relaxed);
+                }
+                held = true;
+                continue;
+            }
+            if (kind == kIrq) q.mc_held.clear(src);
+            // Cleared before the call completes: the sender may post its next multicast (and
+            // set the bit again) as soon as its pending count reaches zero.
+            q.incoming[kind].clear(src);
+            Multicast& m = queue_of(src).outgoing[kind];
+            const CallFn fn = m.fn;
+            void* const arg = m.arg;
+            this_cpu()->counters.calls_run.fetch_add(1, std::memory_order_relaxed);
+            fn(arg);
+            m.pending.fetch_sub(1, std::memory_order_release);
+            if (cost != nullptr) {
+                const uint64_t after = monotonic_ns();
+                if (q.limiter_on) q.limiter.charge(src, after - *now);
+                cost->in_calls += after - *now;
+                cost->handled = true;
+                *now = after;
+            }
+        }
+    }
+    return held;
 }
 
 } // namespace
@@ -200,11 +298,24 @@ void call_limits_init() {
     if (src >= 1 && src <= 100) p.per_source_ns = p.budget_ns * src / 100;
     else log_warn("smp: ipi.source_pct=%lu is not 1..100; keeping 50%%", src);
     g_limit_params = p;
-    g_limit_configured = true;
     if (!p.enabled) log_warn("smp: remote-call rate limit off (ipi.rate_limit=0)");
     else log_info("smp: remote calls may use %lu%% of every %lu us per CPU, %lu%% per sender "
                   "(an empty call interrupt costs %lu us)", p.budget_ns * 100 / p.window_ns,
                   p.window_ns / 1000, p.per_source_ns * 100 / p.window_ns, irq_ns / 1000);
+}
+
+void call_limits_start() {
+    // One account per sender on every CPU: no two senders share an allowance. Allocated once
+    // here (cpu_count() squared, 8 bytes each: 0.5 MiB at 255 CPUs), never on the call path.
+    const uint32_t n = cpu_count();
+    g_limit_accounts = static_cast<CallLimiter::Account*>(
+        kzalloc(size_t{n} * n * sizeof(CallLimiter::Account)));
+    if (g_limit_accounts == nullptr) {
+        log_error("smp: no memory for the remote-call limiter's %u x %u accounts; calls are not "
+                  "rate-limited", n, n);
+        return;
+    }
+    g_limit_configured.store(true, std::memory_order_release);
 }
 
 CallLimitStats call_limit_stats() {
@@ -217,7 +328,7 @@ const char* call_status_name(CallStatus s) {
     case CallStatus::Ok: return "ok";
     case CallStatus::RefusedIrqsOff: return "refused (interrupts disabled)";
     case CallStatus::Offline: return "target offline";
-    case CallStatus::NoMemory: return "out of memory";
+    case CallStatus::Busy: return "sender out of asynchronous-call credit";
     }
     return "?";
 }
@@ -226,8 +337,10 @@ void run_pending_calls() {
     x86::InterruptGuard irq; // the backlog, the deferred list and the limiter are this CPU's
     CpuData* me = this_cpu();
     CallQueue& q = per_cpu(g_call_queue);
-    if (!q.limiter_on && g_limit_configured && timer_ready_here()) {
-        q.limiter.set_params(g_limit_params); // until now every request was admitted
+    if (!q.limiter_on && g_limit_configured.load(std::memory_order_acquire) && timer_ready_here()) {
+        // Until now every request was admitted.
+        q.limiter.set_params(g_limit_params, g_limit_accounts + size_t{me->cpu_id} * cpu_count(),
+                             cpu_count());
         q.limiter_on = true;
     }
     PassCost cost{q};
@@ -253,10 +366,13 @@ void run_pending_calls() {
     while (ordered != nullptr) {
         CallRequest* r = ordered;
         ordered = r->next;
-        if (!valid(r)) {
+        if (!well_formed(r) || !runnable(r)) {
             me->counters.calls_rejected.fetch_add(1, std::memory_order_relaxed);
             log_error("smp: cpu%u rejected a malformed call request %p (magic %#x, source %u)",
                       me->cpu_id, static_cast<void*>(r), r->magic, r->source_cpu);
+            // One that is ours to complete is completed unrun, so its sender stops waiting;
+            // without the magic nothing in it can be trusted, not even its pending count.
+            if (well_formed(r) && r->source_cpu < cpu_count()) complete(r);
             continue;
         }
         append(q.backlog_head, q.backlog_tail, r);
@@ -282,14 +398,29 @@ void run_pending_calls() {
             continue;
         }
         const uint32_t source = r->source_cpu;
-        execute(r); // may free r
+        execute(r); // r may be reused from here on
         const uint64_t after = monotonic_ns();
         if (q.limiter_on) q.limiter.charge(source, after - now);
         cost.in_calls += after - now;
         cost.handled = true;
         now = after;
     }
-    if (q.backlog_head != nullptr) arm_retry(q);
+    const bool mc_held = run_multicasts(q, kIrq, &cost, &now);
+    if (q.incoming[kDeferred].any(cpu_count())) sched_kick_worker();
+    if (q.backlog_head != nullptr || mc_held) arm_retry(q);
+}
+
+void run_stranded_calls() {
+    CallQueue& q = per_cpu(g_call_queue);
+    if (q.retry_armed) return; // held back on purpose: the retry timer comes
+    const bool queued = q.head.load(std::memory_order_acquire) != nullptr ||
+                        q.incoming[kIrq].any(cpu_count()) || q.incoming[kDeferred].any(cpu_count());
+    if (!queued || x86::lapic_vector_pending(x86::kVecIpiCall)) return;
+    // Work is queued for us and no call IPI is on its way: either its sender is between the
+    // push and the IPI (harmless), or the IPI was lost or overtook the request. Counted, and
+    // answered now rather than after the next unrelated interrupt.
+    this_cpu()->counters.calls_stranded.fetch_add(1, std::memory_order_relaxed);
+    run_pending_calls();
 }
 
 bool run_deferred_work() {
@@ -300,24 +431,32 @@ bool run_deferred_work() {
             x86::InterruptGuard irq;
             CallQueue& q = per_cpu(g_call_queue);
             r = q.deferred_head;
-            if (r == nullptr) return ran;
-            q.deferred_head = r->next;
-            if (q.deferred_head == nullptr) q.deferred_tail = nullptr;
+            if (r == nullptr) {
+                if (!q.incoming[kDeferred].any(cpu_count())) return ran;
+            } else {
+                q.deferred_head = r->next;
+                if (q.deferred_head == nullptr) q.deferred_tail = nullptr;
+            }
         }
         // Thread context, interrupts enabled. Not charged to the limiter: the worker task is an
         // ordinary (if heavily weighted) task, so the scheduler shares the CPU between it and
         // the CPU's own work, and long run_on work (a test running for seconds on every CPU)
-        // must not leave its sender in debt for the next second.
-        execute(r);
+        // must not leave its sender in debt for the next second. The worker is pinned to this
+        // CPU, so the queue stays ours while we run.
+        if (r != nullptr) execute(r);
+        else run_multicasts(per_cpu(g_call_queue), kDeferred, nullptr, nullptr);
         ran = true;
     }
 }
 
-bool has_deferred_work() { return per_cpu(g_call_queue).deferred_head != nullptr; }
+bool has_deferred_work() {
+    const CallQueue& q = per_cpu(g_call_queue);
+    return q.deferred_head != nullptr || q.incoming[kDeferred].any(cpu_count());
+}
 
 CallStatus call_on(uint32_t cpu, CallFn fn, void* arg, bool wait) {
     std::atomic<uint32_t> pending{1};
-    CallRequest req{nullptr, fn, arg, &pending, kCallMagic, 0, false, false, false};
+    CallRequest req{nullptr, fn, arg, &pending, kCallMagic, 0, 0, false, false, false};
     {
         // "Is the target this CPU?" must stay true until the request is queued: no migration
         // in between (the wait below may move; it only polls).
@@ -335,88 +474,147 @@ CallStatus call_on(uint32_t cpu, CallFn fn, void* arg, bool wait) {
             return CallStatus::RefusedIrqsOff;
         }
         req.source_cpu = me->cpu_id;
-        if (!enqueue(cpu_by_id(cpu), &req)) return CallStatus::Offline;
+        enqueue(cpu_by_id(cpu), &req);
     }
-    wait_for(pending);
+    wait_for(pending, [cpu] { resend_to(cpu); });
     return CallStatus::Ok;
 }
 
 namespace {
-/// call_on_many and run_on_many: queue to every target first, run our own share, then wait.
-CallStatus post_many(const CpuMask& cpus, CallFn fn, void* arg, bool wait, bool deferred);
-} // namespace
 
-CallStatus call_on_many(const CpuMask& cpus, CallFn fn, void* arg, bool wait) {
-    return post_many(cpus, fn, arg, wait, /*deferred=*/false);
+/// Which CPUs a multicast goes to: `mask` (or every online CPU when null), with the running
+/// CPU added, removed or left as the mask says. Decided under NoPreempt, so "the running CPU"
+/// is the one that runs the own share.
+struct Targets {
+    const CpuMask* mask;
+    enum Self { AsMask, Always, Never } self;
+    bool has(uint32_t c, uint32_t me) const {
+        if (c == me) return self == Always || (self == AsMask && mask != nullptr && mask->test(c));
+        return mask == nullptr ? online(c) : mask->test(c);
+    }
+};
+
+// Takes this CPU's deferred multicast for the calling task: tasks on one CPU take turns (the
+// previous user may have moved elsewhere and still be waiting for its targets). Returns the CPU
+// whose slot it got, with preemption off.
+uint32_t claim_deferred_slot() {
+    Task* me = current_task();
+    for (;;) {
+        lock_hold_enter(); // NoPreempt, kept once the slot is ours
+        const uint32_t cpu = this_cpu()->cpu_id;
+        Task* expected = nullptr;
+        if (per_cpu(g_call_queue).outgoing[kDeferred].owner.compare_exchange_strong(
+                expected, me, std::memory_order_acquire))
+            return cpu;
+        lock_hold_exit();
+        yield();
+    }
 }
 
-CallStatus run_on_many(const CpuMask& cpus, CallFn fn, void* arg) {
-    return post_many(cpus, fn, arg, /*wait=*/true, /*deferred=*/true);
-}
-
-namespace {
-CallStatus post_many(const CpuMask& cpus, CallFn fn, void* arg, bool wait, bool deferred) {
-    if (wait && !x86::interrupts_enabled()) {
-        refuse_irqs_off("a synchronous call");
-        return CallStatus::RefusedIrqsOff;
-    }
-    const size_t n = cpus.count();
-    CallRequest* reqs = nullptr;
-    std::atomic<uint32_t> pending{0};
-    if (wait && n > 0) {
-        reqs = static_cast<CallRequest*>(kmalloc(n * sizeof(CallRequest)));
-        if (reqs == nullptr) return CallStatus::NoMemory;
-    }
-    uint32_t self_cpu = kMaxCpus;
-    size_t used = 0;
-    CallStatus status = CallStatus::Ok;
-    {
-        // The CPU that leaves itself out of the loop must be the one that runs the own share:
-        // a task moved to another CPU in between would flush (say) the wrong TLB and leave its
-        // old CPU out altogether. So no migration until the own share of an interrupt-context
-        // call has run; thread-context work for ourselves runs pinned to that CPU instead (it
-        // may block, which NoPreempt forbids).
+/// call_on_many, call_on_all and run_on_many: one shared request, the sender's bit set in every
+/// target's mask, our own share run meanwhile, then the wait. Nothing is allocated.
+CallStatus post_many(const Targets& to, CallFn fn, void* arg, bool wait, bool deferred) {
+    if (!wait) {
+        // Asynchronous: one pooled request per target, within the sender's credit.
         NoPreempt stay;
         const uint32_t me = this_cpu()->cpu_id;
-        // Send everything first, then run our own share, then wait: the targets work in parallel.
-        for (uint32_t c = cpus.first(); c != CpuMask::kNone; c = cpus.next(c + 1)) {
+        CallStatus status = CallStatus::Ok;
+        for (uint32_t c = 0; c < cpu_count(); ++c) {
+            if (!to.has(c, me)) continue;
+            CallStatus s;
             if (c == me) {
-                self_cpu = me;
+                x86::InterruptGuard irq;
+                fn(arg);
                 continue;
             }
-            if (!online(c)) {
-                status = CallStatus::Offline;
-                continue;
-            }
-            if (wait) {
-                CallRequest* r = &reqs[used++];
-                *r = CallRequest{nullptr, fn, arg, &pending, kCallMagic, me, false, deferred, false};
-                pending.fetch_add(1, std::memory_order_relaxed);
-                if (!enqueue(cpu_by_id(c), r)) pending.fetch_sub(1, std::memory_order_relaxed);
-            } else if (call_on(c, fn, arg, false) != CallStatus::Ok) {
-                status = CallStatus::NoMemory;
-            }
+            s = online(c) ? post_async(c, fn, arg, me, deferred) : CallStatus::Offline;
+            if (s != CallStatus::Ok) status = s;
         }
-        if (self_cpu != kMaxCpus && !deferred) {
-            x86::InterruptGuard irq;
-            fn(arg);
-        }
+        return status;
     }
-    if (self_cpu != kMaxCpus && deferred) run_pinned(self_cpu, fn, arg);
-    if (wait) {
-        wait_for(pending);
-        kfree(reqs);
+    if (!x86::interrupts_enabled()) {
+        // Fine if nobody else is involved (early boot, or only ourselves named).
+        const uint32_t me = this_cpu()->cpu_id;
+        for (uint32_t c = 0; c < cpu_count(); ++c) {
+            if (c != me && to.has(c, me) && online(c)) {
+                refuse_irqs_off("a synchronous call");
+                return CallStatus::RefusedIrqsOff;
+            }
+        }
+        if (to.has(me, me)) fn(arg);
+        return CallStatus::Ok;
+    }
+    const McKind kind = deferred ? kDeferred : kIrq;
+    // Interrupt-context work keeps preemption off until every target has answered: the slot
+    // is this CPU's, and a shootdown's own share must be this CPU's TLB (Linux does the same).
+    // Thread-context work may take long, so its slot is claimed by the task instead.
+    uint32_t slot_cpu;
+    if (deferred) slot_cpu = claim_deferred_slot();
+    else {
+        lock_hold_enter();
+        slot_cpu = this_cpu()->cpu_id;
+    }
+    Multicast& m = per_cpu(g_call_queue).outgoing[kind];
+    m.fn = fn;
+    m.arg = arg;
+    m.pending.store(0, std::memory_order_relaxed);
+    CallStatus status = CallStatus::Ok;
+    bool self = false;
+    CpuData* me = this_cpu();
+    for (uint32_t c = 0; c < cpu_count(); ++c) {
+        if (!to.has(c, slot_cpu)) continue;
+        if (c == slot_cpu) {
+            self = true;
+            continue;
+        }
+        if (!online(c)) {
+            status = CallStatus::Offline;
+            continue;
+        }
+        m.pending.fetch_add(1, std::memory_order_relaxed);
+        me->counters.calls_sent.fetch_add(1, std::memory_order_relaxed);
+        // The bit publishes fn, arg and the count (a seq_cst RMW); it was clear, since our
+        // previous multicast completed everywhere before this one started.
+        queue_of(c).incoming[kind].test_and_set(slot_cpu);
+        ipi_send(cpu_by_id(c), IpiKind::Call);
+    }
+    if (self && !deferred) {
+        x86::InterruptGuard irq;
+        fn(arg);
+    }
+    if (deferred) lock_hold_exit(); // the slot stays ours through `owner`; we may move now
+    if (self && deferred) run_pinned(slot_cpu, fn, arg);
+    wait_for(m.pending, [&] {
+        for (uint32_t c = 0; c < cpu_count(); ++c)
+            if (c != slot_cpu && queue_of(c).incoming[kind].test(slot_cpu)) resend_to(c);
+    });
+    if (deferred) {
+        m.owner.store(nullptr, std::memory_order_release);
+    } else {
+        lock_hold_exit();
+        // A reschedule asked for while we waited happens now, as at the end of any NoPreempt.
+        { NoPreempt reschedule_point; }
     }
     return status;
 }
 
 } // namespace
 
+CallStatus call_on_many(const CpuMask& cpus, CallFn fn, void* arg, bool wait) {
+    return post_many(Targets{&cpus, Targets::AsMask}, fn, arg, wait, /*deferred=*/false);
+}
+
+CallStatus call_on_many_and_self(const CpuMask& cpus, CallFn fn, void* arg) {
+    return post_many(Targets{&cpus, Targets::Always}, fn, arg, /*wait=*/true, /*deferred=*/false);
+}
+
+CallStatus run_on_many(const CpuMask& cpus, CallFn fn, void* arg) {
+    return post_many(Targets{&cpus, Targets::AsMask}, fn, arg, /*wait=*/true, /*deferred=*/true);
+}
+
 CallStatus call_on_all(CallFn fn, void* arg, bool wait, bool include_self) {
-    CpuMask mask;
-    for (uint32_t i = 0; i < cpu_count(); ++i)
-        if (online(i) && (include_self || i != this_cpu()->cpu_id)) mask.set(i);
-    return call_on_many(mask, fn, arg, wait);
+    return post_many(Targets{nullptr, include_self ? Targets::Always : Targets::Never}, fn, arg,
+                     wait, /*deferred=*/false);
 }
 
 CallStatus run_on(uint32_t cpu, CallFn fn, void* arg) {
@@ -437,9 +635,13 @@ CallStatus run_on(uint32_t cpu, CallFn fn, void* arg) {
         return CallStatus::RefusedIrqsOff;
     }
     std::atomic<uint32_t> pending{1};
-    CallRequest req{nullptr, fn, arg, &pending, kCallMagic, this_cpu()->cpu_id, false, true, false};
-    if (!enqueue(cpu_by_id(cpu), &req)) return CallStatus::Offline;
-    wait_for(pending);
+    CallRequest req{nullptr, fn, arg, &pending, kCallMagic, 0, 0, false, true, false};
+    {
+        NoPreempt stay; // the source is the CPU the request is queued from
+        req.source_cpu = this_cpu()->cpu_id;
+        enqueue(cpu_by_id(cpu), &req);
+    }
+    wait_for(pending, [cpu] { resend_to(cpu); });
     return CallStatus::Ok;
 }
 
@@ -452,6 +654,11 @@ CallStatus run_on_async(uint32_t cpu, CallFn fn, void* arg) {
     }
     run_pinned(cpu, fn, arg); // for this CPU: now, in the calling task
     return CallStatus::Ok;
+}
+
+uint32_t async_calls_outstanding(uint32_t cpu) {
+    return static_cast<uint32_t>(
+        __builtin_popcountll(queue_of(cpu).pool.used.load(std::memory_order_relaxed)));
 }
 
 } // namespace cohort

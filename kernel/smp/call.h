@@ -4,8 +4,14 @@
 // only when it turns the queue from empty to non-empty, so a burst of requests costs one
 // interrupt; the target drains everything queued so far in one go. A synchronous caller waits
 // on a completion count and keeps draining its own queue meanwhile, so two CPUs calling each
-// other cannot deadlock. Requests live on the caller's stack (synchronous) or the heap
-// (asynchronous): there is no fixed-size ring to overflow.
+// other cannot deadlock.
+//
+// Nothing here allocates. A synchronous request lives on its caller's stack; a multicast
+// (call_on_many, run_on_many) is one request in the sender's per-CPU data that every target
+// finds through the sender's bit in its `incoming` mask; an asynchronous request takes one of
+// its sender's kAsyncCallCredit preallocated slots, and a sender whose slots are all queued
+// gets CallStatus::Busy. Calls from one sender to one target run in the order they were made,
+// except that a multicast may overtake asynchronous calls that the rate limit holds back.
 #pragma once
 
 #include <cstdint>
@@ -20,19 +26,26 @@ enum class CallStatus {
     Ok,
     RefusedIrqsOff, // synchronous call with interrupts disabled: it could deadlock
     Offline,        // the target is not online
-    NoMemory,       // no memory for an asynchronous request
+    Busy,           // the sender has kAsyncCallCredit asynchronous calls queued already
 };
 const char* call_status_name(CallStatus s);
 
 /// Runs fn(arg) on `cpu` in interrupt context (interrupts off). With `wait`, returns once it
 /// has run. Calling the running CPU runs fn inline.
 CallStatus call_on(uint32_t cpu, CallFn fn, void* arg, bool wait);
-/// As call_on for every CPU in `cpus` (the running CPU, if included, runs inline last).
+/// Asynchronous calls one CPU may have queued or running at once (its credit).
+inline constexpr uint32_t kAsyncCallCredit = 64;
+
+/// As call_on for every CPU in `cpus` (the running CPU, if included, runs inline while the
+/// others work). A synchronous multicast keeps the caller on its CPU until all have answered.
 CallStatus call_on_many(const CpuMask& cpus, CallFn fn, void* arg, bool wait);
+/// Synchronous call_on_many on `cpus` plus the running CPU, decided without a migration in
+/// between (TLB shootdowns: the initiator's own TLB is always one of them).
+CallStatus call_on_many_and_self(const CpuMask& cpus, CallFn fn, void* arg);
 /// Every online CPU except (unless `include_self`) the running one.
 CallStatus call_on_all(CallFn fn, void* arg, bool wait, bool include_self);
 
-/// Runs fn(arg) on `cpu` in thread context (its idle loop, interrupts enabled) and waits for it
+/// Runs fn(arg) on `cpu` in thread context (its worker task, interrupts enabled) and waits for it
 /// to finish: for work that may take time, spin on locks or make synchronous calls itself.
 CallStatus run_on(uint32_t cpu, CallFn fn, void* arg);
 
@@ -45,15 +58,23 @@ CallStatus run_on_async(uint32_t cpu, CallFn fn, void* arg);
 
 /// Drains the running CPU's request queue (the IPI handler and waiting callers use it).
 void run_pending_calls();
+/// The idle loop's check before it halts (interrupts off): requests queued for this CPU with
+/// no call IPI pending are run now, and counted in CpuCounters::calls_stranded.
+void run_stranded_calls();
+/// Asynchronous requests of `cpu` queued or running now (of its kAsyncCallCredit).
+uint32_t async_calls_outstanding(uint32_t cpu);
 /// Runs thread-context work queued by run_on (each CPU's worker task calls it with interrupts
 /// enabled). Returns true if it ran anything.
 bool run_deferred_work();
 /// Work queued by run_on is waiting on this CPU (call with interrupts disabled).
 bool has_deferred_work();
 
-/// Reads the rate-limit options (ipi.rate_limit, ipi.budget_pct, ipi.source_pct). Each
-/// CPU applies them once its timers run (smp/call_limit.h); until then every call is admitted.
+/// Reads the rate-limit options (ipi.rate_limit, ipi.budget_pct, ipi.source_pct).
 void call_limits_init();
+/// Once every CPU is known (the scheduler starts): gives each CPU one limiter account per
+/// sender. Each CPU applies the limit once its timers run (smp/call_limit.h); until then every
+/// call is admitted.
+void call_limits_start();
 struct CallLimitStats {
     bool enabled;
     uint64_t window_ns, budget_ns, per_source_ns;

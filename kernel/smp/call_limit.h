@@ -5,9 +5,10 @@
 //
 // Time is cut into windows. In each window the CPU spends at most `budget_ns` running remote
 // calls (all senders together), and one sender at most `per_source_ns` of that, so a second
-// sender always finds room. Senders are tracked in kSlots buckets by id modulo kSlots, so the
-// state is small and fixed whatever the CPU count; senders that share a bucket share its
-// allowance (less time each, never more). Limits are in time, not in calls: a quick call
+// sender always finds room. Every sender has its own account (8 bytes: what it owes and the
+// window that was last settled), in storage the owner hands in sized for the CPU count, so one
+// noisy CPU never throttles another; accounts are settled lazily when their sender is next
+// looked at, so a window roll costs O(1) whatever the CPU count. Limits are in time, not in calls: a quick call
 // costs little budget, so ordinary traffic (a shootdown, a ping-pong of tiny calls) is not
 // slowed, while a flood of expensive calls is. Time spent beyond an allowance is a debt paid
 // from the following windows (a token bucket), so calls that each cost more than a window's
@@ -26,10 +27,22 @@ class CallLimiter {
         uint64_t per_source_ns = 250'000; // one sender: half of the budget at most
         bool enabled = true;
     };
-    static constexpr uint32_t kSlots = 32;
+    /// One sender's account: time owed, and the window (its number, modulo 2^32) up to which
+    /// that debt was settled.
+    struct Account {
+        uint32_t owed_ns;
+        uint32_t window;
+    };
 
     constexpr CallLimiter() = default;
     explicit constexpr CallLimiter(const Params& p) : p_(p) {}
+    /// Parameters and the per-sender accounts (zero-initialised, one per possible sender id;
+    /// ids at or beyond `count` share the last account, which only a broken caller reaches).
+    void set_params(const Params& p, Account* accounts, uint32_t count) {
+        p_ = p;
+        accounts_ = accounts;
+        count_ = count;
+    }
     void set_params(const Params& p) { p_ = p; }
     const Params& params() const { return p_; }
 
@@ -43,13 +56,14 @@ class CallLimiter {
     bool admit(uint32_t source, uint64_t now) {
         if (!p_.enabled) return true;
         roll(now);
-        return used_ns_ < p_.budget_ns && slot_ns_[source % kSlots] < p_.per_source_ns;
+        return used_ns_ < p_.budget_ns && settled(source) < p_.per_source_ns;
     }
     /// Charges `ns` spent on a request from `source` to the current window.
     void charge(uint32_t source, uint64_t ns) {
         used_ns_ = capped(used_ns_ + ns, p_.budget_ns);
-        uint64_t& slot = slot_ns_[source % kSlots];
-        slot = capped(slot + ns, p_.per_source_ns);
+        if (accounts_ == nullptr || count_ == 0) return;
+        const uint64_t owed = capped(settled(source) + ns, p_.per_source_ns);
+        account(source).owed_ns = owed > UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(owed);
     }
     /// Charges time spent on remote calls that belongs to no sender (queue handling): it comes
     /// out of the CPU's budget all the same.
@@ -69,12 +83,27 @@ class CallLimiter {
 
   private:
     void roll(uint64_t now) {
-        if (now - window_start_ < p_.window_ns) return;
-        const uint64_t windows = (now - window_start_) / p_.window_ns;
+        const uint64_t w = p_.window_ns == 0 ? 1 : p_.window_ns;
+        const uint64_t index = now / w;
+        if (index == window_) return;
         // Windows start at multiples of window_ns; each elapsed window pays back one allowance.
-        window_start_ = now - now % p_.window_ns;
-        used_ns_ = pay(used_ns_, windows, p_.budget_ns);
-        for (uint64_t& s : slot_ns_) s = pay(s, windows, p_.per_source_ns);
+        used_ns_ = pay(used_ns_, index - window_, p_.budget_ns);
+        window_ = index;
+    }
+    Account& account(uint32_t source) {
+        return accounts_[source < count_ ? source : count_ - 1];
+    }
+    // The sender's debt as of the current window (roll() has run).
+    uint64_t settled(uint32_t source) {
+        if (accounts_ == nullptr || count_ == 0) return 0;
+        Account& a = account(source);
+        const uint32_t now_window = static_cast<uint32_t>(window_);
+        if (a.window != now_window) {
+            a.owed_ns = static_cast<uint32_t>(pay(a.owed_ns, uint32_t(now_window - a.window),
+                                                  p_.per_source_ns));
+            a.window = now_window;
+        }
+        return a.owed_ns;
     }
     static uint64_t capped(uint64_t owed, uint64_t allowance) {
         const uint64_t cap = allowance * kMaxDebtWindows;
@@ -86,9 +115,10 @@ class CallLimiter {
     }
 
     Params p_{};
-    uint64_t window_start_ = 0;
+    uint64_t window_ = 0; // the current window's number (now / window_ns)
     uint64_t used_ns_ = 0;
-    uint64_t slot_ns_[kSlots] = {};
+    Account* accounts_ = nullptr;
+    uint32_t count_ = 0;
 };
 
 } // namespace cohort

@@ -44,6 +44,10 @@ struct alignas(64) CpuCounters {
     std::atomic<uint64_t> calls_run{0};       // remote call requests executed here
     std::atomic<uint64_t> calls_rejected{0};  // requests that failed validation
     std::atomic<uint64_t> calls_throttled{0}; // requests the rate limit held back (once each)
+    std::atomic<uint64_t> unhandled_irqs{0};  // interrupts on a vector with no handler (EOI'd)
+    std::atomic<uint64_t> calls_resent{0};    // call IPIs sent again to a target slow to answer
+    std::atomic<uint64_t> calls_stranded{0};  // queue found non-empty with no call IPI pending
+    std::atomic<uint64_t> calls_refused_busy{0}; // asynchronous calls refused: credit used up
 };
 
 struct alignas(64) CpuData {
@@ -62,7 +66,7 @@ struct alignas(64) CpuData {
     // --- written by this CPU (and by the BSP while it starts this CPU) ---
     alignas(64) std::atomic<BootStage> boot_stage;
     std::atomic<bool> online;
-    FaultCatcher* fault_catcher; // innermost active recovery point (tests), or nullptr
+    FaultCatcher* fault_catcher; // recovery point before the scheduler runs (then: the task's)
     Task* current_task;          // filled in by the scheduler
     uint32_t exception_depth;    // nested exception reports on this CPU
     uint32_t irq_depth;

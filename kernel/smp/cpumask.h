@@ -1,5 +1,7 @@
 // A set of logical CPU ids. Fixed at kMaxCpus bits (512 bytes) so masks can live anywhere
-// without allocation; the MADT-driven bring-up refuses CPUs beyond it.
+// without allocation. CPU ids stay below kMaxCpus because select_cpus_to_start (smp/cpu_list.cc,
+// called by platform_acpi_init) keeps at most kMaxCpus - 1 APs from the MADT, and smp_boot
+// (arch/x86/ap_boot.cc) caps whatever list it is given to the same number.
 #pragma once
 
 #include <cstddef>
@@ -53,6 +55,18 @@ class AtomicCpuMask {
     void clear(uint32_t cpu) { words_[cpu / 64].fetch_and(~bit(cpu), std::memory_order_acq_rel); }
     bool test(uint32_t cpu) const {
         return (words_[cpu / 64].load(std::memory_order_acquire) & bit(cpu)) != 0;
+    }
+    /// Sets the bit and returns whether it was already set.
+    bool test_and_set(uint32_t cpu) {
+        return (words_[cpu / 64].fetch_or(bit(cpu), std::memory_order_seq_cst) & bit(cpu)) != 0;
+    }
+    /// Word `w` (CPUs 64w .. 64w+63), for callers that scan without copying 512 bytes.
+    uint64_t word(uint32_t w) const { return words_[w].load(std::memory_order_acquire); }
+    /// Any bit set among CPUs [0, limit).
+    bool any(uint32_t limit = kMaxCpus) const {
+        for (uint32_t w = 0; w * 64 < limit; ++w)
+            if (word(w) != 0) return true;
+        return false;
     }
     /// A copy for iterating; bits may change right after, which callers must tolerate.
     CpuMask snapshot(uint32_t limit = kMaxCpus) const {

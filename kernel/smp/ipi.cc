@@ -17,8 +17,7 @@ namespace cohort {
 namespace {
 
 constexpr uint8_t kVectorFor[kIpiKinds] = {x86::kVecIpiCall, x86::kVecIpiReschedule,
-                                           x86::kVecIpiTlb, 0 /* Stop and Backtrace go */,
-                                           0 /* as NMIs */};
+                                           0 /* Stop and Backtrace go */, 0 /* as NMIs */};
 
 void call_handler(x86::InterruptFrame&) {
     ipi_count_received(IpiKind::Call);
@@ -41,7 +40,6 @@ const char* ipi_kind_name(IpiKind k) {
     switch (k) {
     case IpiKind::Call: return "call";
     case IpiKind::Reschedule: return "reschedule";
-    case IpiKind::Tlb: return "tlb";
     case IpiKind::Stop: return "stop";
     case IpiKind::Backtrace: return "backtrace";
     case IpiKind::Count: break;

@@ -7,7 +7,8 @@ namespace cohort {
 
 struct CpuData;
 
-enum class IpiKind : uint8_t { Call = 0, Reschedule, Tlb, Stop, Backtrace, Count };
+// TLB shootdowns ride on Call (smp/tlb.h): there is no separate TLB vector to forget a handler for.
+enum class IpiKind : uint8_t { Call = 0, Reschedule, Stop, Backtrace, Count };
 inline constexpr int kIpiKinds = static_cast<int>(IpiKind::Count);
 const char* ipi_kind_name(IpiKind k);
 

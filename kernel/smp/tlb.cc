@@ -5,6 +5,7 @@
 #include "arch/x86/cpu.h"
 #include "boot/params.h"
 #include "debug/log.h"
+#include "debug/panic.h"
 #include "mm/address_space.h"
 #include "mm/layout.h"
 #include "smp/call.h"
@@ -53,8 +54,8 @@ void flush_local(void* arg) {
             x86::invlpg(va);
 }
 
-bool shoot(const AddressSpace* as, const uint64_t* starts, const uint64_t* ends, int count,
-           bool force_all) {
+void shoot(const AddressSpace* as, const uint64_t* starts, const uint64_t* ends, int count,
+           bool force_all, const void* caller) {
     uint64_t pages = 0;
     bool kernel = as == nullptr;
     for (int i = 0; i < count; ++i) {
@@ -64,37 +65,37 @@ bool shoot(const AddressSpace* as, const uint64_t* starts, const uint64_t* ends,
     FlushRequest req{starts, ends, count, force_all || pages > kTlbFlushAllThreshold, kernel};
     // Lower-half changes: CPUs that are not running the space may still hold its entries under
     // its PCID. They flush them when they load it again, seeing the new generation; bumped
-    // before the active set is read, so a CPU loading it right now is either asked below or
-    // sees the bump (mm/pcid_cache.h).
+    // before the active set is read (both seq_cst, a Dekker pair with address_space_activate),
+    // so a CPU loading it right now is either asked below or sees the bump (mm/pcid_cache.h).
     if (as != nullptr) as->tlb_gen.fetch_add(1, std::memory_order_seq_cst);
-    CpuMask targets;
-    const uint32_t me = this_cpu()->cpu_id;
-    if (kernel) {
-        for (uint32_t i = 0; i < cpu_count(); ++i)
-            if (cpu_by_id(i)->online.load(std::memory_order_acquire)) targets.set(i);
-    } else {
-        targets = as->active.snapshot(cpu_count());
-    }
-    targets.set(me); // harmless if the space is not loaded here; simpler than a special case
-    if (tlb_shootdown_disabled()) {
-        targets.clear_all();
-        targets.set(me);
-    }
     g_shootdowns.fetch_add(1, std::memory_order_relaxed);
-    g_remote_cpus.fetch_add(targets.count() - 1, std::memory_order_relaxed);
     g_pages.fetch_add(pages, std::memory_order_relaxed);
     if (req.all) g_full.fetch_add(1, std::memory_order_relaxed);
+    // The initiator is always among the targets (harmless if the space is not loaded here).
     // call_on_many queues to the others first, runs our share inline while they work, then
-    // waits for all of them: the concurrent flush the design asks for.
-    const CallStatus s = call_on_many(targets, flush_local, &req, /*wait=*/true);
-    if (s != CallStatus::Ok) {
-        flush_local(&req);
-        log_error("tlb: shootdown of %lu page(s) not delivered (%s); other CPUs may keep stale "
-                  "translations",
-                  pages, call_status_name(s));
-        return false;
+    // waits for all of them: the concurrent flush the design asks for. It allocates nothing,
+    // so the only way it can fail is a caller with interrupts off that involves other CPUs.
+    CallStatus s;
+    if (tlb_shootdown_disabled()) {
+        s = call_on_many_and_self(CpuMask{}, flush_local, &req);
+    } else if (kernel) {
+        s = call_on_all(flush_local, &req, /*wait=*/true, /*include_self=*/true);
+    } else {
+        const CpuMask targets = as->active.snapshot(cpu_count());
+        // Statistics only: a migration right here makes it off by one at worst.
+        const uint32_t me = this_cpu()->cpu_id;
+        g_remote_cpus.fetch_add(targets.count() - (targets.test(me) ? 1 : 0),
+                                std::memory_order_relaxed);
+        s = call_on_many_and_self(targets, flush_local, &req);
     }
-    return true;
+    if (kernel && !tlb_shootdown_disabled())
+        g_remote_cpus.fetch_add(cpus_online() - 1, std::memory_order_relaxed);
+    if (s != CallStatus::Ok)
+        // Whoever called us is about to free or reuse what was mapped; returning would let
+        // other CPUs write into memory that has a new owner. Stop here instead, naming them.
+        panic("tlb: shootdown of %lu page(s) for %p could not be delivered (%s): called from "
+              "%p; a shootdown needs interrupts enabled",
+              pages, static_cast<const void*>(as), call_status_name(s), caller);
 }
 
 } // namespace
@@ -104,9 +105,9 @@ bool tlb_shootdown_disabled() {
     return disabled;
 }
 
-bool tlb_shootdown(const AddressSpace* as, uint64_t start, uint64_t end) {
-    if (end <= start) return true;
-    return shoot(as, &start, &end, 1, false);
+void tlb_shootdown(const AddressSpace* as, uint64_t start, uint64_t end) {
+    if (end <= start) return;
+    shoot(as, &start, &end, 1, false, __builtin_return_address(0));
 }
 
 void TlbBatch::add(uint64_t start, uint64_t end) {
@@ -129,12 +130,11 @@ void TlbBatch::add(uint64_t start, uint64_t end) {
     ++count_;
 }
 
-bool TlbBatch::flush() {
-    if (count_ == 0 && !overflowed_) return true;
-    const bool ok = shoot(as_, starts_, ends_, count_, overflowed_);
+void TlbBatch::flush() {
+    if (count_ == 0 && !overflowed_) return;
+    shoot(as_, starts_, ends_, count_, overflowed_, __builtin_return_address(0));
     count_ = 0;
     overflowed_ = false;
-    return ok;
 }
 
 TlbStats tlb_stats() {

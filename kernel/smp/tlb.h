@@ -22,10 +22,11 @@ struct AddressSpace;
 inline constexpr uint64_t kTlbFlushAllThreshold = 33;
 
 /// Invalidates [start, end) for `as` (nullptr: a kernel-half range) on every CPU that may cache
-/// it, including this one, and returns once all have done so. Must be called with interrupts
-/// enabled when other CPUs are involved (they may be waiting for us); refuses (false, logged)
-/// otherwise, after flushing locally.
-bool tlb_shootdown(const AddressSpace* as, uint64_t start, uint64_t end);
+/// it, including this one, and returns once all have done so: after it, what was mapped there
+/// may be freed. It has no failure mode: it allocates nothing, and a call with interrupts
+/// disabled while other CPUs are involved (they might be waiting for us) is a kernel bug that
+/// panics naming the caller, since returning would let them use freed memory.
+void tlb_shootdown(const AddressSpace* as, uint64_t start, uint64_t end);
 
 /// Collects several ranges of one address space and shoots them down with one request.
 class TlbBatch {
@@ -33,8 +34,8 @@ class TlbBatch {
     explicit TlbBatch(const AddressSpace* as) : as_(as) {}
     ~TlbBatch() { flush(); }
     void add(uint64_t start, uint64_t end);
-    /// Sends what was collected (nothing if empty).
-    bool flush();
+    /// Sends what was collected (nothing if empty), as tlb_shootdown does.
+    void flush();
 
     static constexpr int kMaxRanges = 16;
 

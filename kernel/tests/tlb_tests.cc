@@ -137,7 +137,7 @@ KTEST(tlb, batch_sends_one_shootdown_and_large_ranges_flush_all) {
     KEXPECT_EQ(after.pages - before.pages, uint64_t{8});
     KEXPECT_EQ(after.full_flushes - before.full_flushes, uint64_t{0});
     before = after;
-    KASSERT(tlb_shootdown(nullptr, base, base + (kTlbFlushAllThreshold + 1) * 4096));
+    tlb_shootdown(nullptr, base, base + (kTlbFlushAllThreshold + 1) * 4096);
     after = tlb_stats();
     KEXPECT_EQ(after.full_flushes - before.full_flushes, uint64_t{1});
     for (int i = 0; i < 8; ++i) vmm::unmap(base + i * 0x10000, layout::kPageSize);

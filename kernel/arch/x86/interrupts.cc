@@ -4,6 +4,7 @@
 
 #include "arch/x86/cpu.h"
 #include "arch/x86/gdt.h"
+#include "arch/x86/lapic.h"
 #include "debug/fault_catcher.h"
 #include "debug/log.h"
 #include "debug/panic.h"
@@ -96,7 +97,7 @@ void report_exception(const InterruptFrame& f, const char* what) {
 void handle_exception(InterruptFrame& f) {
     CpuData* cpu = this_cpu();
     const char* what = kExceptionNames[f.vector];
-    if (FaultCatcher* c = cpu->fault_catcher; c != nullptr && recoverable_by_catcher(f.vector)) {
+    if (FaultCatcher* c = active_fault_catcher(); c != nullptr && recoverable_by_catcher(f.vector)) {
         if (c->quiet) {
             log_debug("fault caught as expected: %s at rip %#lx", what, f.rip);
         } else {
@@ -172,8 +173,15 @@ extern "C" void interrupt_dispatch(cohort::x86::InterruptFrame* frame) {
     if (x86::IrqHandler h = x86::g_handlers[frame->vector]; h != nullptr) {
         h(*frame);
     } else if (frame->vector != x86::kVecSpurious) {
-        log_warn("irq: unexpected interrupt vector %lu on cpu%u (no handler)", frame->vector,
-                 cpu->cpu_id);
+        // Acknowledge it all the same: an in-service bit never cleared would block this vector's
+        // priority class and every class below it (timers, IPIs) on this CPU for good. Only the
+        // spurious vector is never acknowledged (SDM 10.9). Logged the first few times only: a
+        // misrouted device could send thousands.
+        const uint64_t n = cpu->counters.unhandled_irqs.fetch_add(1, std::memory_order_relaxed);
+        x86::lapic_eoi();
+        if (n < 4)
+            log_warn("irq: unexpected interrupt vector %lu on cpu%u (no handler; acknowledged)",
+                     frame->vector, cpu->cpu_id);
     }
     --cpu->irq_depth;
     if (start != 0) cpu->counters.irq_cycles.fetch_add(x86::rdtsc() - start, std::memory_order_relaxed);

@@ -1,5 +1,7 @@
 #include "arch/x86/lapic.h"
 
+#include <atomic>
+
 #include "arch/x86/cpu.h"
 #include "arch/x86/cpu_features.h"
 #include "arch/x86/interrupts.h"
@@ -22,6 +24,7 @@ enum Reg : uint32_t {
     kIcrLow = 0x300,
     kIcrHigh = 0x310,
     kEoi = 0xb0,
+    kIrr = 0x200, // 8 registers, 0x10 apart: vectors 32 at a time
     kSpurious = 0xf0,
     kEsr = 0x280,
     kLvtTimer = 0x320,
@@ -63,16 +66,42 @@ void spurious_handler(InterruptFrame&) {
     // Spurious interrupts must not be acknowledged (SDM 10.9): no EOI here.
 }
 
+// WRMSR to the x2APIC registers and to IA32_TSC_DEADLINE is not serializing (Intel SDM Vol. 3A
+// 9.3 "Serializing Instructions" and 11.12.3 "MSR Access in x2APIC Mode"): it may take effect
+// before earlier stores are globally visible. An IPI or timer interrupt that overtakes the data
+// it announces (a queued remote call, a timer entry) finds nothing to do, and nothing sends it
+// again. MFENCE drains the stores; LFENCE keeps the WRMSR from executing before the MFENCE has
+// completed.
+inline void wrmsr_after_stores() { asm volatile("mfence; lfence" ::: "memory"); }
+
+// How many lost-IPI warnings to print: the first few say what happened, more would flood the
+// console from a CPU that is already in trouble.
+constexpr uint32_t kIcrStuckReports = 4;
+std::atomic<uint32_t> g_icr_stuck{0};
+
 void write_icr(uint32_t apic_id, uint32_t low) {
     // Both halves must go out together: no interrupt handler may send its own IPI in between.
     InterruptGuard irq;
     if (g_mode == ApicMode::X2Apic) {
         // One MSR write sends it; x2APIC has no delivery-status bit to wait for.
+        wrmsr_after_stores();
         wrmsr(0x800 + kIcrLow / 16, (uint64_t(apic_id) << 32) | low);
         return;
     }
-    // xAPIC: wait until the previous IPI has been accepted before reusing the ICR.
-    for (int i = 0; i < 1000000 && (g_mmio[kIcrLow / 4] & kIcrPending); ++i) pause();
+    // xAPIC: wait until the previous IPI has been accepted before reusing the ICR. The MMIO
+    // writes below are uncached, hence ordered after earlier stores: no fence needed here.
+    constexpr int kIcrSpins = 1000000;
+    int i = 0;
+    for (; i < kIcrSpins && (g_mmio[kIcrLow / 4] & kIcrPending); ++i) pause();
+    if (i == kIcrSpins) {
+        // The write below replaces an IPI the APIC never accepted: that IPI is lost.
+        const uint32_t n = g_icr_stuck.fetch_add(1, std::memory_order_relaxed);
+        if (n < kIcrStuckReports)
+            log_error("lapic: previous IPI still pending after %d polls (ICR %#x); overwriting it "
+                      "to send %#x to APIC %u%s",
+                      kIcrSpins, g_mmio[kIcrLow / 4], low, apic_id,
+                      n + 1 == kIcrStuckReports ? " (further reports suppressed)" : "");
+    }
     g_mmio[kIcrHigh / 4] = apic_id << 24;
     g_mmio[kIcrLow / 4] = low;
 }
@@ -168,6 +197,11 @@ uint32_t lapic_id() {
 
 void lapic_eoi() { write(kEoi, 0); }
 
+bool lapic_vector_pending(uint8_t vector) {
+    const uint32_t irr = read(static_cast<Reg>(kIrr + 0x10 * (vector / 32)));
+    return (irr >> (vector % 32)) & 1;
+}
+
 void lapic_timer_calibrate() {
     // Count down from the maximum over 10 ms of TSC time. All 32 bits of the counters matter:
     // at QEMU's 1 GHz timer clock, 10 ms is 10 million ticks.
@@ -203,7 +237,9 @@ void lapic_timer_deadline(uint64_t tsc, uint8_t vector) {
     write(kLvtTimer, vector | kLvtTscDeadline);
     // In xAPIC mode the LVT write is an uncached store and WRMSR does not wait for it: without a
     // fence the deadline could reach a timer still in the old mode, where it is ignored.
-    asm volatile("mfence" ::: "memory");
+    // The same fence keeps the deadline write behind the stores that queued the timer
+    // (SDM Vol. 3A 9.3: WRMSR to IA32_TSC_DEADLINE is not serializing).
+    wrmsr_after_stores();
     wrmsr(kMsrTscDeadline, tsc == 0 ? 1 : tsc); // 0 would disarm
 }
 

@@ -14,6 +14,8 @@ ApicMode lapic_mode();
 /// The running CPU's APIC id (full 32 bits in x2APIC mode).
 uint32_t lapic_id();
 void lapic_eoi();
+/// The interrupt `vector` is requested (IRR) on this CPU and not yet delivered.
+bool lapic_vector_pending(uint8_t vector);
 
 /// Measures the LAPIC timer against the TSC (timer ticks per second at divide-by-1).
 void lapic_timer_calibrate();

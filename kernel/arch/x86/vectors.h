@@ -17,7 +17,6 @@ constexpr uint8_t kVecLapicTimer = 0xef;  // the scheduler tick
 
 constexpr uint8_t kVecIpiCall = 0xf0;       // remote function calls (smp/call.h)
 constexpr uint8_t kVecIpiReschedule = 0xf1; // wake a halted CPU to look at its run queue
-constexpr uint8_t kVecIpiTlb = 0xf2;        // TLB shootdown (smp/tlb.h)
 constexpr uint8_t kVecSpurious = 0xff;      // must end in 0xF on old CPUs; never acknowledged
 
 } // namespace cohort::x86
