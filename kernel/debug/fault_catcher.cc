@@ -48,6 +48,9 @@ bool run_catching_faults(void (*fn)(void*), void* arg, FaultInfo* out, bool quie
 }
 
 FaultCatcher* active_fault_catcher() {
+    // Never out of an NMI handler: only its IRET ends NMI blocking, so a jump out of it would
+    // leave this CPU deaf to NMIs (panic stops, backtrace requests) for good.
+    if (this_cpu()->nmi_depth != 0) return nullptr;
     FaultCatcher* c = *catcher_slot();
     // Set at another interrupt depth: a fault in a handler that interrupted the owner (or in
     // the owner after a handler's catcher was left behind) is not the catcher's to recover.

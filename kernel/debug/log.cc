@@ -10,13 +10,15 @@
 #include "smp/cpu.h"
 #include "sync/spinlock.h"
 #include "time/clock.h"
+#include "sync/lock_ranks.h"
 
 namespace cohort {
 
 namespace {
 
 x86::Uart16550 g_uart;
-SpinLock g_console_lock;
+LockClass g_console_class{"console", rank::kConsole};
+SpinLock g_console_lock{&g_console_class};
 std::atomic<LogLevel> g_level{LogLevel::Info};
 std::atomic<bool> g_panic_mode{false};
 

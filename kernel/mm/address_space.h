@@ -14,6 +14,9 @@
 
 namespace cohort {
 
+/// Every address space's page-table lock (ranked: sync/lock_ranks.h).
+extern LockClass g_address_space_class;
+
 struct AddressSpace {
     uint64_t root = 0;    // physical address of the PML4
     uint64_t id = 0;      // unique for the life of the system; 0 is the kernel's
@@ -22,7 +25,7 @@ struct AddressSpace {
     // not running it may still hold its entries and flush them when they load it again
     // (mm/pcid_cache.h).
     mutable std::atomic<uint64_t> tlb_gen{0};
-    SpinLock lock; // serialises changes to the lower-half page tables
+    SpinLock lock{&g_address_space_class}; // serialises changes to the lower-half page tables
 };
 
 /// PCIDs are in use (CR4.PCIDE on every CPU; `pcid=0` turns them off).

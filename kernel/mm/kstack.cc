@@ -7,13 +7,15 @@
 #include "mm/pmm.h"
 #include "mm/vmm.h"
 #include "sync/spinlock.h"
+#include "sync/lock_ranks.h"
 
 namespace cohort {
 
 namespace {
 constexpr uint64_t kSlots = 65536; // 16 GiB of stack address space
 constexpr uint64_t kPage = layout::kPageSize;
-SpinLock g_lock;
+LockClass g_slots_class{"kernel stack slots", rank::kStackSlots};
+SpinLock g_lock{&g_slots_class};
 Bitmap<kSlots> g_used COHORT_GUARDED_BY(g_lock);
 uint16_t g_pages[kSlots] COHORT_GUARDED_BY(g_lock); // mapped pages per slot: stack vs guard
 uint64_t g_in_use COHORT_GUARDED_BY(g_lock) = 0;

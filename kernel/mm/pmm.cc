@@ -8,11 +8,13 @@
 #include "mm/layout.h"
 #include "mm/phys.h"
 #include "sync/spinlock.h"
+#include "sync/lock_ranks.h"
 
 namespace cohort::pmm {
 
 namespace {
-SpinLock g_lock;
+LockClass g_pmm_class{"page allocator", rank::kPageAllocator};
+SpinLock g_lock{&g_pmm_class};
 FrameAllocator g_frames COHORT_GUARDED_BY(g_lock);
 constexpr uint64_t kPage = layout::kPageSize;
 constexpr uint64_t kEarlyLimit = 4ull << 30; // the early direct map covers only this much

@@ -1,8 +1,12 @@
 #include "mm/slab_heap.h"
 
+#include "sync/lock_ranks.h"
+
 #include <cstring>
 
 namespace cohort {
+
+LockClass g_heap_class{"heap size class", rank::kHeap};
 
 namespace {
 constexpr uint32_t kSlabMagic = 0x51ab51ab;

@@ -12,6 +12,9 @@
 
 namespace cohort {
 
+/// The size classes' locks (ranked: sync/lock_ranks.h).
+extern LockClass g_heap_class;
+
 struct PageSource {
     /// Returns `pages` contiguous, 4 KiB-aligned pages, or nullptr.
     void* (*alloc)(size_t pages, void* ctx);
@@ -59,7 +62,7 @@ class SlabHeap {
 
   private:
     struct Class {
-        SpinLock lock;
+        SpinLock lock{&g_heap_class};
         // Slabs with at least one free object.
         IntrusiveList<Slab, &Slab::link> partial COHORT_GUARDED_BY(lock);
     };

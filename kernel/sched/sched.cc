@@ -6,8 +6,8 @@
 //   (it cancels the block) or "fully switched out" (it may enqueue the task anywhere).
 // - Never two run-queue locks at once: migrating takes the task off one queue, drops that lock,
 //   then takes the other. In between the task is Ready on no queue, which every path tolerates.
-// - Wait-queue locks rank below run-queue locks (a wake-up holds both), timer-queue locks are
-//   never held while waking.
+// - Lock ranks (sync/lock_ranks.h): wait-queue locks below run-queue locks (a wake-up holds
+//   both), timer-queue locks above them and never held while waking.
 #include "sched/sched.h"
 
 #include <cstddef>
@@ -31,6 +31,7 @@
 #include "sync/spinlock.h"
 #include "time/clock.h"
 #include "time/timer.h"
+#include "sync/lock_ranks.h"
 
 extern "C" void x86_context_switch(uint64_t* save_rsp, uint64_t new_rsp);
 extern "C" void x86_task_entry();
@@ -41,8 +42,9 @@ namespace {
 
 using sched::FairEntity;
 
-LockClass g_rq_class{"run queue", 60};
-LockClass g_tasks_class{"task list", 70};
+LockClass g_rq_class{"run queue", rank::kRunQueue};
+LockClass g_tasks_class{"task list", rank::kTaskList};
+LockClass g_reap_class{"reaper list", rank::kReapList};
 
 constexpr sched::FairParams kParams{};
 constexpr uint64_t kBalanceIntervalNs = 10'000'000;
@@ -55,7 +57,17 @@ struct alignas(64) RunQueue {
     Task* idle = nullptr;
     Task* worker = nullptr;
     Task* prev = nullptr; // the task being switched away from, for finish_switch
-    bool need_resched = false;
+    // Set under the lock (remotely too), read without it at interrupt exit and preemption points.
+    std::atomic<bool> need_resched{false};
+    // Problems noticed under the lock, logged once it is dropped: the console is a slow UART
+    // behind its own lock, and a line written with the run queue held stalls every waker.
+    struct Report {
+        enum Kind : uint8_t { None, Homeless, OutsideAffinity } kind = None;
+        uint64_t task_id = 0;
+        char name[24] = {};
+        uint32_t cpu = 0;
+    } report;
+    uint32_t reports_dropped = 0; // more problems before the first was logged
     std::atomic<bool> ready{false};
     Timer slice_timer;
     bool slice_armed = false;
@@ -84,13 +96,46 @@ std::atomic<uint32_t> g_spread{0}; // where the search for a new task's CPU star
 
 // The reaper: dead tasks' stacks are freed in thread context (unmapping needs a TLB shootdown,
 // which needs interrupts on), never by the task itself, which is still standing on its stack.
-SpinLock g_reap_lock{&g_tasks_class};
+SpinLock g_reap_lock{&g_reap_class};
 IntrusiveList<Task, &Task::link> g_reap_list COHORT_GUARDED_BY(g_reap_lock);
 WaitQueue g_reap_wait;   // the reaper waits here for dead tasks
 WaitQueue g_reaped_wait; // joiners wait here for the reaper
 std::atomic<bool> g_reap_pending{false};
 
 Task* task_of(FairEntity* e) { return static_cast<Task*>(e->owner); }
+
+void note_problem(RunQueue& rq, RunQueue::Report::Kind kind, const Task* t, uint32_t cpu)
+    COHORT_REQUIRES(rq.lock) {
+    if (rq.report.kind != RunQueue::Report::None) {
+        ++rq.reports_dropped;
+        return;
+    }
+    rq.report.kind = kind;
+    rq.report.task_id = t->id;
+    memcpy(rq.report.name, t->name, sizeof(rq.report.name));
+    rq.report.cpu = cpu;
+}
+
+// Logs what note_problem kept, on the queue's own CPU with its lock free (after a switch).
+void flush_problems(RunQueue& rq) COHORT_NO_THREAD_SAFETY_ANALYSIS {
+    if (rq.report.kind == RunQueue::Report::None) return;
+    RunQueue::Report r;
+    uint32_t dropped;
+    {
+        Guard<SpinLock, NoIrq> g(rq.lock);
+        r = rq.report;
+        dropped = rq.reports_dropped;
+        rq.report.kind = RunQueue::Report::None;
+        rq.reports_dropped = 0;
+    }
+    if (r.kind == RunQueue::Report::Homeless)
+        log_warn("sched: task %lu (%s) has no online CPU in its affinity; it stays on cpu%u",
+                 r.task_id, r.name, r.cpu);
+    else if (r.kind == RunQueue::Report::OutsideAffinity)
+        log_error("sched: task %lu (%s) switched in on cpu%u, outside its affinity", r.task_id,
+                  r.name, r.cpu);
+    if (dropped != 0) log_warn("sched: %u more such report(s) on cpu%u", dropped, r.cpu);
+}
 
 void publish_load(RunQueue& rq) COHORT_REQUIRES(rq.lock) {
     const uint32_t queued = static_cast<uint32_t>(rq.fair.count() + rq.system.size());
@@ -179,7 +224,7 @@ void arm_slice(RunQueue& rq, uint64_t now) COHORT_REQUIRES(rq.lock) {
 // interrupts are enabled again, so a wake-up made with interrupts off (in the middle of a
 // switch, say) is not left waiting for some unrelated interrupt.
 void resched(uint32_t cpu, RunQueue& rq) COHORT_REQUIRES(rq.lock) {
-    rq.need_resched = true;
+    rq.need_resched.store(true, std::memory_order_relaxed);
     CpuData* me = this_cpu();
     if (cpu != me->cpu_id) ipi_send(cpu_by_id(cpu), IpiKind::Reschedule);
     else if (me->irq_depth == 0) ipi_send(me, IpiKind::Reschedule);
@@ -213,6 +258,12 @@ void arrive(Task* t, uint32_t cpu, int64_t lag, bool woken) COHORT_NO_THREAD_SAF
                 dst.lock.unlock();
                 cpu = alt;
                 continue;
+            }
+            if (alt == kMaxCpus && !t->homeless) {
+                // No CPU of its affinity is online: it runs here rather than nowhere, marked so
+                // that schedule() does not count every switch into it as a violation.
+                t->homeless = true;
+                note_problem(dst, RunQueue::Report::Homeless, t, cpu);
             }
         }
         const int64_t vr = static_cast<int64_t>(dst.fair.min_vruntime()) + lag;
@@ -297,7 +348,7 @@ void slice_expired(Timer&, void* arg) {
     const uint64_t now = monotonic_ns();
     account(rq, now);
     balance(rq, now);
-    if (!rq.fair.empty() || !rq.system.empty()) rq.need_resched = true;
+    if (!rq.fair.empty() || !rq.system.empty()) rq.need_resched.store(true, std::memory_order_relaxed);
 }
 
 void finish_switch() COHORT_NO_THREAD_SAFETY_ANALYSIS {
@@ -315,8 +366,7 @@ void finish_switch() COHORT_NO_THREAD_SAFETY_ANALYSIS {
         if (dst == kMaxCpus) {
             // None of its CPUs is online: keep it here rather than lose it, and say so.
             prev->homeless = true;
-            log_warn("sched: task %lu (%s) has no online CPU in its affinity; it stays on cpu%u",
-                     prev->id, prev->name, me);
+            note_problem(rq, RunQueue::Report::Homeless, prev, me);
             enqueue(rq, prev);
         } else {
             const int64_t lag = static_cast<int64_t>(prev->fair.vruntime - rq.fair.min_vruntime());
@@ -328,6 +378,7 @@ void finish_switch() COHORT_NO_THREAD_SAFETY_ANALYSIS {
         }
     }
     rq.lock.unlock();
+    flush_problems(rq);
     if (dead) {
         {
             Guard<SpinLock, IrqSave> g(g_reap_lock);
@@ -366,7 +417,7 @@ void schedule(bool preempted, bool yielding = false) COHORT_NO_THREAD_SAFETY_ANA
     rq.lock.lock();
     const uint64_t now = monotonic_ns();
     account(rq, now);
-    rq.need_resched = false;
+    rq.need_resched.store(false, std::memory_order_relaxed);
     Task* prev = rq.curr;
     const TaskState st = prev->state.load(std::memory_order_relaxed);
     const bool stays = st == TaskState::Running || (preempted && st == TaskState::Blocked);
@@ -393,12 +444,12 @@ void schedule(bool preempted, bool yielding = false) COHORT_NO_THREAD_SAFETY_ANA
     arm_slice(rq, now);
     if (next == prev) {
         rq.lock.unlock();
+        flush_problems(rq);
         return;
     }
     if (!next->idle && !next->homeless && !next->affinity.test(this_cpu()->cpu_id)) {
         g_affinity_violations.fetch_add(1, std::memory_order_relaxed);
-        log_error("sched: task %lu (%s) switched in on cpu%u, outside its affinity", next->id,
-                  next->name, this_cpu()->cpu_id);
+        note_problem(rq, RunQueue::Report::OutsideAffinity, next, this_cpu()->cpu_id);
     }
     next->on_cpu = true;
     next->exec_start = now;
@@ -542,7 +593,8 @@ void idle_main() {
     RunQueue& rq = this_rq();
     for (;;) {
         x86::cli();
-        if (rq.need_resched || !rq.fair.empty() || !rq.system.empty()) {
+        if (rq.need_resched.load(std::memory_order_relaxed) ||
+            rq.runnable.load(std::memory_order_relaxed) != 0) {
             schedule(false);
             x86::sti();
             continue;
@@ -685,6 +737,12 @@ uint64_t task_run_ns(const Task* t) {
     return t->stats.run_ns + (monotonic_ns() - this_rq().last_account);
 }
 
+bool sched_in_worker() {
+    const CpuData* cpu = this_cpu();
+    if (cpu == nullptr || !per_cpu(g_rq).ready.load(std::memory_order_relaxed)) return false;
+    return current_task() == per_cpu(g_rq).worker;
+}
+
 bool sched_running_here() {
     const CpuData* cpu = this_cpu();
     return cpu != nullptr && per_cpu(g_rq).ready.load(std::memory_order_relaxed);
@@ -708,7 +766,8 @@ static void preempt_point() {
     if (!x86::interrupts_enabled() || this_cpu()->irq_depth != 0) return;
     if (lock_holds_on_this_cpu() != 0) return;
     RunQueue& rq = this_rq();
-    if (rq.ready.load(std::memory_order_relaxed) && rq.need_resched) schedule_with_irqs_saved(true);
+    if (rq.ready.load(std::memory_order_relaxed) && rq.need_resched.load(std::memory_order_relaxed))
+        schedule_with_irqs_saved(true);
 }
 
 NoPreempt::~NoPreempt() {
@@ -844,7 +903,9 @@ void task_set_affinity(Task* t, const CpuMask& mask) {
 void sched_irq_exit() {
     CpuData* cpu = this_cpu();
     RunQueue& rq = per_cpu(g_rq);
-    if (!rq.ready.load(std::memory_order_relaxed) || !rq.need_resched || cpu->irq_depth != 0) return;
+    if (!rq.ready.load(std::memory_order_relaxed) || !rq.need_resched.load(std::memory_order_relaxed) ||
+        cpu->irq_depth != 0)
+        return;
     if (lock_holds_on_this_cpu() != 0) return; // never switch away from a held spinlock
     schedule(true);
 }

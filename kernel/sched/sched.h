@@ -135,6 +135,8 @@ void sched_block();
 [[noreturn]] void sched_enter_ap();
 /// The scheduler runs on the calling CPU.
 bool sched_running_here();
+/// The caller is its CPU's worker task (the one that runs run_on work).
+bool sched_in_worker();
 
 /// Interrupt exit (from interrupt_dispatch when the outermost handler returns): switches tasks
 /// if the handler asked for it and the interrupted task holds no lock.

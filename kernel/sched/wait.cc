@@ -1,9 +1,13 @@
 #include "sched/wait.h"
 
+#include "sync/lock_ranks.h"
+
 #include "lib/assert.h"
 #include "sched/sched.h"
 
 namespace cohort {
+
+LockClass g_wait_queue_class{"wait queue", rank::kWaitQueue};
 
 void WaitQueue::prepare(Waiter& w) {
     Task* me = current_task();

@@ -12,6 +12,9 @@
 
 namespace cohort {
 
+/// Every wait queue's lock (ranked: sync/lock_ranks.h).
+extern LockClass g_wait_queue_class;
+
 struct Task;
 
 /// One waiting task (lives on the waiter's stack).
@@ -59,7 +62,7 @@ class WaitQueue {
 
   private:
     void wake(Waiter& w) COHORT_REQUIRES(lock_); // w is off the list
-    SpinLock lock_;
+    SpinLock lock_{&g_wait_queue_class};
     IntrusiveList<Waiter, &Waiter::link> list_ COHORT_GUARDED_BY(lock_);
 };
 

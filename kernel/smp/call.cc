@@ -167,8 +167,12 @@ void wait_for(std::atomic<uint32_t>& pending, Resend resend) {
     constexpr uint64_t kFirstResendNs = 10'000'000, kMaxResendNs = 1'000'000'000;
     uint64_t interval = kFirstResendNs;
     uint64_t next = monotonic_ns() + interval;
+    // A worker waiting here (run_on inside run_on work) must also do the run_on work queued
+    // for it: the CPU it waits for may be waiting for it the same way.
+    const bool worker = sched_in_worker();
     for (uint32_t spins = 1; pending.load(std::memory_order_acquire) != 0; ++spins) {
         run_pending_calls();
+        if (worker) run_deferred_work();
         cpu_relax();
         if (spins % 256 != 0) continue;
         const uint64_t now = monotonic_ns();

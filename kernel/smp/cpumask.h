@@ -48,20 +48,24 @@ class CpuMask {
 
 namespace cohort {
 
-/// A CpuMask that CPUs update concurrently (each sets or clears its own bit).
+/// A CpuMask that CPUs update concurrently (each sets or clears its own bit). Every access is
+/// seq_cst: the masks take part in Dekker-style handshakes (a CPU sets its bit, then reads a
+/// generation; another bumps the generation, then reads the mask), which the C++ model
+/// guarantees only when both sides are sequentially consistent. On x86 this costs nothing
+/// extra: the RMWs are locked instructions and the loads plain moves either way.
 class AtomicCpuMask {
   public:
-    void set(uint32_t cpu) { words_[cpu / 64].fetch_or(bit(cpu), std::memory_order_acq_rel); }
-    void clear(uint32_t cpu) { words_[cpu / 64].fetch_and(~bit(cpu), std::memory_order_acq_rel); }
+    void set(uint32_t cpu) { words_[cpu / 64].fetch_or(bit(cpu), std::memory_order_seq_cst); }
+    void clear(uint32_t cpu) { words_[cpu / 64].fetch_and(~bit(cpu), std::memory_order_seq_cst); }
     bool test(uint32_t cpu) const {
-        return (words_[cpu / 64].load(std::memory_order_acquire) & bit(cpu)) != 0;
+        return (words_[cpu / 64].load(std::memory_order_seq_cst) & bit(cpu)) != 0;
     }
     /// Sets the bit and returns whether it was already set.
     bool test_and_set(uint32_t cpu) {
         return (words_[cpu / 64].fetch_or(bit(cpu), std::memory_order_seq_cst) & bit(cpu)) != 0;
     }
     /// Word `w` (CPUs 64w .. 64w+63), for callers that scan without copying 512 bytes.
-    uint64_t word(uint32_t w) const { return words_[w].load(std::memory_order_acquire); }
+    uint64_t word(uint32_t w) const { return words_[w].load(std::memory_order_seq_cst); }
     /// Any bit set among CPUs [0, limit).
     bool any(uint32_t limit = kMaxCpus) const {
         for (uint32_t w = 0; w * 64 < limit; ++w)
@@ -72,7 +76,7 @@ class AtomicCpuMask {
     CpuMask snapshot(uint32_t limit = kMaxCpus) const {
         CpuMask m;
         for (uint32_t w = 0; w * 64 < limit; ++w) {
-            uint64_t v = words_[w].load(std::memory_order_acquire);
+            uint64_t v = words_[w].load(std::memory_order_seq_cst);
             while (v != 0) {
                 const int b = __builtin_ctzll(v);
                 m.set(w * 64 + static_cast<uint32_t>(b));

@@ -11,6 +11,7 @@
 #include "smp/call.h"
 #include "smp/cpu.h"
 #include "sync/spinlock.h"
+#include "sync/lock_ranks.h"
 
 namespace cohort {
 
@@ -31,7 +32,10 @@ void reschedule_handler(x86::InterruptFrame&) {
     x86::lapic_eoi();
 }
 
-SpinLock g_vector_lock;
+std::atomic<uint32_t> g_drop_call_to{UINT32_MAX}; // test hook: ipi_test_drop_next_call
+
+LockClass g_vector_class{"vector allocator", rank::kVectors};
+SpinLock g_vector_lock{&g_vector_class};
 Bitmap<256> g_vectors_used;
 
 } // namespace
@@ -58,11 +62,17 @@ bool ipi_send(CpuData* target, IpiKind kind) {
                   target != nullptr ? static_cast<int>(target->cpu_id) : -1);
         return false;
     }
+    if (kind == IpiKind::Call && g_drop_call_to.load(std::memory_order_relaxed) == target->cpu_id) {
+        uint32_t expected = target->cpu_id;
+        if (g_drop_call_to.compare_exchange_strong(expected, UINT32_MAX)) return false;
+    }
     this_cpu()->counters.ipis_sent[static_cast<int>(kind)].fetch_add(1, std::memory_order_relaxed);
     if (kind == IpiKind::Stop || kind == IpiKind::Backtrace) x86::lapic_send_nmi(target->apic_id);
     else x86::lapic_send_ipi(target->apic_id, kVectorFor[static_cast<int>(kind)]);
     return true;
 }
+
+void ipi_test_drop_next_call(uint32_t cpu) { g_drop_call_to.store(cpu); }
 
 void ipi_count_received(IpiKind kind) {
     this_cpu()->counters.ipis_received[static_cast<int>(kind)].fetch_add(1, std::memory_order_relaxed);

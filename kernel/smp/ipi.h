@@ -19,6 +19,10 @@ void ipi_init();
 /// finished bring-up is refused and logged: its IDT or per-CPU data may not exist yet).
 bool ipi_send(CpuData* target, IpiKind kind);
 
+/// Test hook: the next call IPI to `cpu` is not sent (ipi_send reports failure), as if it
+/// were lost, so tests can show that remote calls recover from it.
+void ipi_test_drop_next_call(uint32_t cpu);
+
 /// Counts a received IPI on the running CPU (called by the handlers).
 void ipi_count_received(IpiKind kind);
 

@@ -5,6 +5,7 @@
 #include "debug/log.h"
 #include "mm/heap.h"
 #include "sync/spinlock.h"
+#include "sync/lock_ranks.h"
 
 extern "C" char __percpu_start[], __percpu_end[];
 
@@ -13,7 +14,8 @@ namespace cohort {
 namespace {
 char* g_template = nullptr; // pristine copy of .percpu, taken before anyone wrote to it
 size_t g_static_size = 0;
-SpinLock g_lock;
+LockClass g_percpu_class{"per-CPU areas", rank::kPercpu};
+SpinLock g_lock{&g_percpu_class};
 size_t g_dynamic_used COHORT_GUARDED_BY(g_lock) = 0;
 
 size_t area_size() { return g_static_size + kPerCpuDynamicSize; }

@@ -2,6 +2,10 @@
 // in, so a steady stream of overlapping readers cannot starve it. (The price: a steady stream
 // of writers can starve readers. Writers among themselves are not FIFO.)
 //
+// Except for readers in interrupt handlers: they wait only for a writer inside, not for one
+// waiting. The context they interrupted may hold the lock shared, and the writer waits for
+// that context, which waits for the handler: with writer preference it would never end.
+//
 // Mirrored by models/rwlock.pml.
 #pragma once
 
@@ -36,9 +40,10 @@ class COHORT_CAPABILITY("rwlock") RwLock {
         const uint64_t start = meta_.wait_start();
         bool contended = false;
         LockWaitWatch watch;
+        const uint32_t blocks = reader_blocked_by();
         uint32_t s = state_.load(std::memory_order_relaxed);
         for (;;) {
-            if ((s & kBlocksReaders) == 0) {
+            if ((s & blocks) == 0) {
                 if (state_.compare_exchange_weak(s, s + 1, std::memory_order_acquire,
                                                  std::memory_order_relaxed))
                     break;
@@ -60,9 +65,10 @@ class COHORT_CAPABILITY("rwlock") RwLock {
         if (!lock_debug::before_try(this, meta_.lock_class(), site)) return lock_hold_abandon();
 #endif
         const uint64_t start = meta_.wait_start();
+        const uint32_t blocks = reader_blocked_by();
         uint32_t s = state_.load(std::memory_order_relaxed);
         do {
-            if ((s & kBlocksReaders) != 0) return lock_hold_abandon();
+            if ((s & blocks) != 0) return lock_hold_abandon();
         } while (!state_.compare_exchange_weak(s, s + 1, std::memory_order_acquire,
                                                std::memory_order_relaxed));
         meta_.acquired_shared(start, false);
@@ -186,6 +192,9 @@ class COHORT_CAPABILITY("rwlock") RwLock {
     static constexpr uint32_t kWaitingMask = 0x7fffu << 16;
     static constexpr uint32_t kWriter = 1u << 31;
     static constexpr uint32_t kBlocksReaders = kWriter | kWaitingMask;
+    static uint32_t reader_blocked_by() {
+        return current_lock_context().in_irq ? kWriter : kBlocksReaders;
+    }
 
     std::atomic<uint32_t> state_{0};
     LockMeta meta_;

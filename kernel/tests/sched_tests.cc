@@ -700,5 +700,95 @@ KTEST(sched, threads_of_a_private_space_see_an_unmap_on_every_cpu) {
     pmm::free_pages(fb);
 }
 
+
+// --- joins and transient references ---------------------------------------------------------
+
+// A waker may hold a task_ref (wait.cc, the sleep_for callback) at the very moment the reaper
+// lets the task go. The joiner must still wake: it waits for the reaper, not for the reference
+// count, which the last task_unref drops without waking anybody.
+struct JoinCase {
+    Task* target;
+    std::atomic<bool> joined{false};
+};
+
+KTEST(sched, join_wakes_while_a_waker_holds_a_reference) {
+    static JoinCase jc;
+    jc.joined = false;
+    jc.target = task_create([](void*) {}, nullptr, {.name = "short-lived"});
+    KASSERT(jc.target != nullptr);
+    task_ref(jc.target); // the waker's reference, held across the exit and the reaping
+    Task* joiner = task_create(
+        [](void*) {
+            task_join(jc.target);
+            jc.joined.store(true);
+        },
+        nullptr, {.name = "joiner"});
+    KASSERT(joiner != nullptr);
+    // Let the target exit and the reaper free its stack (counted, not timed: the reaper's
+    // wake-up of the joiner has happened once the joiner has finished or is blocked again).
+    const uint64_t end = monotonic_ns() + 2'000'000'000;
+    while (!jc.joined.load() && monotonic_ns() < end) sleep_for(1'000'000);
+    task_unref(jc.target); // the waker lets go: refs may drop to the joiner's alone
+    const uint64_t end2 = monotonic_ns() + 2'000'000'000;
+    while (!jc.joined.load() && monotonic_ns() < end2) sleep_for(1'000'000);
+    KEXPECT(jc.joined.load());
+    if (jc.joined.load()) task_join(joiner);
+}
+
+// --- sleepers that move ----------------------------------------------------------------------
+
+// sleep_for's Dekker pair (state vs. done) under migration: every sleeper changes CPU between
+// sleeps, so the timer callback often runs on a CPU other than the sleeper's. A lost wake-up
+// leaves a sleeper blocked forever: counted against a deadline far beyond any sleep.
+struct MovingSleepers {
+    std::atomic<uint32_t> finished{0};
+    std::atomic<uint64_t> sleeps{0};
+    std::atomic<uint64_t> early{0};
+    uint32_t rounds = 0;
+};
+MovingSleepers g_moving;
+
+void moving_sleeper(void* arg) {
+    const uint32_t n = online_cpus();
+    uint32_t cpu = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(arg));
+    const CpuMask all = CpuMask::first_n(cpu_count());
+    for (uint32_t i = 0; i < g_moving.rounds; ++i) {
+        CpuMask one;
+        cpu = (cpu + 1) % cpu_count();
+        while (!cpu_by_id(cpu)->online.load()) cpu = (cpu + 1) % cpu_count();
+        one.set(cpu);
+        task_set_affinity(current_task(), one); // moves at the next switch...
+        const uint64_t ns = 20'000 + (i % 7) * 30'000;
+        const uint64_t t0 = monotonic_ns();
+        sleep_for(ns); // ...which is this sleep: armed here, often fired after the move
+        if (monotonic_ns() - t0 < ns) g_moving.early.fetch_add(1);
+        g_moving.sleeps.fetch_add(1);
+        if (n > 1 && i % 3 == 0) task_set_affinity(current_task(), all);
+    }
+    g_moving.finished.fetch_add(1);
+}
+
+KTEST(sched, sleepers_that_migrate_always_wake) {
+    const uint32_t n = online_cpus();
+    const uint32_t tasks = 2 * n < 32 ? 2 * n : 32;
+    g_moving.finished = 0;
+    g_moving.sleeps = g_moving.early = 0;
+    g_moving.rounds = 200;
+    Task* ts[32];
+    for (uint32_t i = 0; i < tasks; ++i) {
+        ts[i] = task_create(moving_sleeper, reinterpret_cast<void*>(uintptr_t{i}), {.name = "mover"});
+        KASSERT(ts[i] != nullptr);
+    }
+    // Each sleeper needs well under a second of sleeping; a minute means one never woke.
+    const uint64_t end = monotonic_ns() + 60'000'000'000;
+    while (g_moving.finished.load() < tasks && monotonic_ns() < end) sleep_for(10'000'000);
+    ktest::note("%u sleepers on %u CPUs: %lu sleeps, %lu early, %u finished", tasks, n,
+                g_moving.sleeps.load(), g_moving.early.load(), g_moving.finished.load());
+    KEXPECT_EQ(g_moving.finished.load(), tasks);
+    KEXPECT_EQ(g_moving.early.load(), uint64_t{0});
+    if (g_moving.finished.load() == tasks)
+        for (uint32_t i = 0; i < tasks; ++i) task_join(ts[i]);
+}
+
 } // namespace
 } // namespace cohort

@@ -6,6 +6,8 @@
 #include "arch/x86/interrupts.h"
 #include "arch/x86/lapic.h"
 #include "arch/x86/tsc.h"
+#include "smp/call.h"
+#include "smp/cpu.h"
 #include "test/ktest.h"
 #include "sync/cpu_relax.h"
 #include "time/clock.h"
@@ -90,6 +92,38 @@ KTEST(time, timers_fire_in_deadline_order_and_cancel_works) {
     KEXPECT_EQ(order[0].load(), 1u);
     KEXPECT_EQ(order[1].load(), 3u);
     KEXPECT_EQ(order[2].load(), 0u);
+}
+
+
+// A timer embedded in an object that is about to be freed: after timer_cancel_sync returns,
+// its callback is not running anywhere, even when it had already started on another CPU.
+struct SlowTimer {
+    Timer timer;
+    std::atomic<bool> started{false};
+    std::atomic<bool> finished{false};
+};
+
+void arm_slow(void* arg) {
+    auto* st = static_cast<SlowTimer*>(arg);
+    timer_arm(st->timer, monotonic_ns(), [](Timer&, void* p) {
+        auto* s = static_cast<SlowTimer*>(p);
+        s->started.store(true);
+        const uint64_t end = monotonic_ns() + 20'000'000;
+        while (monotonic_ns() < end) cpu_relax();
+        s->finished.store(true);
+    }, st);
+}
+
+KTEST(time, cancel_sync_waits_for_a_running_callback) {
+    if (cpus_online() < 2) return ktest::skip("needs at least 2 CPUs");
+    static SlowTimer st;
+    st.started = st.finished = false;
+    KASSERT(call_on(1, arm_slow, &st, true) == CallStatus::Ok);
+    const uint64_t end = monotonic_ns() + 5'000'000'000;
+    while (!st.started.load() && monotonic_ns() < end) cpu_relax();
+    KASSERT(st.started.load());
+    KEXPECT(!timer_cancel_sync(st.timer)); // it had fired: nothing was pending
+    KEXPECT(st.finished.load());           // and its callback is over
 }
 
 } // namespace

@@ -4,6 +4,7 @@
 #include "arch/x86/cpu.h"
 #include "debug/fault_catcher.h"
 #include "mm/address_space.h"
+#include "mm/heap.h"
 #include "mm/layout.h"
 #include "mm/phys.h"
 #include "mm/pmm.h"
@@ -70,6 +71,76 @@ KTEST(tlb, kernel_remap_is_seen_by_every_cpu) {
     ktest::note("%u of %u CPUs saw the new frame; %lu shootdown(s) to %lu remote CPUs",
                 count_online() - stale, count_online(), after.shootdowns - before.shootdowns,
                 after.remote_cpus - before.remote_cpus);
+    vmm::unmap(r.va, layout::kPageSize);
+    pmm::free_pages(a);
+    pmm::free_pages(b);
+}
+
+// A shootdown must not need memory: it is what frees memory (stacks, page tables), so it runs
+// exactly when memory is short. With every page and every small heap object taken, a remap
+// must still reach every CPU. (Shootdowns that allocated their requests flushed only locally
+// here, and the callers freed the frames anyway.)
+struct Hoard {
+    uint64_t pages = 0;      // a list threaded through the hoarded frames themselves
+    uint64_t page_count = 0;
+    void* objects = nullptr; // the same for heap objects
+    uint64_t object_count = 0;
+};
+
+void hoard_everything(Hoard& h) {
+    while (const uint64_t f = pmm::alloc_page()) {
+        *phys_to_virt<uint64_t>(f) = h.pages;
+        h.pages = f;
+        ++h.page_count;
+    }
+    // Then whatever the heap's slabs still hold, in every size class a request array could use.
+    for (size_t size = 4096; size >= 16; size /= 2) {
+        while (void* p = kmalloc(size)) {
+            *static_cast<void**>(p) = h.objects;
+            h.objects = p;
+            ++h.object_count;
+        }
+    }
+}
+
+void release_hoard(Hoard& h) {
+    while (h.objects != nullptr) {
+        void* next = *static_cast<void**>(h.objects);
+        kfree(h.objects);
+        h.objects = next;
+    }
+    while (h.pages != 0) {
+        const uint64_t next = *phys_to_virt<uint64_t>(h.pages);
+        pmm::free_pages(h.pages);
+        h.pages = next;
+    }
+}
+
+KTEST(tlb, shootdown_needs_no_memory) {
+    const uint64_t a = frame_with(kValueA), b = frame_with(kValueB);
+    KASSERT(a != 0 && b != 0);
+    static ReadAll r;
+    r.va = layout::kMmioAreaBase + layout::kMmioAreaSize - 0x800000;
+    KASSERT(vmm::map(r.va, a, layout::kPageSize, vmm::kRead | vmm::kWrite));
+    KASSERT(call_on_all(read_va, &r, true, true) == CallStatus::Ok);
+    static Hoard h;
+    h = Hoard{};
+    hoard_everything(h);
+    // Remapping within the same page table needs no new memory, the shootdown must not either.
+    KEXPECT_EQ(vmm::unmap(r.va, layout::kPageSize), uint64_t{1});
+    const bool mapped = vmm::map(r.va, b, layout::kPageSize, vmm::kRead | vmm::kWrite);
+    const CallStatus s = call_on_all(read_va, &r, true, true);
+    const bool still_none = pmm::alloc_page() == 0;
+    release_hoard(h);
+    KASSERT(mapped);
+    KASSERT(s == CallStatus::Ok);
+    uint32_t stale = 0;
+    for (uint32_t i = 0; i < cpu_count(); ++i)
+        if (cpu_by_id(i)->online.load()) stale += r.seen[i] != kValueB;
+    ktest::note("%lu pages and %lu heap objects taken; %u of %u CPUs saw the new frame",
+                h.page_count, h.object_count, count_online() - stale, count_online());
+    KEXPECT(still_none);
+    KEXPECT_EQ(stale, 0u);
     vmm::unmap(r.va, layout::kPageSize);
     pmm::free_pages(a);
     pmm::free_pages(b);

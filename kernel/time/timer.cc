@@ -8,22 +8,27 @@
 #include "arch/x86/vectors.h"
 #include "smp/cpu.h"
 #include "smp/percpu.h"
+#include "sync/cpu_relax.h"
 #include "sync/spinlock.h"
 #include "time/clock.h"
+#include "sync/lock_ranks.h"
 
 namespace cohort {
 
 namespace {
 
 // Ranked above the run queues: the scheduler arms and cancels timers with its queue locked.
-LockClass g_timer_class{"timer queue", 80};
+LockClass g_timer_class{"timer queue", rank::kTimerQueue};
 
 struct TimerQueue {
     SpinLock lock{&g_timer_class};
     IntrusiveList<Timer, &Timer::link> pending COHORT_GUARDED_BY(lock); // by deadline
     uint64_t programmed COHORT_GUARDED_BY(lock) = 0; // deadline the LAPIC is set for, 0 = none
     uint64_t fired = 0;                              // this CPU only
-    bool ready = false;
+    // The timer whose callback runs now, for timer_cancel_sync (the Timer itself may be gone
+    // once its callback has run, so this is the only trace left of it).
+    std::atomic<Timer*> running{nullptr};
+    std::atomic<bool> ready{false}; // read by other CPUs
 };
 // Lists point at themselves, so the per-CPU copy is constructed in place by each CPU.
 COHORT_PERCPU(TimerQueue, g_timers);
@@ -65,6 +70,8 @@ void timer_interrupt(x86::InterruptFrame&) {
     x86::lapic_eoi();
     for (;;) {
         Timer* t;
+        TimerFn fn;
+        void* arg;
         {
             Guard<SpinLock, IrqSave> g(q.lock);
             q.programmed = 0; // the one-shot has expired
@@ -74,11 +81,17 @@ void timer_interrupt(x86::InterruptFrame&) {
                 return;
             }
             q.pending.remove(*t);
+            // Taken under the lock: once it is dropped, a cancel on another CPU finds the timer
+            // idle and its owner may re-arm it with another function or free it.
+            fn = t->fn;
+            arg = t->arg;
+            q.running.store(t, std::memory_order_relaxed);
             t->cpu.store(UINT32_MAX, std::memory_order_release);
         }
         ++q.fired;
         // Unlocked: the callback may arm timers (on this queue too) or wake tasks.
-        t->fn(*t, t->arg);
+        fn(*t, arg);
+        q.running.store(nullptr, std::memory_order_release);
     }
 }
 
@@ -88,7 +101,7 @@ void timer_init_cpu(CpuData* cpu) {
     TimerQueue* q = &per_cpu_on(cpu, g_timers);
     new (q) TimerQueue();
     x86::set_irq_handler(x86::kVecLapicTimer, timer_interrupt); // shared IDT: same every time
-    q->ready = true;
+    q->ready.store(true, std::memory_order_release);
 }
 
 void timer_arm(Timer& t, uint64_t deadline_ns, TimerFn fn, void* arg) {
@@ -96,7 +109,7 @@ void timer_arm(Timer& t, uint64_t deadline_ns, TimerFn fn, void* arg) {
     // queue the timer where it cannot program the LAPIC.
     x86::InterruptGuard irq;
     TimerQueue& q = per_cpu(g_timers);
-    COHORT_ASSERT(q.ready);
+    COHORT_ASSERT(q.ready.load(std::memory_order_relaxed));
     Guard<SpinLock, NoIrq> g(q.lock);
     COHORT_ASSERT(!t.link.linked());
     t.deadline_ns = deadline_ns;
@@ -123,7 +136,20 @@ bool timer_cancel(Timer& t) {
     }
 }
 
-bool timer_ready_here() { return per_cpu(g_timers).ready; }
+bool timer_cancel_sync(Timer& t) {
+    if (timer_cancel(t)) return true;
+    // Fired, or never armed: its callback may still be running somewhere. Wait until no CPU
+    // runs it; after that nothing touches `t` again.
+    for (uint32_t c = 0; c < cpu_count(); ++c) {
+        const CpuData* cpu = cpu_by_id(c);
+        if (cpu == nullptr || cpu == this_cpu()) continue; // ours cannot be mid-callback here
+        const TimerQueue& q = per_cpu_on(cpu, g_timers);
+        while (q.running.load(std::memory_order_acquire) == &t) cpu_relax();
+    }
+    return false;
+}
+
+bool timer_ready_here() { return per_cpu(g_timers).ready.load(std::memory_order_relaxed); }
 
 uint64_t timer_fired_count() { return per_cpu(g_timers).fired; }
 

@@ -42,6 +42,11 @@ void timer_arm(Timer& t, uint64_t deadline_ns, TimerFn fn, void* arg);
 /// when it returns false.
 bool timer_cancel(Timer& t);
 
+/// timer_cancel, and if the timer had already fired, waits until its callback has returned on
+/// whatever CPU ran it: afterwards the timer (and what its callback uses) may be freed. Not
+/// from the timer's own callback, nor from a handler that interrupted it.
+bool timer_cancel_sync(Timer& t);
+
 /// Timers that fired on the calling CPU so far (statistics, tests).
 uint64_t timer_fired_count();
 

@@ -1,6 +1,8 @@
 // x86 implementation of mm/address_space.h.
 #include "mm/address_space.h"
 
+#include "sync/lock_ranks.h"
+
 #include <cstring>
 #include <new>
 
@@ -8,6 +10,7 @@
 #include "arch/x86/cpu_features.h"
 #include "arch/x86/paging.h"
 #include "debug/log.h"
+#include "debug/panic.h"
 #include "mm/heap.h"
 #include "mm/layout.h"
 #include "mm/pcid_cache.h"
@@ -18,6 +21,8 @@
 #include "smp/tlb.h"
 
 namespace cohort {
+
+LockClass g_address_space_class{"address space", rank::kAddressSpace};
 
 namespace {
 
@@ -54,6 +59,12 @@ AddressSpace* address_space_create() {
 
 void address_space_destroy(AddressSpace* as) {
     if (as == nullptr || as == &g_kernel_as) return;
+    // A CPU still running it would keep walking page tables we are about to free. (PCID slots
+    // that still name it need no cleanup: ids are never reused, so no later space matches.)
+    const CpuMask users = as->active.snapshot(cpu_count());
+    if (!users.empty())
+        panic("address space %lu destroyed while cpu%u (and %zu other(s)) still run it", as->id,
+              users.first(), users.count() - 1);
     uint64_t* root = table(as->root);
     for (unsigned i = 0; i < 256; ++i)
         if (root[i] & x86::pte::kPresent) x86::pt_free_tree(root[i] & x86::pte::kAddrMask, 3);

@@ -159,6 +159,15 @@ extern "C" void interrupt_dispatch(cohort::x86::InterruptFrame* frame) {
     CpuData* cpu = this_cpu();
     cpu->counters.interrupts.fetch_add(1, std::memory_order_relaxed);
     if (frame->vector == x86::kVecNmi) {
+        if (cpu->nmi_depth != 0) {
+            // An NMI inside the NMI handler: an exception in it returned with IRET, which
+            // unblocks NMIs, and this one reused the NMI stack, overwriting the outer frame
+            // (Linux's nested-NMI dance avoids this; our handler only prints and never faults on
+            // purpose). The outer handler cannot be returned to: stop here, saying why.
+            console_printf("*** cpu%u: nested NMI at rip %#lx; the NMI stack was reused, stopping\n",
+                           cpu->cpu_id, frame->rip);
+            x86::halt_forever();
+        }
         ++cpu->nmi_depth;
         handle_nmi(*frame);
         --cpu->nmi_depth;
