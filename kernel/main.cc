@@ -3,6 +3,7 @@
 
 #include "arch/x86/cpu.h"
 #include "arch/x86/cpu_features.h"
+#include "arch/x86/cpu_stacks.h"
 #include "arch/x86/gdt.h"
 #include "arch/x86/interrupts.h"
 #include "arch/x86/lapic.h"
@@ -16,7 +17,6 @@
 #include "debug/panic.h"
 #include "debug/ubsan.h"
 #include "mm/heap.h"
-#include "mm/kstack.h"
 #include "mm/layout.h"
 #include "mm/phys.h"
 #include "mm/pmm.h"
@@ -45,8 +45,6 @@ namespace {
 // Until guarded stacks exist, the boot CPU's IST stacks are plain static arrays.
 constexpr size_t kEarlyIstSize = 8192;
 alignas(16) char g_early_ist[x86::kIstCount][kEarlyIstSize];
-constexpr size_t kKernelStackSize = 64 * 1024;
-constexpr size_t kIstStackSize = 16 * 1024;
 
 void log_memory_map(const MemoryMap& map) {
     for (const MemRegion& r : map.regions())
@@ -90,21 +88,16 @@ void main_task(void*);
 /// hits a guard page instead of silently corrupting .bss.
 [[noreturn]] void switch_to_guarded_stacks() {
     CpuData* cpu = this_cpu();
-    const KernelStack stack = kstack_alloc(kKernelStackSize);
-    if (!stack.valid()) panic("boot: cannot allocate the boot CPU's kernel stack");
-    for (int i = 0; i < x86::kIstCount; ++i) {
-        const KernelStack ist = kstack_alloc(kIstStackSize);
-        if (!ist.valid()) panic("boot: cannot allocate IST stack %d", i + 1);
-        x86::set_ist(cpu->tables, static_cast<x86::IstSlot>(i + 1), ist.top);
-        cpu->ist_tops[i] = ist.top;
-    }
-    cpu->kernel_stack_top = stack.top;
-    cpu->kernel_stack_bottom = stack.bottom;
+    if (!x86::alloc_cpu_stacks(*cpu)) panic("boot: cannot allocate the boot CPU's stacks");
+    // The TSS is live: patch in the new IST stacks (the early ones are static and stay valid
+    // until each slot is replaced).
+    for (int i = 0; i < x86::kIstCount; ++i)
+        x86::set_ist(cpu->tables, static_cast<x86::IstSlot>(i + 1), cpu->ist_tops[i]);
     asm volatile("movq %0, %%rsp\n\t"
                  "xorl %%ebp, %%ebp\n\t"
                  "call *%1"
                  :
-                 : "r"(stack.top), "r"(&kernel_main_on_guarded_stack)
+                 : "r"(cpu->kernel_stack_top), "r"(&kernel_main_on_guarded_stack)
                  : "memory");
     __builtin_unreachable();
 }

@@ -7,6 +7,7 @@ set(COHORT_PORTABLE_SOURCES
   acpi/srat.cc
   acpi/subtable.cc
   acpi/tables.cc
+  arch/x86/cpu_compat.cc
   lib/cmdline.cc
   lib/format.cc
   lib/glob.cc
@@ -14,6 +15,7 @@ set(COHORT_PORTABLE_SOURCES
   mm/frame_allocator.cc
   mm/slab_heap.cc
   sched/fair.cc
+  smp/cpu_list.cc
   sync/lock_class.cc
   sync/lock_debug.cc
 )

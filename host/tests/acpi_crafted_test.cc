@@ -3,6 +3,8 @@
 #include "acpi/madt.h"
 #include "acpi/srat.h"
 #include "acpi/tables.h"
+#include "smp/cpu_list.h"
+#include "smp/cpumask.h"
 #include "phys_image.h"
 
 #include <gtest/gtest.h>
@@ -147,6 +149,70 @@ TEST(AcpiMadt, CpuCapacityReportsTruncation) {
     EXPECT_EQ(p.topo.cpus.dropped(), 6u);
     EXPECT_EQ(p.topo.enabled, 10u);
     EXPECT_EQ(p.log.count(ErrorCode::OutputTruncated), 1u);
+}
+
+TEST(AcpiMadt, MoreCpusThanKMaxCpusKeepsTheFirstAndTheBsp) {
+    // 10 more enabled CPUs than CpuMask can hold, the boot CPU listed last (past the cut).
+    constexpr uint32_t kListed = cohort::kMaxCpus + 10;
+    constexpr uint32_t kBsp = 2 * (kListed - 1);
+    Builder t = madt(5);
+    for (uint32_t i = 0; i < kListed; ++i)
+        x2apic(t, 2 * i, i, 1);
+    Parsed p(finish(t), kBsp);
+    ASSERT_TRUE(p.ok);
+    ASSERT_EQ(p.topo.cpus.size(), kListed);
+    ASSERT_TRUE(p.topo.bsp);
+
+    std::vector<cohort::ApTarget> out(cohort::kMaxCpus);
+    const cohort::CpuListResult r =
+        cohort::select_cpus_to_start(p.topo, kBsp, false, cohort::kMaxCpus, out);
+    EXPECT_EQ(r.aps + 1, cohort::kMaxCpus); // the APs plus the boot CPU
+    EXPECT_EQ(r.startable, kListed);
+    EXPECT_EQ(r.over_limit, 10u);
+    EXPECT_EQ(r.left_alone, 0u);
+    EXPECT_EQ(r.no_room, 0u);
+    for (size_t i = 0; i < r.aps; ++i) {
+        EXPECT_NE(out[i].apic_id, kBsp);
+        EXPECT_EQ(out[i].apic_id, 2 * i); // table order: the first ones are kept
+    }
+}
+
+TEST(AcpiMadt, CpuLimitCountsOnlyStartableCpus) {
+    Builder t = madt(5);
+    lapic(t, 0, 0, 1);
+    lapic(t, 1, 1, 2); // online capable: left alone by default
+    lapic(t, 2, 2, 0); // disabled
+    for (uint8_t i = 3; i < 8; ++i)
+        lapic(t, i, i, 1);
+    Parsed p(finish(t), 5);
+    ASSERT_TRUE(p.ok);
+    std::vector<cohort::ApTarget> out(8);
+    cohort::CpuListResult r = cohort::select_cpus_to_start(p.topo, 5, false, 4, out);
+    EXPECT_EQ(r.aps, 3u);
+    EXPECT_EQ(out[0].apic_id, 0u);
+    EXPECT_EQ(out[1].apic_id, 3u);
+    EXPECT_EQ(out[2].apic_id, 4u);
+    EXPECT_EQ(r.startable, 6u); // 0, 3..7 with the boot CPU (5)
+    EXPECT_EQ(r.over_limit, 2u);
+    EXPECT_EQ(r.left_alone, 2u);
+
+    r = cohort::select_cpus_to_start(p.topo, 5, true, 100, out);
+    EXPECT_EQ(r.aps, 6u);
+    EXPECT_EQ(out[1].apic_id, 1u);
+    EXPECT_EQ(r.over_limit, 0u);
+    EXPECT_EQ(r.left_alone, 1u);
+
+    // A boot CPU the MADT does not list still takes one of the slots.
+    r = cohort::select_cpus_to_start(p.topo, 99, false, 2, out);
+    EXPECT_EQ(r.aps, 1u);
+    EXPECT_EQ(r.startable, 7u);
+    EXPECT_EQ(r.over_limit, 5u);
+
+    // Too little room is told apart from the limit.
+    r = cohort::select_cpus_to_start(p.topo, 5, false, 100, std::span(out).first(2));
+    EXPECT_EQ(r.aps, 2u);
+    EXPECT_EQ(r.no_room, 3u);
+    EXPECT_EQ(r.over_limit, 0u);
 }
 
 TEST(AcpiMadt, NmiSourceAndAddressOverride) {

@@ -37,7 +37,8 @@ constexpr ParamInfo kKnown[] = {
     {"smp.timeout_ms", "one timeout for the whole AP bring-up (default 1000)"},
     {"smp.online_capable", "also start CPUs the MADT marks online-capable"},
     {"smp.inject_stall", "APICID[@longmode|tables|features|lapic]: that AP stops there (tests)"},
-    {"smp.inject_feature_mismatch", "APICID: that AP pretends its CPUID differs (tests)"},
+    {"smp.inject_feature_mismatch", "APICID: that AP acts as if it lacked MCE and XSAVE (tests)"},
+    {"smp.inject_tsc_warp", "CPU: move that AP's TSC ahead to test the warp check (tests)"},
     {"smp.inject_trampoline_corruption", "corrupt the trampoline copy to test the check (tests)"},
 };
 } // namespace

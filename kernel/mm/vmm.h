@@ -19,8 +19,9 @@ enum Prot : uint32_t {
 /// dropping the loader-era identity mapping.
 void init(const MemoryMap& map);
 
-/// Maps [va, va+size) to [pa, pa+size) with 4 KiB pages in the kernel half. Fails (false,
-/// logged) rather than silently replacing an existing different mapping.
+/// Maps [va, va+size) to [pa, pa+size) with 4 KiB pages in the kernel page tables. Fails
+/// (false, logged) rather than silently replacing an existing different mapping. Kernel-half
+/// mappings are global; lower-half ones (the AP trampoline's identity map) never are.
 [[nodiscard]] bool map(uint64_t va, uint64_t pa, uint64_t size, uint32_t prot);
 /// Unmaps 4 KiB pages and flushes them from this CPU's TLB. Returns how many were mapped.
 uint64_t unmap(uint64_t va, uint64_t size);
@@ -29,6 +30,8 @@ uint64_t unmap(uint64_t va, uint64_t size);
 void drop_low_half();
 /// Physical address `va` maps to, or UINT64_MAX.
 uint64_t translate(uint64_t va);
+/// Page-table pages in use below the roots of every address space (built during boot or since).
+int64_t page_table_pages();
 
 /// Maps device memory (uncached) or firmware memory outside the direct map; returns the
 /// virtual address of `pa` itself (offset preserved), or nullptr when out of address space.

@@ -13,6 +13,8 @@
 #include "mm/layout.h"
 #include "mm/phys.h"
 #include "mm/vmm.h"
+#include "smp/cpu_list.h"
+#include "smp/cpumask.h"
 
 namespace cohort {
 
@@ -227,16 +229,18 @@ const PlatformTopology& platform_acpi_init(uint32_t bsp_apic_id) {
         log_warn("acpi: the running CPU (APIC id %u) is not in the MADT", bsp_apic_id);
 
     const bool start_online_capable = param_bool("smp.online_capable", false);
-    auto targets = alloc_span<ApTarget>(t.madt.cpus.size());
-    size_t n = 0;
-    for (const acpi::CpuEntry& c : t.madt.cpus.items()) {
-        if (c.apic_id == bsp_apic_id) continue;
-        const bool start = c.state == acpi::CpuState::Enabled ||
-                           (c.state == acpi::CpuState::OnlineCapable && start_online_capable);
-        if (start && n < targets.size()) targets[n++] = {c.apic_id, c.uid};
-        else ++t.not_started;
-    }
-    t.aps = targets.first(n);
+    const size_t room = t.madt.cpus.size() < kMaxCpus ? t.madt.cpus.size() : kMaxCpus - 1;
+    auto targets = alloc_span<ApTarget>(room);
+    const CpuListResult picked =
+        select_cpus_to_start(t.madt, bsp_apic_id, start_online_capable, kMaxCpus, targets);
+    t.aps = targets.first(picked.aps);
+    t.not_started = static_cast<uint32_t>(picked.left_alone + picked.over_limit + picked.no_room);
+    t.over_limit = static_cast<uint32_t>(picked.over_limit);
+    if (picked.over_limit != 0)
+        log_warn("acpi: MADT lists %lu CPUs; starting the first %u (kMaxCpus), %lu left offline",
+                 picked.startable, kMaxCpus, picked.over_limit);
+    if (picked.no_room != 0)
+        log_error("acpi: out of memory for the CPU list; %lu CPUs left offline", picked.no_room);
     t.valid = true;
     log_info("acpi: MADT rev %u: %lu CPUs (%lu enabled, %lu online-capable), %lu IOAPIC%s, "
              "%lu overrides, LAPIC at %#lx",

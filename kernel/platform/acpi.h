@@ -18,7 +18,8 @@ struct PlatformTopology {
     uint8_t madt_revision = 0;
     acpi::MadtTopology madt;       // spans point into heap storage owned by this module
     std::span<const ApTarget> aps; // CPUs to start (enabled, not the BSP)
-    uint32_t not_started = 0;      // online-capable or disabled CPUs left alone
+    uint32_t not_started = 0;      // CPUs left alone: online-capable, disabled or over_limit
+    uint32_t over_limit = 0;       // startable CPUs beyond kMaxCpus (the first ones are kept)
     uint64_t lapic_address = 0;
     acpi::RootKind root_kind = acpi::RootKind::Rsdt;
     uint8_t rsdp_revision = 0;

@@ -1,6 +1,7 @@
 // Memory management: allocators under stress, stack guards, W^X, and RAM size.
 #include <cstring>
 
+#include "arch/x86/cpu_features.h"
 #include "arch/x86/paging.h"
 #include "boot/bootinfo.h"
 #include "boot/params.h"
@@ -219,6 +220,31 @@ KTEST(mm, map_write_unmap_roundtrip) {
     FaultInfo f{};
     KEXPECT(run_catching_faults([](void* p) { (void)*static_cast<volatile uint64_t*>(p); },
                                 reinterpret_cast<void*>(va), &f));
+    pmm::free_pages(frame);
+}
+
+KTEST(mm, lower_half_mappings_are_not_global) {
+    // A global lower-half entry would survive the CR3 reload that flushes that half, and show
+    // through in private address spaces. The AP trampoline is the real user of such mappings;
+    // this maps one page the same way, plus a kernel-half alias to show G is in use at all.
+    const uint64_t frame = pmm::alloc_zeroed_page();
+    KASSERT(frame != 0);
+    const uint64_t low = 0x00007fffffe00000; // below the canonical end of the lower half
+    const uint64_t high = layout::kMmioAreaBase + layout::kMmioAreaSize - 0x600000;
+    KASSERT(vmm::map(low, frame, layout::kPageSize, vmm::kRead));
+    KASSERT(vmm::map(high, frame, layout::kPageSize, vmm::kRead));
+    const uint64_t* lo = x86::pt_walk(vmm::kernel_root(), low, 1, /*create=*/false);
+    const uint64_t* hi = x86::pt_walk(vmm::kernel_root(), high, 1, /*create=*/false);
+    KEXPECT(lo != nullptr && (*lo & x86::pte::kPresent));
+    KEXPECT(hi != nullptr && (*hi & x86::pte::kPresent));
+    if (lo != nullptr) KEXPECT_EQ(*lo & x86::pte::kGlobal, uint64_t{0});
+    if (hi != nullptr && x86::boot_cpu_features().pge)
+        KEXPECT_EQ(*hi & x86::pte::kGlobal, x86::pte::kGlobal);
+    KEXPECT_EQ(vmm::unmap(low, layout::kPageSize), uint64_t{1});
+    KEXPECT_EQ(vmm::unmap(high, layout::kPageSize), uint64_t{1});
+    // Frees the page-table pages the lower-half mapping created (nothing else lives there).
+    vmm::drop_low_half();
+    KEXPECT_EQ(vmm::translate(low), UINT64_MAX);
     pmm::free_pages(frame);
 }
 

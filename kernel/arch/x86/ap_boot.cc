@@ -4,11 +4,15 @@
 #include <new>
 
 #include "arch/x86/cpu.h"
+#include "arch/x86/cpu_compat.h"
 #include "arch/x86/cpu_features.h"
+#include "arch/x86/cpu_stacks.h"
+#include "arch/x86/fpu.h"
 #include "arch/x86/gdt.h"
 #include "arch/x86/interrupts.h"
 #include "arch/x86/lapic.h"
 #include "arch/x86/trampoline.h"
+#include "arch/x86/tsc_sync.h"
 #include "arch/x86/vectors.h"
 #include "boot/bootinfo.h"
 #include "boot/params.h"
@@ -16,7 +20,6 @@
 #include "debug/panic.h"
 #include "lib/format.h"
 #include "mm/heap.h"
-#include "mm/kstack.h"
 #include "mm/layout.h"
 #include "mm/phys.h"
 #include "mm/vmm.h"
@@ -24,6 +27,7 @@
 #include "sched/sched.h"
 #include "smp/call.h"
 #include "smp/cpu.h"
+#include "smp/cpumask.h"
 #include "smp/percpu.h"
 #include "smp/smp.h"
 #include "time/clock.h"
@@ -32,8 +36,6 @@ namespace cohort {
 
 namespace {
 
-constexpr size_t kKernelStackSize = 64 * 1024;
-constexpr size_t kIstStackSize = 16 * 1024;
 constexpr uint64_t kPage = layout::kPageSize;
 
 SmpBootReport g_report{1, 0, 1, 0, 0, false};
@@ -71,17 +73,15 @@ void maybe_stall(CpuData* cpu, BootStage reached) {
     x86::halt_forever();
 }
 
-/// Features whose absence on an AP would break assumptions the BSP already acted on.
-bool features_compatible(const x86::CpuFeatures& bsp, const x86::CpuFeatures& ap) {
-    auto missing = [](bool on_bsp, bool on_ap) { return on_bsp && !on_ap; };
-    return !(missing(bsp.apic, ap.apic) || missing(bsp.x2apic, ap.x2apic) || missing(bsp.nx, ap.nx) ||
-             missing(bsp.pdpe1gb, ap.pdpe1gb) || missing(bsp.pge, ap.pge) ||
-             missing(bsp.smep, ap.smep) || missing(bsp.smap, ap.smap) ||
-             missing(bsp.umip, ap.umip) || missing(bsp.fxsr, ap.fxsr) ||
-             missing(bsp.sse2, ap.sse2) || missing(bsp.xsave, ap.xsave) ||
-             missing(bsp.avx, ap.avx) || missing(bsp.pcid, ap.pcid) ||
-             missing(bsp.tsc_deadline, ap.tsc_deadline) || memcmp(bsp.vendor, ap.vendor, 12) != 0);
+/// What an AP must offer: what the boot CPU turned on or chose from its own CPUID.
+x86::CpuRequirements boot_cpu_requirements() {
+    x86::CpuRequirements need{x86::boot_cpu_features(), x86::fpu_xcr0()};
+    need.features.x2apic = x86::lapic_mode() == x86::ApicMode::X2Apic;
+    need.features.pcid = x86::pcid_enabled();
+    need.features.tsc_deadline = x86::lapic_timer_has_deadline();
+    return need;
 }
+x86::CpuRequirements g_requirements{};
 
 void parse_injections() {
     if (auto v = params().get("smp.inject_stall")) {
@@ -136,15 +136,7 @@ CpuData* make_cpu(uint32_t cpu_id, const ApTarget& t) {
     cpu->cpu_id = cpu_id;
     cpu->apic_id = t.apic_id;
     cpu->acpi_uid = t.acpi_uid;
-    const KernelStack stack = kstack_alloc(kKernelStackSize);
-    if (!stack.valid()) return nullptr;
-    cpu->kernel_stack_top = stack.top;
-    cpu->kernel_stack_bottom = stack.bottom;
-    for (int i = 0; i < x86::kIstCount; ++i) {
-        const KernelStack ist = kstack_alloc(kIstStackSize);
-        if (!ist.valid()) return nullptr;
-        cpu->ist_tops[i] = ist.top;
-    }
+    if (!x86::alloc_cpu_stacks(*cpu)) return nullptr;
     if (!percpu_setup(cpu)) return nullptr;
     return cpu;
 }
@@ -181,12 +173,26 @@ extern "C" [[noreturn]] void ap_entry(CpuData* cpu) {
     advance(cpu, BootStage::Tables);
     maybe_stall(cpu, BootStage::Tables);
 
-    const x86::CpuFeatures mine = x86::detect_cpu_features();
-    if (cpu->apic_id == g_mismatch_apic || !features_compatible(x86::boot_cpu_features(), mine)) {
+    x86::CpuFeatures mine = x86::detect_cpu_features();
+    if (cpu->apic_id == g_mismatch_apic) {
+        // Lack MCE and every XSAVE component; another vendor where the boot CPU has neither.
+        mine.mce = false;
+        mine.xsave_components = 0;
+        if (!x86::missing_features(g_requirements, mine).any()) mine.vendor[0] ^= 1;
+    }
+    const x86::MissingFeatures missing = x86::missing_features(g_requirements, mine);
+    if (missing.any()) {
+        // Refuse before enable_security_features: it would load CR4 bits and an XCR0 this CPU
+        // cannot take (#GP with no handler to recover).
+        char names[256];
+        x86::describe_missing(missing, names, sizeof(names));
+        log_error("smp: cpu%u (APIC id %u) lacks what the boot CPU uses: %s; not starting it",
+                  cpu->cpu_id, cpu->apic_id, names);
         cpu->boot_stage.store(BootStage::FeatureMismatch, std::memory_order_release);
         x86::halt_forever();
     }
     x86::enable_security_features();
+    x86::tsc_sync_ap_early(cpu->cpu_id, mine);
     cpu->cr0_seen = x86::read_cr0();
     cpu->cr4_seen = x86::read_cr4();
     cpu->efer_seen = x86::rdmsr(x86::msr::kEfer);
@@ -215,17 +221,29 @@ SmpBootReport smp_boot(std::span<const ApTarget> all_targets) {
         log_warn("smp: smp.max_cpus=0 makes no sense; starting only the boot CPU");
         max_cpus = 1;
     }
+    // platform_acpi_init already keeps the list within kMaxCpus; this guards any other caller,
+    // since a CPU id at or above it would write past every CpuMask.
+    const bool capped = max_cpus >= kMaxCpus;
+    if (capped) max_cpus = kMaxCpus;
     const size_t n = all_targets.size() < max_cpus - 1 ? all_targets.size() : max_cpus - 1;
     const std::span<const ApTarget> targets = all_targets.first(n);
-    if (n < all_targets.size())
+    if (n < all_targets.size() && capped)
+        log_warn("smp: %lu CPUs to start; starting the first %u (kMaxCpus)", all_targets.size() + 1,
+                 kMaxCpus);
+    else if (n < all_targets.size())
         log_info("smp: smp.max_cpus=%lu: starting %lu of %lu APs", max_cpus, n, all_targets.size());
     const uint64_t timeout_ms = param_u64("smp.timeout_ms", 1000);
     if (n == 0) {
         g_report = rep;
+        // The same line as with many CPUs, so scripts and people find it on every machine.
+        log_info("smp: %u of %u CPUs online in %lu us", rep.online, rep.present, rep.duration_us);
         return rep;
     }
 
+    x86::ApBootEntry* entries = nullptr;
     auto abort = [&](const char* why) {
+        // Every abort comes before the first INIT: no AP can be reading the table.
+        kfree(entries);
         log_error("smp: %s; continuing with the boot CPU only", why);
         rep.aborted = true;
         g_report = rep;
@@ -233,8 +251,10 @@ SmpBootReport smp_boot(std::span<const ApTarget> all_targets) {
     };
 
     // Everything an AP needs exists before any AP is woken.
+    g_requirements = boot_cpu_requirements();
+    x86::tsc_sync_prepare();
     auto** table = static_cast<CpuData**>(kzalloc((n + 1) * sizeof(CpuData*)));
-    auto* entries = static_cast<x86::ApBootEntry*>(kzalloc(n * sizeof(x86::ApBootEntry)));
+    entries = static_cast<x86::ApBootEntry*>(kzalloc(n * sizeof(x86::ApBootEntry)));
     if (table == nullptr || entries == nullptr) return abort("out of memory for the CPU table");
     table[0] = this_cpu();
     for (size_t i = 0; i < n; ++i) {
@@ -347,6 +367,17 @@ SmpBootReport smp_boot(std::span<const ApTarget> all_targets) {
     memset(code_page, 0, 2 * kPage);
     vmm::unmap(page, 2 * kPage);
     vmm::drop_low_half();
+    // Only trampoline code reads the APIC-id table, and no AP can still be in it: those that
+    // reached ap_entry (BootStage::LongMode or later) finished the lookup, the rest were sent
+    // back to wait-for-SIPI above, and since then the drop_low_half shootdown has made a
+    // round trip to every online CPU.
+    kfree(entries);
+    entries = nullptr;
+
+    // After bring-up rather than during it: pairing each AP with the boot CPU as it arrives
+    // would serialise the parallel start-up; here the APs wait in their idle loops while the
+    // boot CPU tests one after the other.
+    x86::tsc_sync_check_all();
 
     log_info("smp: %u of %u CPUs online in %lu us", rep.online, rep.present, rep.duration_us);
     if (log_level() >= LogLevel::Debug) {

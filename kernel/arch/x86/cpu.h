@@ -81,6 +81,8 @@ constexpr uint32_t kFsBase = 0xc0000100;
 constexpr uint32_t kGsBase = 0xc0000101;
 constexpr uint32_t kKernelGsBase = 0xc0000102;
 constexpr uint32_t kTscDeadline = 0x6e0;
+constexpr uint32_t kTsc = 0x10;       // IA32_TIME_STAMP_COUNTER
+constexpr uint32_t kTscAdjust = 0x3b; // IA32_TSC_ADJUST
 } // namespace msr
 
 namespace efer {

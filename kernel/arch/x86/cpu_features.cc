@@ -46,10 +46,17 @@ CpuFeatures detect_cpu_features() {
     if (f.max_leaf >= 7) {
         r = cpuid(7, 0);
         f.fsgsbase = bit(r.ebx, 0);
+        f.tsc_adjust = bit(r.ebx, 1);
         f.smep = bit(r.ebx, 7);
         f.invpcid = bit(r.ebx, 10);
         f.smap = bit(r.ebx, 20);
         f.umip = bit(r.ecx, 2);
+    }
+
+    if (f.xsave && f.max_leaf >= 0xd) {
+        r = cpuid(0xd, 0);
+        f.xsave_components = r.eax | (static_cast<uint64_t>(r.edx) << 32);
+        f.xsaveopt = bit(cpuid(0xd, 1).eax, 0);
     }
 
     f.max_ext_leaf = cpuid(0x80000000).eax;

@@ -10,11 +10,13 @@ struct CpuFeatures {
     char brand[49];
     uint32_t family, model, stepping;
     uint32_t max_leaf, max_ext_leaf;
-    bool apic, x2apic, tsc_deadline, invariant_tsc, mce;
+    bool apic, x2apic, tsc_deadline, invariant_tsc, tsc_adjust, mce;
     bool nx, pdpe1gb, pge, pcid, invpcid;
     bool smep, smap, umip, fsgsbase;
-    bool fxsr, sse2, xsave, avx;
+    bool fxsr, sse2, xsave, xsaveopt, avx;
     bool hypervisor;
+    /// XCR0 bits this CPU supports (CPUID.(EAX=0DH,ECX=0):EDX:EAX); 0 without XSAVE.
+    uint64_t xsave_components;
 };
 
 /// Reads CPUID on the calling CPU.

@@ -29,18 +29,21 @@ uint64_t fpu_enable_on_this_cpu() {
     const CpuFeatures& f = boot_cpu_features();
     if (!f.xsave) return 0;
     write_cr4(read_cr4() | cr4::kOsxsave);
-    const CpuidResult leaf = cpuid(0xd, 0);
-    const uint64_t supported = leaf.eax | (static_cast<uint64_t>(leaf.edx) << 32);
+    if (g_xcr0 != 0) {
+        // The boot CPU decided, from its own CPUID; every other CPU loads the same XCR0, so
+        // one save-area size and layout serves a task wherever it runs. APs that lack one of
+        // these components were refused before getting here (arch/x86/cpu_compat.h).
+        xsetbv(0, g_xcr0);
+        return g_xcr0;
+    }
+    const uint64_t supported = f.xsave_components;
     uint64_t xcr0 = kX87 | kSse;
     if ((supported & kAvx) != 0) xcr0 |= kAvx;
     if ((supported & kAvx) != 0 && (supported & kAvx512) == kAvx512) xcr0 |= kAvx512;
     xsetbv(0, xcr0);
-    if (g_xcr0 == 0) {
-        // The first CPU decides; the others get the same XCR0, so one area size fits all.
-        g_xcr0 = xcr0;
-        g_size = (cpuid(0xd, 0).ebx + 63) & ~size_t{63}; // EBX: size for the enabled XCR0
-        g_method = (cpuid(0xd, 1).eax & 1) != 0 ? Method::XSaveOpt : Method::XSave;
-    }
+    g_xcr0 = xcr0;
+    g_size = (cpuid(0xd, 0).ebx + 63) & ~size_t{63}; // EBX: size for the XCR0 just loaded
+    g_method = f.xsaveopt ? Method::XSaveOpt : Method::XSave;
     return xcr0;
 }
 

@@ -9,9 +9,9 @@
 
 namespace cohort::x86 {
 
-/// Sets CR4.OSXSAVE and XCR0 (every state component the CPU offers among x87, SSE, AVX and
-/// AVX-512) on the calling CPU. Called by enable_security_features(); returns XCR0 (0 without
-/// XSAVE).
+/// Sets CR4.OSXSAVE and XCR0 on the calling CPU. The first caller (the boot CPU) picks every
+/// state component it offers among x87, SSE, AVX and AVX-512; later callers load that same
+/// XCR0. Called by enable_security_features(); returns XCR0 (0 without XSAVE).
 uint64_t fpu_enable_on_this_cpu();
 
 /// Bytes a task's save area needs (64-byte aligned), valid after the boot CPU enabled it.

@@ -17,8 +17,11 @@ enum IstSlot : uint8_t {
     kIstNmi = 2,
     kIstMachineCheck = 3,
     kIstDebug = 4,
-    kIstCount = 7,
 };
+/// Slots 1..kIstCount get a stack on every CPU; the TSS has 7, the rest stay 0 (no gate uses
+/// them). A new slot above raises this, or its gate would switch to stack address 0.
+inline constexpr int kIstCount = kIstDebug;
+static_assert(kIstCount <= 7, "the TSS has seven IST slots");
 
 struct [[gnu::packed]] Tss {
     uint32_t reserved0;
@@ -36,7 +39,8 @@ struct alignas(16) CpuTables {
     Tss tss;
 };
 
-/// Fills and loads this CPU's GDT and TSS; `ist_tops[i]` is the top of IST stack i+1.
+/// Fills and loads this CPU's GDT and TSS; `ist_tops[i]` is the top of IST stack i+1 (slots
+/// above kIstCount are left 0).
 void load_cpu_tables(CpuTables& t, const uint64_t (&ist_tops)[kIstCount]);
 /// Replaces one IST stack of an already-loaded TSS (used when guarded stacks become available).
 void set_ist(CpuTables& t, IstSlot slot, uint64_t top);

@@ -1,6 +1,7 @@
 // Kernel page tables (implements mm/vmm.h).
 #include "arch/x86/paging.h"
 
+#include <atomic>
 #include <cstring>
 
 #include "arch/x86/cpu.h"
@@ -14,6 +15,7 @@
 #include "mm/address_space.h"
 #include "smp/tlb.h"
 #include "sync/spinlock.h"
+#include "sync/lock_ranks.h"
 
 extern "C" const char __text_start[], __text_end[], __rodata_start[], __rodata_end[];
 extern "C" const char __data_start[], __bss_end[], __ksymtab_start[], __kernel_end[];
@@ -27,16 +29,26 @@ constexpr uint64_t kPage = layout::kPageSize;
 constexpr uint64_t k2M = 2ull << 20;
 constexpr uint64_t k1G = 1ull << 30;
 
-SpinLock g_pt_lock; // guards every kernel-half page-table change
+LockClass g_pt_class{"kernel page tables", rank::kKernelPageTables};
+SpinLock g_pt_lock{&g_pt_class}; // guards every kernel-half page-table change
 uint64_t g_kernel_root = 0;
+// Page-table pages below the roots, kernel and private spaces alike: memory that "back to
+// baseline" checks must account for (kernel-half tables, once made, are kept for good).
+std::atomic<int64_t> g_table_pages{0};
 uint64_t g_global_bit = 0;
 uint64_t g_mmio_next = layout::kMmioAreaBase;
 
 uint64_t* table(uint64_t phys) { return phys_to_virt<uint64_t>(phys); }
 unsigned index(uint64_t va, int level) { return (va >> (12 + 9 * (level - 1))) & 0x1ff; }
 
-uint64_t leaf_bits(uint32_t prot) {
-    uint64_t bits = pte::kPresent | g_global_bit;
+// One past the last canonical lower-half address (48-bit virtual addresses).
+constexpr uint64_t kLowerHalfEnd = 0x0000800000000000;
+
+uint64_t leaf_bits(uint64_t va, uint32_t prot) {
+    // Lower-half entries must never be global: a full flush of that half is a CR3 reload, which
+    // leaves global entries in the TLB, and a global entry would also show through in every
+    // private address space that maps something else there.
+    uint64_t bits = pte::kPresent | (va >= layout::kKernelHalf ? g_global_bit : 0);
     if (prot & vmm::kWrite) bits |= pte::kWrite;
     if (!(prot & vmm::kExec)) bits |= pte::kNx;
     if (prot & vmm::kUncached) bits |= pte::kPcd | pte::kPwt;
@@ -53,6 +65,7 @@ uint64_t* walk(uint64_t root, uint64_t va, int level, bool create) {
             if (!create) return nullptr;
             const uint64_t fresh = pmm::alloc_zeroed_page();
             if (fresh == 0) return nullptr;
+            g_table_pages.fetch_add(1, std::memory_order_relaxed);
             // Intermediate entries are permissive; the leaf decides access rights.
             e = fresh | pte::kPresent | pte::kWrite;
         } else if (e & pte::kHuge) {
@@ -104,7 +117,8 @@ void map_image_part(uint64_t root, const char* start, const char* end, uint32_t 
     const uint64_t va = reinterpret_cast<uint64_t>(start);
     const uint64_t size = reinterpret_cast<uint64_t>(end) - va;
     for (uint64_t off = 0; off < size; off += kPage)
-        if (!map_one(root, va + off, kernel_image_virt_to_phys(start) + off, leaf_bits(prot), kPage))
+        if (!map_one(root, va + off, kernel_image_virt_to_phys(start) + off, leaf_bits(va, prot),
+                     kPage))
             panic("vmm: cannot map the kernel image at %#lx", va + off);
 }
 
@@ -144,6 +158,7 @@ void pt_free_tree(uint64_t phys, int level) {
                 pt_free_tree(t[i] & pte::kAddrMask, level - 1);
     }
     pmm::free_pages(phys);
+    g_table_pages.fetch_sub(1, std::memory_order_relaxed);
 }
 
 bool is_kernel_address_mapped(uint64_t va) {
@@ -176,7 +191,7 @@ void init(const MemoryMap& map) {
 
     // Direct map: the low 1 MiB (BIOS data, legacy RSDP area, trampoline) plus every region
     // that is RAM. Device ranges stay out so no MMIO page gets a cacheable alias.
-    const uint64_t data_bits = leaf_bits(kRead | kWrite);
+    const uint64_t data_bits = leaf_bits(layout::kDirectMapBase, kRead | kWrite);
     uint64_t run_start = 0, run_end = 1ull << 20;
     auto flush_run = [&] {
         if (run_end > run_start &&
@@ -218,7 +233,8 @@ uint64_t kernel_root() { return g_kernel_root; }
 bool map(uint64_t va, uint64_t pa, uint64_t size, uint32_t prot) {
     Guard<SpinLock, IrqSave> guard(g_pt_lock);
     for (uint64_t off = 0; off < size; off += kPage)
-        if (!map_one(g_kernel_root, va + off, pa + off, leaf_bits(prot), kPage)) return false;
+        if (!map_one(g_kernel_root, va + off, pa + off, leaf_bits(va + off, prot), kPage))
+            return false;
     return true;
 }
 
@@ -254,9 +270,11 @@ void drop_low_half() {
     if (n == 0) return;
     // Other CPUs' paging-structure caches may still point into these tables: flush them all
     // before the pages can be reused.
-    tlb_shootdown(&kernel_address_space(), 0, layout::kKernelHalf / 2);
+    tlb_shootdown(&kernel_address_space(), 0, kLowerHalfEnd);
     for (unsigned i = 0; i < n; ++i) pt_free_tree(tables[i], 3);
 }
+
+int64_t page_table_pages() { return g_table_pages.load(std::memory_order_relaxed); }
 
 uint64_t translate(uint64_t va) {
     const uint64_t* t = table(g_kernel_root != 0 ? g_kernel_root : (read_cr3() & pte::kAddrMask));

@@ -1,5 +1,7 @@
 #include "arch/x86/tsc.h"
 
+#include <atomic>
+
 #include "arch/x86/cpu.h"
 #include "debug/log.h"
 #include "lib/muldiv.h"
@@ -13,6 +15,7 @@ uint64_t g_tsc_base = 0;
 // ns = (ticks * g_mult) >> 32; 128-bit product so long uptimes cannot overflow.
 uint64_t g_mult = 0;
 x86::TscSource g_source = x86::TscSource::Pit;
+std::atomic<bool> g_synchronized{true};
 } // namespace
 
 bool clock_ready() { return g_tsc_hz != 0; }
@@ -48,6 +51,17 @@ const char* tsc_source_name(TscSource s) {
 }
 
 TscSource tsc_source() { return g_source; }
+
+bool tsc_synchronized() { return g_synchronized.load(std::memory_order_acquire); }
+
+void tsc_mark_unsynchronized(uint64_t max_warp_ns) {
+    if (!g_synchronized.exchange(false, std::memory_order_acq_rel)) return;
+    // Nothing else to fall back to yet (no HPET or ACPI PM timer driver): keep the TSC, and
+    // say what that costs.
+    log_warn("time: the CPUs' TSCs are not synchronised (up to %lu ns apart): monotonic time "
+             "read on different CPUs may be skewed, and timers may fire early or late",
+             max_warp_ns);
+}
 
 namespace {
 /// Latches and reads PIT channel 2's current count (it counts down).

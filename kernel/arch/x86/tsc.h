@@ -19,4 +19,12 @@ TscSource tsc_source();
 uint64_t pit_measure_tsc(uint32_t pit_ticks, uint64_t* uncertainty = nullptr);
 constexpr uint64_t kPitHz = 1193182;
 
+/// False once some CPU's TSC was found out of step with the boot CPU's (the warp test at SMP
+/// bring-up, arch/x86/tsc_sync.h). monotonic_ns() and TSC deadlines assume one time base for
+/// every CPU: without it, readings taken on different CPUs may disagree by the warp, and a
+/// deadline computed on one CPU may fire early or late on another. True until shown otherwise.
+bool tsc_synchronized();
+/// Records that the TSCs are not synchronised (logged once, with what it means).
+void tsc_mark_unsynchronized(uint64_t max_warp_ns);
+
 } // namespace cohort::x86

@@ -1,0 +1,22 @@
+#include "arch/x86/cpu_stacks.h"
+
+#include "arch/x86/gdt.h"
+#include "mm/kstack.h"
+
+namespace cohort::x86 {
+
+bool alloc_cpu_stacks(CpuData& cpu) {
+    KernelStack stacks[1 + kIstCount];
+    for (int i = 0; i <= kIstCount; ++i) {
+        stacks[i] = kstack_alloc(i == 0 ? kKernelStackSize : kIstStackSize);
+        if (stacks[i].valid()) continue;
+        for (int j = 0; j < i; ++j) kstack_free(stacks[j]);
+        return false;
+    }
+    cpu.kernel_stack_top = stacks[0].top;
+    cpu.kernel_stack_bottom = stacks[0].bottom;
+    for (int i = 0; i < kIstCount; ++i) cpu.ist_tops[i] = stacks[1 + i].top;
+    return true;
+}
+
+} // namespace cohort::x86
