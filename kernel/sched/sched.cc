@@ -309,7 +309,10 @@ bool try_steal() {
     const uint32_t victim = sched::find_busiest(me, cpu_count(), load_view);
     if (victim == kMaxCpus) return false;
     RunQueue& src = rq_of(victim);
-    src.lock.lock();
+    // Opportunistic: a victim whose lock is taken is busy with its own work or being robbed by
+    // another idle CPU already. Waiting in line would turn every wake-up of a busy CPU into a
+    // convoy of idle CPUs on its lock (with many vCPUs per host core, seconds long).
+    if (!src.lock.try_lock()) return false;
     Task* t = find_movable(src, me);
     if (t != nullptr) {
         migrate_queued(src, t, me);
@@ -970,7 +973,11 @@ CpuSchedStats sched_cpu_stats(uint32_t cpu) {
     s.busy_ns = rq.busy_ns.load(std::memory_order_relaxed);
     s.idle_ns = rq.idle_ns.load(std::memory_order_relaxed);
     // Time since the last charge belongs to whatever runs now (a halted CPU is charged late).
-    const uint64_t since = monotonic_ns() - __atomic_load_n(&rq.last_account, __ATOMIC_RELAXED);
+    // Read on another CPU than the one that stamped last_account: a TSC a little behind (an
+    // unsynchronised machine, see tsc_synchronized()) must not wrap to years.
+    const uint64_t now = monotonic_ns();
+    const uint64_t stamped = __atomic_load_n(&rq.last_account, __ATOMIC_RELAXED);
+    const uint64_t since = now > stamped ? now - stamped : 0;
     if (rq.is_idle.load(std::memory_order_relaxed)) s.idle_ns += since;
     else s.busy_ns += since;
     s.migrations_in = rq.migrations_in.load(std::memory_order_relaxed);

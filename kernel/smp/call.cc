@@ -111,6 +111,15 @@ void complete(CallRequest* r) {
 
 void execute(CallRequest* r) {
     this_cpu()->counters.calls_run.fetch_add(1, std::memory_order_relaxed);
+    if (r->pooled) {
+        // Nobody waits for it: its slot goes back to the sender before it runs, so the credit
+        // bounds what is queued, not what runs (a run_on_async job may run for seconds).
+        const CallFn fn = r->fn;
+        void* const arg = r->arg;
+        complete(r);
+        fn(arg);
+        return;
+    }
     r->fn(r->arg);
     complete(r);
 }

@@ -9,8 +9,8 @@
 // Nothing here allocates. A synchronous request lives on its caller's stack; a multicast
 // (call_on_many, run_on_many) is one request in the sender's per-CPU data that every target
 // finds through the sender's bit in its `incoming` mask; an asynchronous request takes one of
-// its sender's kAsyncCallCredit preallocated slots, and a sender whose slots are all queued
-// gets CallStatus::Busy. Calls from one sender to one target run in the order they were made,
+// its sender's kAsyncCallCredit preallocated slots until it starts running, and a sender whose
+// slots are all queued gets CallStatus::Busy (and should retry later). Calls from one sender to one target run in the order they were made,
 // except that a multicast may overtake asynchronous calls that the rate limit holds back.
 #pragma once
 
@@ -33,7 +33,8 @@ const char* call_status_name(CallStatus s);
 /// Runs fn(arg) on `cpu` in interrupt context (interrupts off). With `wait`, returns once it
 /// has run. Calling the running CPU runs fn inline.
 CallStatus call_on(uint32_t cpu, CallFn fn, void* arg, bool wait);
-/// Asynchronous calls one CPU may have queued or running at once (its credit).
+/// Asynchronous calls one CPU may have queued at once (its credit): a slot is given back when
+/// its call starts running.
 inline constexpr uint32_t kAsyncCallCredit = 64;
 
 /// As call_on for every CPU in `cpus` (the running CPU, if included, runs inline while the
@@ -61,7 +62,7 @@ void run_pending_calls();
 /// The idle loop's check before it halts (interrupts off): requests queued for this CPU with
 /// no call IPI pending are run now, and counted in CpuCounters::calls_stranded.
 void run_stranded_calls();
-/// Asynchronous requests of `cpu` queued or running now (of its kAsyncCallCredit).
+/// Asynchronous requests of `cpu` queued now (of its kAsyncCallCredit).
 uint32_t async_calls_outstanding(uint32_t cpu);
 /// Runs thread-context work queued by run_on (each CPU's worker task calls it with interrupts
 /// enabled). Returns true if it ran anything.

@@ -100,6 +100,8 @@ LockReporter set_lock_reporter(LockReporter r);
 
 /// Installs the kernel's reporter (log both sites and the owner CPU, then panic). Kernel only.
 void lock_debug_init();
+/// Long waits the kernel's reporter logged so far (warnings, not failures). Kernel only.
+uint64_t lock_long_waits_reported();
 /// Starts reporting waits longer than 2 s (needs the TSC frequency). Kernel only.
 void lock_debug_start_wait_limit();
 

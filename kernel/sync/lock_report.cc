@@ -6,6 +6,7 @@
 #include "smp/percpu.h"
 #include "sync/lock_class.h"
 #include "sync/lock_debug.h"
+#include "sync/lock_ranks.h"
 #include "time/clock.h"
 
 namespace cohort {
@@ -15,6 +16,9 @@ namespace {
 // through log_write forever: a nested report on the same CPU goes straight to panic, whose
 // console path never waits for a lock.
 COHORT_PERCPU(uint32_t, g_reporting);
+std::atomic<uint64_t> g_long_waits{0};
+std::atomic<uint64_t> g_long_waits_quiet{0};
+std::atomic<uint64_t> g_last_long_wait_ns{0};
 
 void kernel_lock_reporter(const LockReport& r) {
     if (per_cpu(g_reporting) != 0 && r.kind == LockReportKind::LongWait) return; // one is enough
@@ -29,6 +33,23 @@ void kernel_lock_reporter(const LockReport& r) {
     } done;
     if (r.kind == LockReportKind::LongWait) {
         // Not necessarily a bug (an emulator may deschedule the holder), so report and wait on.
+        g_long_waits.fetch_add(1, std::memory_order_relaxed);
+        // A wait for the console lock cannot be reported through the console: the report would
+        // take the lock it waits for. Counted only.
+        if (r.cls != nullptr && r.cls->rank() == rank::kConsole) return;
+        // One line a second for the whole machine. With many more vCPUs than host cores, every
+        // waiter of a convoy reaches the limit at once; printing (and asking for backtraces)
+        // for each of them through one serial port would stall the very lock holders they wait
+        // for, and the machine with them.
+        const uint64_t now = monotonic_ns();
+        uint64_t last = g_last_long_wait_ns.load(std::memory_order_relaxed);
+        if ((last != 0 && now - last < 1'000'000'000) ||
+            !g_last_long_wait_ns.compare_exchange_strong(last, now)) {
+            g_long_waits_quiet.fetch_add(1, std::memory_order_relaxed);
+            return;
+        }
+        if (const uint64_t quiet = g_long_waits_quiet.exchange(0); quiet != 0)
+            log_warn("lock: %lu more long wait(s) in the last second(s), not shown", quiet);
         log_warn("lock: cpu%u has waited %lu ms for lock %p (%s) at %s:%u, held by cpu%d",
                  r.owner, tsc_to_ns(r.waited) / 1000000, r.lock,
                  r.cls != nullptr ? r.cls->name() : "no class", r.site.file, r.site.line,
@@ -61,6 +82,8 @@ void kernel_lock_reporter(const LockReport& r) {
 } // namespace
 
 void lock_debug_init() { set_lock_reporter(kernel_lock_reporter); }
+
+uint64_t lock_long_waits_reported() { return g_long_waits.load(std::memory_order_relaxed); }
 
 void lock_debug_start_wait_limit() { set_lock_wait_limit(tsc_hz() * 2); }
 

@@ -31,8 +31,9 @@ struct Current {
 };
 Current g_current;
 
-/// Splits the selection into globs; `all` selects everything that is not manual. A manual
-/// test is selected only by a pattern equal to its name, so wildcards never pull it in. A
+/// Splits the selection into globs; `all` selects everything that is neither manual nor marked
+/// not-in-all (torture runs). A manual test is selected only by a pattern equal to its name, so
+/// wildcards never pull it in; a not-in-all test by any pattern other than `all`. A
 /// pattern starting with `-` takes tests out again, whatever the order: `all,-sched.ping*`.
 bool selected(const TestCase& t, const char* selection) {
     const std::string_view name(t.name);
@@ -47,7 +48,9 @@ bool selected(const TestCase& t, const char* selection) {
             if (glob_match(pattern.substr(1), name)) return false;
         } else if (t.flags & kManual) {
             in = in || pattern == name;
-        } else if (pattern == "all" || glob_match(pattern, name)) {
+        } else if (pattern == "all") {
+            in = in || !(t.flags & kNotInAll);
+        } else if (glob_match(pattern, name)) {
             in = true;
         }
     }

@@ -16,6 +16,9 @@ namespace cohort::ktest {
 enum Flags : uint32_t {
     /// Left out of `test=all` and of wildcard selections; runs only when named exactly.
     kManual = 1u << 0,
+    /// Left out of `test=all` (long: torture runs), selected by a pattern that names it, such
+    /// as `stress.*`.
+    kNotInAll = 1u << 1,
 };
 
 struct TestCase {
@@ -71,6 +74,8 @@ bool check_eq(const A& a, const B& b, const char* ae, const char* be, const char
 
 /// Defines a test named "suite.name".
 #define KTEST(suite, name) KTEST_IMPL(suite, name, 0)
+/// Defines a test that `test=all` leaves out; a glob naming it selects it (`test=stress.*`).
+#define KTEST_NOT_IN_ALL(suite, name) KTEST_IMPL(suite, name, ::cohort::ktest::kNotInAll)
 /// Defines a test that runs only when selected by its exact name.
 #define KTEST_MANUAL(suite, name) KTEST_IMPL(suite, name, ::cohort::ktest::kManual)
 

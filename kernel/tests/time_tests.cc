@@ -6,6 +6,7 @@
 #include "arch/x86/interrupts.h"
 #include "arch/x86/lapic.h"
 #include "arch/x86/tsc.h"
+#include "lib/format.h"
 #include "smp/call.h"
 #include "smp/cpu.h"
 #include "test/ktest.h"
@@ -17,14 +18,23 @@ namespace cohort {
 namespace {
 
 KTEST(time, tsc_calibration_agrees_with_pit) {
-    // 50 ms of PIT time measured in TSC ticks, converted with our calibration.
+    // 50 ms of PIT time measured in TSC ticks, converted with our calibration. A vCPU the host
+    // deschedules can only make one measurement longer, never shorter: the shortest of five is
+    // the one to judge, within 2 % below (calibration error) and 5 % above.
     constexpr uint32_t kTicks = x86::kPitHz / 20;
-    const uint64_t tsc = x86::pit_measure_tsc(kTicks);
-    if (tsc == 0) return ktest::skip("no PIT");
-    const uint64_t ns = tsc_to_ns(tsc);
-    ktest::note("50 ms of PIT = %lu us by the TSC clock (TSC %lu Hz)", ns / 1000, tsc_hz());
-    KEXPECT(ns >= 49'000'000);  // within 2% below...
-    KEXPECT(ns <= 60'000'000);  // ...and a descheduled vCPU may stretch it a little above
+    uint64_t best = UINT64_MAX;
+    char seen[96] = {};
+    size_t at = 0;
+    for (int i = 0; i < 5; ++i) {
+        const uint64_t tsc = x86::pit_measure_tsc(kTicks);
+        if (tsc == 0) return ktest::skip("no PIT");
+        const uint64_t ns = tsc_to_ns(tsc);
+        best = ns < best ? ns : best;
+        at += format(seen + at, sizeof(seen) - at, "%s%lu", i ? ", " : "", ns / 1000);
+    }
+    ktest::note("50 ms of PIT by the TSC clock: %s us (TSC %lu Hz)", seen, tsc_hz());
+    KEXPECT(best >= 49'000'000);
+    KEXPECT(best <= 52'500'000);
 }
 
 KTEST(time, monotonic_clock_advances) {
@@ -63,7 +73,9 @@ KTEST(time, timer_fires_on_time) {
         const uint64_t elapsed = g_fired_at.load() - start;
         ktest::note("timer of %lu ms fired after %lu us (%s)", ms, elapsed / 1000, mode);
         KEXPECT(elapsed >= ms * 1'000'000);
-        KEXPECT(elapsed < ms * 1'000'000 + 200'000'000);
+        // Late only fails where it means a lost timer: an emulator may deschedule the vCPU for
+        // a good part of a second, a lost timer never fires at all.
+        KEXPECT(elapsed < ms * 1'000'000 + 1'000'000'000);
     }
 }
 

@@ -387,7 +387,10 @@ KTEST(tlb, page_tables_under_load_never_show_a_wrong_value) {
     uint32_t readers = 0;
     for (uint32_t c = 0; c < cpu_count(); ++c) {
         if (c == me || !cpu_by_id(c)->online.load()) continue;
-        KASSERT(run_on_async(c, load_reader, nullptr) == CallStatus::Ok);
+        // At most kAsyncCallCredit queued at once: wait for the first to start (many CPUs).
+        CallStatus st;
+        while ((st = run_on_async(c, load_reader, nullptr)) == CallStatus::Busy) yield();
+        KASSERT(st == CallStatus::Ok);
         ++readers;
     }
     // The mapper: page after page, unmap (shootdown), write the next version into the frame

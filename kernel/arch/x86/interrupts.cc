@@ -1,5 +1,6 @@
 #include "arch/x86/interrupts.h"
 
+#include <atomic>
 #include <cstring>
 
 #include "arch/x86/cpu.h"
@@ -185,10 +186,11 @@ extern "C" void interrupt_dispatch(cohort::x86::InterruptFrame* frame) {
         // Acknowledge it all the same: an in-service bit never cleared would block this vector's
         // priority class and every class below it (timers, IPIs) on this CPU for good. Only the
         // spurious vector is never acknowledged (SDM 10.9). Logged the first few times only: a
-        // misrouted device could send thousands.
-        const uint64_t n = cpu->counters.unhandled_irqs.fetch_add(1, std::memory_order_relaxed);
+        // misrouted device could send thousands (counted per CPU in unhandled_irqs).
+        cpu->counters.unhandled_irqs.fetch_add(1, std::memory_order_relaxed);
         x86::lapic_eoi();
-        if (n < 4)
+        static std::atomic<uint32_t> logged{0}; // machine-wide: 255 CPUs must not all print
+        if (logged.fetch_add(1, std::memory_order_relaxed) < 4)
             log_warn("irq: unexpected interrupt vector %lu on cpu%u (no handler; acknowledged)",
                      frame->vector, cpu->cpu_id);
     }
