@@ -46,14 +46,19 @@ uint64_t frame_with(uint64_t value) {
     return f;
 }
 
+// Maps `frame` at the test page and has every CPU read it, so each caches the translation.
+bool map_and_cache_everywhere(ReadAll& r, uint64_t frame) {
+    r.va = layout::kMmioAreaBase + layout::kMmioAreaSize - 0x800000;
+    return vmm::map(r.va, frame, layout::kPageSize, vmm::kRead | vmm::kWrite) &&
+           call_on_all(read_va, &r, true, true) == CallStatus::Ok;
+}
+
 KTEST(tlb, kernel_remap_is_seen_by_every_cpu) {
     const uint64_t a = frame_with(kValueA), b = frame_with(kValueB);
     KASSERT(a != 0 && b != 0);
     static ReadAll r;
-    r.va = layout::kMmioAreaBase + layout::kMmioAreaSize - 0x800000;
-    KASSERT(vmm::map(r.va, a, layout::kPageSize, vmm::kRead | vmm::kWrite));
     // Every CPU reads through the mapping: now each has the translation to A cached.
-    KASSERT(call_on_all(read_va, &r, true, true) == CallStatus::Ok);
+    KASSERT(map_and_cache_everywhere(r, a));
     for (uint32_t i = 0; i < cpu_count(); ++i)
         if (cpu_by_id(i)->online.load()) KEXPECT_EQ(r.seen[i], kValueA);
     // Point the page at B: unmap (shootdown) and map again.
@@ -120,9 +125,7 @@ KTEST(tlb, shootdown_needs_no_memory) {
     const uint64_t a = frame_with(kValueA), b = frame_with(kValueB);
     KASSERT(a != 0 && b != 0);
     static ReadAll r;
-    r.va = layout::kMmioAreaBase + layout::kMmioAreaSize - 0x800000;
-    KASSERT(vmm::map(r.va, a, layout::kPageSize, vmm::kRead | vmm::kWrite));
-    KASSERT(call_on_all(read_va, &r, true, true) == CallStatus::Ok);
+    KASSERT(map_and_cache_everywhere(r, a));
     static Hoard h;
     h = Hoard{};
     hoard_everything(h);
