@@ -177,8 +177,9 @@ void wait_for(std::atomic<uint32_t>& pending, Resend resend) {
     uint64_t interval = kFirstResendNs;
     uint64_t next = monotonic_ns() + interval;
     // A worker waiting here (run_on inside run_on work) must also do the run_on work queued
-    // for it: the CPU it waits for may be waiting for it the same way.
-    const bool worker = sched_in_worker();
+    // for it: the CPU it waits for may be waiting for it the same way. Not while it keeps
+    // preemption off (an interrupt-context multicast): that work may block.
+    const bool worker = sched_in_worker() && lock_holds_on_this_cpu() == 0;
     for (uint32_t spins = 1; pending.load(std::memory_order_acquire) != 0; ++spins) {
         run_pending_calls();
         if (worker) run_deferred_work();
