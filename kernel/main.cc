@@ -147,6 +147,7 @@ void main_task(void*) {
             selection[n] = 0;
             const bool ok = m.run(selection);
             if (param_bool("sched.stats", false)) sched_log_stats();
+            log_call_health();
             x86::machine_exit(ok ? x86::ExitStatus::Success : x86::ExitStatus::TestsFailed);
         }
     }

@@ -49,7 +49,10 @@ class COHORT_SCOPED_CAPABILITY ConsoleLock {
             return;
         }
         if (in_nmi && g_console_lock.owner() == cpu->cpu_id) return; // we interrupted ourselves
-        for (int i = 0; i < 1000000 && !locked_; ++i) {
+        // A panic waits long for the others to finish their lines; an NMI handler (a backtrace
+        // on request) only briefly, since the CPU it interrupted may hold a lock others need.
+        const int spins = in_nmi && !g_panic_mode.load(std::memory_order_relaxed) ? 20000 : 1000000;
+        for (int i = 0; i < spins && !locked_; ++i) {
             locked_ = g_console_lock.try_lock();
             if (!locked_) x86::pause();
         }

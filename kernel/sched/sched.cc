@@ -68,6 +68,7 @@ struct alignas(64) RunQueue {
         uint32_t cpu = 0;
     } report;
     uint32_t reports_dropped = 0; // more problems before the first was logged
+    std::atomic<bool> has_report{false}; // read without the lock on every switch
     std::atomic<bool> ready{false};
     Timer slice_timer;
     bool slice_armed = false;
@@ -114,11 +115,12 @@ void note_problem(RunQueue& rq, RunQueue::Report::Kind kind, const Task* t, uint
     rq.report.task_id = t->id;
     memcpy(rq.report.name, t->name, sizeof(rq.report.name));
     rq.report.cpu = cpu;
+    rq.has_report.store(true, std::memory_order_relaxed);
 }
 
 // Logs what note_problem kept, on the queue's own CPU with its lock free (after a switch).
 void flush_problems(RunQueue& rq) COHORT_NO_THREAD_SAFETY_ANALYSIS {
-    if (rq.report.kind == RunQueue::Report::None) return;
+    if (!rq.has_report.load(std::memory_order_relaxed)) return;
     RunQueue::Report r;
     uint32_t dropped;
     {
@@ -127,6 +129,7 @@ void flush_problems(RunQueue& rq) COHORT_NO_THREAD_SAFETY_ANALYSIS {
         dropped = rq.reports_dropped;
         rq.report.kind = RunQueue::Report::None;
         rq.reports_dropped = 0;
+        rq.has_report.store(false, std::memory_order_relaxed);
     }
     if (r.kind == RunQueue::Report::Homeless)
         log_warn("sched: task %lu (%s) has no online CPU in its affinity; it stays on cpu%u",

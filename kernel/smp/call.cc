@@ -670,6 +670,24 @@ CallStatus run_on_async(uint32_t cpu, CallFn fn, void* arg) {
     return CallStatus::Ok;
 }
 
+void log_call_health() {
+    uint64_t sent = 0, run = 0, resent = 0, stranded = 0, busy = 0, unhandled = 0, rejected = 0;
+    for (uint32_t c = 0; c < cpu_count(); ++c) {
+        const CpuCounters& k = cpu_by_id(c)->counters;
+        sent += k.calls_sent.load(std::memory_order_relaxed);
+        run += k.calls_run.load(std::memory_order_relaxed);
+        resent += k.calls_resent.load(std::memory_order_relaxed);
+        stranded += k.calls_stranded.load(std::memory_order_relaxed);
+        busy += k.calls_refused_busy.load(std::memory_order_relaxed);
+        unhandled += k.unhandled_irqs.load(std::memory_order_relaxed);
+        rejected += k.calls_rejected.load(std::memory_order_relaxed);
+    }
+    log_info("smp: remote calls %lu sent, %lu run, %lu rejected; %lu call IPIs re-sent to slow "
+             "targets, %lu queues found stranded when idle, %lu async calls refused (credit); "
+             "%lu unhandled interrupts",
+             sent, run, rejected, resent, stranded, busy, unhandled);
+}
+
 uint32_t async_calls_outstanding(uint32_t cpu) {
     return static_cast<uint32_t>(
         __builtin_popcountll(queue_of(cpu).pool.used.load(std::memory_order_relaxed)));

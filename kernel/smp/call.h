@@ -62,6 +62,10 @@ void run_pending_calls();
 /// The idle loop's check before it halts (interrupts off): requests queued for this CPU with
 /// no call IPI pending are run now, and counted in CpuCounters::calls_stranded.
 void run_stranded_calls();
+/// Logs one line of the remote-call health counters summed over every CPU: calls sent and
+/// run, call IPIs re-sent to slow targets, queues found stranded (non-empty with no call IPI
+/// pending) by the idle check, asynchronous calls refused for credit, unhandled interrupts.
+void log_call_health();
 /// Asynchronous requests of `cpu` queued now (of its kAsyncCallCredit).
 uint32_t async_calls_outstanding(uint32_t cpu);
 /// Runs thread-context work queued by run_on (each CPU's worker task calls it with interrupts

@@ -102,6 +102,9 @@ LockReporter set_lock_reporter(LockReporter r);
 void lock_debug_init();
 /// Long waits the kernel's reporter logged so far (warnings, not failures). Kernel only.
 uint64_t lock_long_waits_reported();
+/// Lets the next long wait be printed (and its holder asked for a backtrace) at once, whatever
+/// was reported in the last seconds. For tests that look for that report. Kernel only.
+void lock_report_reset_rate_limits();
 /// Starts reporting waits longer than 2 s (needs the TSC frequency). Kernel only.
 void lock_debug_start_wait_limit();
 

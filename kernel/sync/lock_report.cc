@@ -19,6 +19,7 @@ COHORT_PERCPU(uint32_t, g_reporting);
 std::atomic<uint64_t> g_long_waits{0};
 std::atomic<uint64_t> g_long_waits_quiet{0};
 std::atomic<uint64_t> g_last_long_wait_ns{0};
+std::atomic<uint64_t> g_last_backtrace_ns{0};
 
 void kernel_lock_reporter(const LockReport& r) {
     if (per_cpu(g_reporting) != 0 && r.kind == LockReportKind::LongWait) return; // one is enough
@@ -54,8 +55,13 @@ void kernel_lock_reporter(const LockReport& r) {
                  r.owner, tsc_to_ns(r.waited) / 1000000, r.lock,
                  r.cls != nullptr ? r.cls->name() : "no class", r.site.file, r.site.line,
                  r.holder == UINT32_MAX ? -1 : static_cast<int>(r.holder));
-        // The holder may spin with interrupts off: only an NMI reaches it for sure.
-        if (r.holder != UINT32_MAX && r.holder != r.owner && r.holder < cpu_count())
+        // The holder may spin with interrupts off: only an NMI reaches it for sure. At most
+        // one such request every 10 s: the holder prints its backtrace while it still holds
+        // the lock, and on a machine where vCPUs far outnumber host cores printing is slow.
+        uint64_t last_bt = g_last_backtrace_ns.load(std::memory_order_relaxed);
+        if (r.holder != UINT32_MAX && r.holder != r.owner && r.holder < cpu_count() &&
+            (last_bt == 0 || now - last_bt >= 10'000'000'000) &&
+            g_last_backtrace_ns.compare_exchange_strong(last_bt, now))
             request_backtrace(cpu_by_id(r.holder), "holding the lock above");
         return;
     }
@@ -84,6 +90,11 @@ void kernel_lock_reporter(const LockReport& r) {
 void lock_debug_init() { set_lock_reporter(kernel_lock_reporter); }
 
 uint64_t lock_long_waits_reported() { return g_long_waits.load(std::memory_order_relaxed); }
+
+void lock_report_reset_rate_limits() {
+    g_last_long_wait_ns.store(0, std::memory_order_relaxed);
+    g_last_backtrace_ns.store(0, std::memory_order_relaxed);
+}
 
 void lock_debug_start_wait_limit() { set_lock_wait_limit(tsc_hz() * 2); }
 
