@@ -100,7 +100,6 @@ std::atomic<uint32_t> g_spread{0}; // where the search for a new task's CPU star
 SpinLock g_reap_lock{&g_reap_class};
 IntrusiveList<Task, &Task::link> g_reap_list COHORT_GUARDED_BY(g_reap_lock);
 WaitQueue g_reap_wait;   // the reaper waits here for dead tasks
-WaitQueue g_reaped_wait; // joiners wait here for the reaper
 std::atomic<bool> g_reap_pending{false};
 
 Task* task_of(FairEntity* e) { return static_cast<Task*>(e->owner); }
@@ -547,11 +546,12 @@ void reaper_main(void*) {
             t->fpu_alloc = t->fpu_area = nullptr;
             // Joiners wait for this flag, not for "only my reference is left": a waker may
             // still hold a transient reference (task_ref) now, and its task_unref wakes nobody.
+            // Only this task's joiners are woken (one machine-wide queue woke every joiner of
+            // every task at each exit: a convoy on its lock with many CPUs). The Task is still
+            // ours until put_task, so its queue may be used up to there and not after.
             t->reaped.store(true, std::memory_order_release);
+            t->joiners.wake_all();
             put_task(t);
-            // Not a wait queue in the Task: a joiner may free it as soon as our reference is
-            // gone, so nothing of it may be touched after put_task.
-            g_reaped_wait.wake_all();
         }
     }
 }
@@ -720,7 +720,8 @@ void task_exit() {
 void task_join(Task* t) {
     // The reaper has freed the stack; other references (ours, transient ones of wakers) keep
     // the Task itself until the last is dropped.
-    g_reaped_wait.wait([t] { return t->reaped.load(std::memory_order_acquire); });
+    // Our reference keeps `t` (and its queue) alive while we wait.
+    t->joiners.wait([t] { return t->reaped.load(std::memory_order_acquire); });
     put_task(t);
 }
 

@@ -73,6 +73,7 @@ struct Task {
     // the creator, dropped by task_join or task_detach. Whoever drops the last frees the Task.
     std::atomic<int> refs{2};
     std::atomic<bool> reaped{false}; // the reaper is done with it (task_join waits for this)
+    WaitQueue joiners;               // task_join waits here; the reaper wakes it
     ListNode link;            // system-class FIFO, or the reaper's list
     ListNode all_link;        // every task, for statistics
 };
