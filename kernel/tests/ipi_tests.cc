@@ -212,7 +212,7 @@ KTEST(ipi, storm_loses_nothing) {
     ktest::note("call IPIs: %lu sent, %lu received", sent, received);
     KEXPECT(received <= sent);
     KEXPECT(received > 0);
-    // Waiters re-send to targets slow to answer (10 ms and more): those come on top.
+    // Waiters re-send to targets slow to answer (100 ms and more): those come on top.
     uint64_t resent = 0;
     for (uint32_t i = 0; i < cpu_count(); ++i) resent += cpu_by_id(i)->counters.calls_resent.load();
     KEXPECT(sent <= made + n + resent);
