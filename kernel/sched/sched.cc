@@ -497,9 +497,10 @@ void free_task(Task* t) {
         Guard<SpinLock, IrqSave> g(g_tasks_lock);
         g_tasks.remove(*t);
     }
-    g_live.fetch_sub(1, std::memory_order_relaxed);
     t->~Task();
     kfree(t);
+    // Last: a caller that sees the count back at its baseline also sees the memory freed.
+    g_live.fetch_sub(1, std::memory_order_release);
 }
 
 void put_task(Task* t) {
@@ -1003,7 +1004,7 @@ void sched_log_stats() {
     }
 }
 
-uint64_t sched_live_tasks() { return g_live.load(std::memory_order_relaxed); }
+uint64_t sched_live_tasks() { return g_live.load(std::memory_order_acquire); }
 
 uint64_t sched_affinity_violations() { return g_affinity_violations.load(std::memory_order_relaxed); }
 

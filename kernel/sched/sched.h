@@ -82,7 +82,8 @@ struct Task {
 /// nullptr when memory or stack slots run out (logged). The caller owns one reference: release
 /// it with task_join() or task_detach().
 Task* task_create(TaskFn entry, void* arg, const TaskOptions& options = {});
-/// Waits until `t` has exited and its stack is freed, then drops the caller's reference.
+/// Waits until `t` has exited and its stack is freed, then drops the caller's reference. The
+/// Task itself goes with the last reference, which the reaper may still hold for a moment.
 void task_join(Task* t);
 /// Drops the caller's reference without waiting; the task is freed once it exits.
 void task_detach(Task* t);

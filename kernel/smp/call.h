@@ -10,8 +10,9 @@
 // (call_on_many, run_on_many) is one request in the sender's per-CPU data that every target
 // finds through the sender's bit in its `incoming` mask; an asynchronous request takes one of
 // its sender's kAsyncCallCredit preallocated slots until it starts running, and a sender whose
-// slots are all queued gets CallStatus::Busy (and should retry later). Calls from one sender to one target run in the order they were made,
-// except that a multicast may overtake asynchronous calls that the rate limit holds back.
+// slots are all queued gets CallStatus::Busy (and should retry later). Calls from one sender
+// to one target run in the order they were made, except that a multicast may overtake
+// asynchronous calls that the rate limit holds back.
 #pragma once
 
 #include <cstdint>
