@@ -116,11 +116,14 @@ KTEST(sched, thousand_short_tasks_all_finish_and_spread) {
     KEXPECT_EQ(total, kShortTasks);
     if (online_cpus() > 1) KEXPECT(cpus_used >= 2);
     // Joined means reaped: every stack is back. The task structures go with their last
-    // reference, which the reaper drops just after waking the joiner.
-    KEXPECT_EQ(kstack_in_use(), stacks_before);
+    // reference, which the reaper drops just after waking the joiner. (At most the baseline: a
+    // task an earlier test detached may be reaped meanwhile; more would be a leak.)
+    KEXPECT(kstack_in_use() <= stacks_before);
     const uint64_t end = monotonic_ns() + 2'000'000'000;
     while (sched_live_tasks() > tasks_before && monotonic_ns() < end) sleep_for(1'000'000);
-    KEXPECT_EQ(sched_live_tasks(), tasks_before);
+    KEXPECT(sched_live_tasks() <= tasks_before);
+    ktest::note("tasks %lu before, %lu after; kernel stacks %lu before, %lu after", tasks_before,
+                sched_live_tasks(), stacks_before, kstack_in_use());
 }
 
 // --- affinity --------------------------------------------------------------------------------
