@@ -17,7 +17,7 @@ namespace cohort {
 namespace {
 
 x86::Uart16550 g_uart;
-LockClass g_console_class{"console", rank::kConsole};
+LockClass g_console_class{"console", rank::kConsole, LockScope::MachineWide};
 SpinLock g_console_lock{&g_console_class};
 std::atomic<LogLevel> g_level{LogLevel::Info};
 std::atomic<bool> g_panic_mode{false};

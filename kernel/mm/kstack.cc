@@ -14,7 +14,7 @@ namespace cohort {
 namespace {
 constexpr uint64_t kSlots = 65536; // 16 GiB of stack address space
 constexpr uint64_t kPage = layout::kPageSize;
-LockClass g_slots_class{"kernel stack slots", rank::kStackSlots};
+LockClass g_slots_class{"kernel stack slots", rank::kStackSlots, LockScope::MachineWide};
 SpinLock g_lock{&g_slots_class};
 Bitmap<kSlots> g_used COHORT_GUARDED_BY(g_lock);
 uint16_t g_pages[kSlots] COHORT_GUARDED_BY(g_lock); // mapped pages per slot: stack vs guard

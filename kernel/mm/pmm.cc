@@ -13,7 +13,7 @@
 namespace cohort::pmm {
 
 namespace {
-LockClass g_pmm_class{"page allocator", rank::kPageAllocator};
+LockClass g_pmm_class{"page allocator", rank::kPageAllocator, LockScope::MachineWide};
 SpinLock g_lock{&g_pmm_class};
 FrameAllocator g_frames COHORT_GUARDED_BY(g_lock);
 constexpr uint64_t kPage = layout::kPageSize;

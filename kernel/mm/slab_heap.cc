@@ -6,7 +6,7 @@
 
 namespace cohort {
 
-LockClass g_heap_class{"heap size class", rank::kHeap};
+LockClass g_heap_class{"heap size class", rank::kHeap, LockScope::MachineWide};
 
 namespace {
 constexpr uint32_t kSlabMagic = 0x51ab51ab;

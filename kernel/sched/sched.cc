@@ -42,9 +42,9 @@ namespace {
 
 using sched::FairEntity;
 
-LockClass g_rq_class{"run queue", rank::kRunQueue};
-LockClass g_tasks_class{"task list", rank::kTaskList};
-LockClass g_reap_class{"reaper list", rank::kReapList};
+LockClass g_rq_class{"run queue", rank::kRunQueue, LockScope::PerCpu};
+LockClass g_tasks_class{"task list", rank::kTaskList, LockScope::MachineWide};
+LockClass g_reap_class{"reaper list", rank::kReapList, LockScope::MachineWide};
 
 constexpr sched::FairParams kParams{};
 constexpr uint64_t kBalanceIntervalNs = 10'000'000;

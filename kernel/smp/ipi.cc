@@ -34,7 +34,7 @@ void reschedule_handler(x86::InterruptFrame&) {
 
 std::atomic<uint32_t> g_drop_call_to{UINT32_MAX}; // test hook: ipi_test_drop_next_call
 
-LockClass g_vector_class{"vector allocator", rank::kVectors};
+LockClass g_vector_class{"vector allocator", rank::kVectors, LockScope::MachineWide};
 SpinLock g_vector_lock{&g_vector_class};
 Bitmap<256> g_vectors_used;
 

@@ -14,7 +14,7 @@ namespace cohort {
 namespace {
 char* g_template = nullptr; // pristine copy of .percpu, taken before anyone wrote to it
 size_t g_static_size = 0;
-LockClass g_percpu_class{"per-CPU areas", rank::kPercpu};
+LockClass g_percpu_class{"per-CPU areas", rank::kPercpu, LockScope::MachineWide};
 SpinLock g_lock{&g_percpu_class};
 size_t g_dynamic_used COHORT_GUARDED_BY(g_lock) = 0;
 

@@ -61,4 +61,11 @@ LockClass* LockClass::first_registered() {
     return g_classes.load(std::memory_order_acquire);
 }
 
+uint64_t LockClass::machine_wide_acquisitions() {
+    uint64_t sum = 0;
+    for (const LockClass* c = first_registered(); c != nullptr; c = c->next_registered())
+        if (c->scope() == LockScope::MachineWide) sum += c->acquisitions_.load(std::memory_order_relaxed);
+    return sum;
+}
+
 } // namespace cohort

@@ -37,6 +37,14 @@ struct LockStats {
     uint64_t max_hold = 0;
 };
 
+/// How many CPUs share one lock of a class. bench=scale counts acquisitions of MachineWide
+/// classes per operation: such a lock on a path every CPU takes caps how the kernel scales.
+enum class LockScope : uint8_t {
+    PerObject,   // one per object (a wait queue, an address space)
+    PerCpu,      // one per CPU, taken almost only by its owner (run queue, per-CPU caches)
+    MachineWide, // one (or a few) for the whole machine (the page allocator's buddy lists)
+};
+
 /// A named group of locks with the same role, e.g. every slab-cache lock. Define one per role
 /// as a global (`constinit LockClass g_pmm_class{"pmm", 20};`) and pass its address to the
 /// locks. Classes register themselves on first use so bench=locks can list them.
@@ -46,11 +54,16 @@ class LockClass {
     /// strictly lower rank. 0 means unranked (not order-checked).
     constexpr explicit LockClass(const char* name, uint32_t rank = 0, bool stats = true)
         : name_(name), rank_(rank), stats_on_(stats) {}
+    /// `stats` off keeps a PerCpu class's locks from sharing a statistics cache line between
+    /// every CPU (the counters below are machine-wide).
+    constexpr LockClass(const char* name, uint32_t rank, LockScope scope, bool stats = true)
+        : name_(name), rank_(rank), scope_(scope), stats_on_(stats) {}
     LockClass(const LockClass&) = delete;
     LockClass& operator=(const LockClass&) = delete;
 
     const char* name() const { return name_; }
     uint32_t rank() const { return rank_; }
+    LockScope scope() const { return scope_; }
 
     bool stats_enabled() const { return stats_on_.load(std::memory_order_relaxed); }
     void set_stats_enabled(bool on) { stats_on_.store(on, std::memory_order_relaxed); }
@@ -65,6 +78,8 @@ class LockClass {
 
     /// The registered classes (those that recorded at least one acquisition), newest first.
     static LockClass* first_registered();
+    /// Acquisitions of every MachineWide class so far (those with statistics on).
+    static uint64_t machine_wide_acquisitions();
     LockClass* next_registered() const { return next_; }
 
   private:
@@ -72,6 +87,7 @@ class LockClass {
 
     const char* name_;
     uint32_t rank_;
+    LockScope scope_ = LockScope::PerObject;
     std::atomic<bool> stats_on_;
     std::atomic<bool> registered_{false};
     LockClass* next_ = nullptr;

@@ -29,7 +29,7 @@ constexpr uint64_t kPage = layout::kPageSize;
 constexpr uint64_t k2M = 2ull << 20;
 constexpr uint64_t k1G = 1ull << 30;
 
-LockClass g_pt_class{"kernel page tables", rank::kKernelPageTables};
+LockClass g_pt_class{"kernel page tables", rank::kKernelPageTables, LockScope::MachineWide};
 SpinLock g_pt_lock{&g_pt_class}; // guards every kernel-half page-table change
 uint64_t g_kernel_root = 0;
 // Page-table pages below the roots, kernel and private spaces alike: memory that "back to
