@@ -12,7 +12,7 @@ set(COHORT_PORTABLE_SOURCES
   lib/format.cc
   lib/glob.cc
   lib/memmap.cc
-  mm/frame_allocator.cc
+  mm/buddy.cc
   mm/slab_heap.cc
   sched/fair.cc
   smp/cpu_list.cc

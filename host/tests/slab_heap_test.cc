@@ -606,4 +606,192 @@ TEST_F(SlabHeapTest, MultiThreadedStress) {
     EXPECT_TRUE(take_reports().empty());
 }
 
+// --- per-CPU object caches ------------------------------------------------------------------
+// Threads play CPUs: each sets its number before it touches the heap.
+thread_local uint32_t t_cpu = 0;
+uint32_t host_cpu() { return t_cpu; }
+
+class SlabHeapCpuCacheTest : public SlabHeapTest {
+  protected:
+    static constexpr uint32_t kCpus = 8;
+    void SetUp() override {
+        SlabHeapTest::SetUp();
+        t_cpu = 0;
+    }
+    void enable(bool poison) {
+        init(poison);
+        ASSERT_TRUE(heap->enable_cpu_caches(kCpus, host_cpu));
+        baseline_pages = heap->stats().pages; // the cache array itself, held for good
+        ASSERT_GT(baseline_pages, 0u);
+        ASSERT_EQ(pages->outstanding(), baseline_pages);
+    }
+    void TearDown() override {
+        // After a drain the heap holds nothing but its cache array: every cached object and
+        // every kept empty slab went back.
+        heap->drain();
+        EXPECT_EQ(heap->cached_objects(), 0u);
+        const SlabHeap::Stats s = heap->stats();
+        EXPECT_EQ(s.objects, 0u);
+        EXPECT_EQ(s.bytes_in_use, 0u);
+        EXPECT_EQ(s.pages, baseline_pages);
+        EXPECT_EQ(pages->outstanding(), baseline_pages);
+        EXPECT_EQ(pages->bad_frees(), 0u);
+    }
+    uint64_t class_lock_acquisitions() { return cohort::g_heap_class.stats().acquisitions; }
+    uint64_t baseline_pages = 0;
+};
+
+TEST_F(SlabHeapCpuCacheTest, AllocFreeLoopStaysOffTheClassLock) {
+    enable(false);
+    const uint64_t before = class_lock_acquisitions();
+    for (int i = 0; i < 10000; ++i) {
+        void* p = heap->alloc(64);
+        ASSERT_NE(p, nullptr);
+        heap->free(p);
+    }
+    // One refill at the start; the loop itself runs on the CPU's cache.
+    EXPECT_LE(class_lock_acquisitions() - before, 2u);
+    EXPECT_GT(heap->cached_objects(), 0u);
+}
+
+TEST_F(SlabHeapCpuCacheTest, BurstsTakeTheClassLockOncePerBatch) {
+    enable(false);
+    std::vector<void*> v;
+    const uint64_t before = class_lock_acquisitions();
+    for (int round = 0; round < 20; ++round) {
+        for (int i = 0; i < 512; ++i) v.push_back(heap->alloc(32));
+        for (void* p : v) heap->free(p);
+        v.clear();
+    }
+    const uint64_t taken = class_lock_acquisitions() - before;
+    // 20 x 1024 operations in batches of 16 (32-byte class): about 1300 acquisitions; per
+    // object it would be 20,480.
+    EXPECT_LT(taken, 20u * 1024 / 8);
+    EXPECT_GT(taken, 0u);
+}
+
+TEST_F(SlabHeapCpuCacheTest, ObjectsFreedOnAnotherCpuComeBackThroughTheDepot) {
+    enable(false);
+    std::vector<void*> v;
+    for (int i = 0; i < 300; ++i) v.push_back(heap->alloc(128));
+    std::thread other([&] {
+        t_cpu = 5;
+        for (void* p : v) heap->free(p);
+    });
+    other.join();
+    EXPECT_GT(heap->cached_objects(), 0u);
+    const uint64_t pages_before = heap->stats().pages;
+    // CPU 0 allocates again: it gets the objects CPU 5 gave back (no new slab pages).
+    std::vector<void*> again;
+    for (int i = 0; i < 50; ++i) again.push_back(heap->alloc(128));
+    EXPECT_EQ(heap->stats().pages, pages_before);
+    for (void* p : again) heap->free(p);
+}
+
+TEST_F(SlabHeapCpuCacheTest, DoubleFreeIsCaughtBeforeTheObjectIsCachedTwice) {
+    enable(false);
+    void* p = heap->alloc(48);
+    heap->free(p);
+    heap->free(p);
+    auto reports = take_reports();
+    ASSERT_EQ(reports.size(), 1u);
+    EXPECT_NE(reports[0].what.find("double free"), std::string::npos) << reports[0].what;
+    // Had it been cached twice, two allocations would return the same pointer.
+    void* a = heap->alloc(48);
+    void* b = heap->alloc(48);
+    EXPECT_NE(a, b);
+    heap->free(a);
+    heap->free(b);
+    EXPECT_TRUE(take_reports().empty());
+}
+
+TEST_F(SlabHeapCpuCacheTest, PoisonStillCatchesWriteAfterFree) {
+    enable(true);
+    void* p = heap->alloc(256);
+    heap->free(p);
+    static_cast<unsigned char*>(p)[100] = 0; // write after free, into a cached object
+    void* again = heap->alloc(256);
+    EXPECT_EQ(again, p) << "the CPU cache hands the newest object out first";
+    auto reports = take_reports();
+    ASSERT_EQ(reports.size(), 1u);
+    EXPECT_NE(reports[0].what.find("after it was freed"), std::string::npos);
+    heap->free(again);
+}
+
+TEST_F(SlabHeapCpuCacheTest, EmptySlabsAreKeptUntilDrain) {
+    enable(false);
+    // The 2048-byte class: one object per slab page, so each free empties a slab.
+    std::vector<void*> v;
+    for (int i = 0; i < 40; ++i) v.push_back(heap->alloc(2048));
+    for (void* p : v) heap->free(p);
+    const uint64_t held = heap->stats().pages - baseline_pages;
+    // Cached objects keep their slabs; at most kKeepEmpty empty slabs stay beyond those.
+    EXPECT_LE(held, heap->cached_objects() + SlabHeap::kKeepEmpty);
+    EXPECT_GT(held, 0u);
+    heap->drain();
+    EXPECT_EQ(heap->stats().pages, baseline_pages);
+}
+
+TEST_F(SlabHeapCpuCacheTest, ManyCpusAllocateAndFreeAcrossEachOther) {
+    constexpr int kOps = 20000;
+    enable(true);
+    std::mutex mu;
+    std::vector<std::pair<void*, uint64_t>> handoff; // freed by a thread other than the allocator
+    std::atomic<int> failures{0};
+    std::atomic<size_t> finished{0};
+    auto worker = [&](uint32_t cpu) {
+        t_cpu = cpu;
+        std::mt19937_64 rng(77 + cpu);
+        std::vector<std::pair<void*, uint64_t>> live;
+        uint64_t n = 0;
+        for (int op = 0; op < kOps; ++op) {
+            const uint64_t r = rng() % 100;
+            if (live.size() < 4 || (r < 50 && live.size() < 300)) {
+                const size_t size = 1 + rng() % 2048;
+                void* p = heap->alloc(size);
+                if (p == nullptr) {
+                    ++failures;
+                    continue;
+                }
+                const uint64_t tag = (uint64_t{cpu} << 40) | ++n;
+                fill(p, 16, tag);
+                live.push_back({p, tag});
+            } else {
+                const size_t k = rng() % live.size();
+                auto item = live[k];
+                live[k] = live.back();
+                live.pop_back();
+                if (r < 85) {
+                    if (check(item.first, 16, item.second) != 16) ++failures;
+                    heap->free(item.first);
+                } else {
+                    std::lock_guard<std::mutex> lock(mu);
+                    handoff.push_back(item);
+                    if (handoff.size() > 8) {
+                        auto theirs = handoff.front();
+                        handoff.erase(handoff.begin());
+                        if (check(theirs.first, 16, theirs.second) != 16) ++failures;
+                        heap->free(theirs.first);
+                    }
+                }
+            }
+        }
+        for (auto& [p, tag] : live) {
+            if (check(p, 16, tag) != 16) ++failures;
+            heap->free(p);
+        }
+        ++finished;
+    };
+    std::vector<std::thread> threads;
+    for (uint32_t i = 0; i < kCpus; ++i) threads.emplace_back(worker, i);
+    join_or_abort(threads, finished, std::chrono::seconds(120));
+    for (auto& [p, tag] : handoff) {
+        EXPECT_EQ(check(p, 16, tag), 16u);
+        heap->free(p);
+    }
+    EXPECT_EQ(failures.load(), 0);
+    EXPECT_TRUE(take_reports().empty());
+    EXPECT_EQ(heap->stats().errors, 0u);
+}
+
 } // namespace

@@ -6,6 +6,7 @@
 #include "debug/log.h"
 #include "mm/phys.h"
 #include "mm/pmm.h"
+#include "smp/cpu.h"
 
 namespace cohort {
 
@@ -18,9 +19,17 @@ void* pages_alloc(size_t pages, void*) {
 }
 void pages_free(void* p, size_t pages, void*) { pmm::free_pages(direct_map_virt_to_phys(p), pages); }
 void heap_error(const char* what, const void* p) { log_error("%s (pointer %p)", what, p); }
+
+uint32_t running_cpu() { return this_cpu()->cpu_id; }
 } // namespace
 
 void heap_init(bool poison) { g_heap.init(PageSource{pages_alloc, pages_free, nullptr}, poison, heap_error); }
+void heap_enable_cpu_caches() {
+    if (!g_heap.enable_cpu_caches(cpu_count(), running_cpu))
+        log_warn("heap: no memory for per-CPU caches; every allocation takes its class lock");
+}
+void heap_drain() { g_heap.drain(); }
+uint64_t heap_cached_objects() { return g_heap.cached_objects(); }
 void* kmalloc(size_t size) { return g_heap.alloc(size); }
 void* kzalloc(size_t size) {
     void* p = g_heap.alloc(size);

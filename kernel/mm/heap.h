@@ -8,6 +8,13 @@
 namespace cohort {
 
 void heap_init(bool poison);
+/// Per-CPU object caches for cpu_count() CPUs (after every CPU's id is fixed, before APs
+/// allocate).
+void heap_enable_cpu_caches();
+/// Gives cached objects and kept empty slabs back, so heap_stats().pages is what live objects
+/// use: tests that compare against a baseline drain first.
+void heap_drain();
+uint64_t heap_cached_objects();
 /// 16-byte aligned, uninitialised; nullptr when out of memory.
 [[nodiscard]] void* kmalloc(size_t size);
 [[nodiscard]] void* kzalloc(size_t size);

@@ -1,4 +1,5 @@
-// The kernel's physical memory: a locked FrameAllocator fed by the normalised memory map.
+// The kernel's physical memory: a buddy allocator fed by the normalised memory map, with a
+// cache per CPU in front of it for blocks of up to 16 pages (mm/page_cache.h). docs/memory.md.
 #pragma once
 
 #include <cstdint>
@@ -20,7 +21,30 @@ void free_pages(uint64_t phys, uint64_t count = 1);
 /// A frame filled with zeroes, reached through the direct map.
 uint64_t alloc_zeroed_page();
 
+/// Turns the per-CPU caches on, sized for cpu_count() CPUs. Call once every CPU's per-CPU area
+/// exists and before any AP allocates.
+void enable_cpu_caches();
+/// Returns every CPU's cached blocks to the shared allocator (without interrupting those CPUs:
+/// each cache has its own lock). Allocation does this by itself before it fails. Returns the
+/// frames that went back.
+uint64_t drain_cpu_caches();
+
+/// Frames, at one moment. At a quiescent point managed == free + cached + used: every frame is
+/// in the allocator, in a CPU cache, or held by a caller (counted on every path, so a frame
+/// lost or duplicated between cache and allocator breaks the sum).
+struct Stats {
+    uint64_t managed = 0;
+    uint64_t free = 0;   // in the shared allocator
+    uint64_t cached = 0; // in CPU caches
+    uint64_t used = 0;   // held by callers
+};
+Stats stats();
+
+/// Memory that can be allocated: the allocator's and the CPU caches' free frames.
 uint64_t free_bytes();
 uint64_t managed_bytes();
+/// What the allocator's own metadata takes (about 9.3 bytes per frame up to the top of RAM,
+/// holes included).
+uint64_t metadata_bytes();
 
 } // namespace cohort::pmm

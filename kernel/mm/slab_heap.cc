@@ -3,10 +3,14 @@
 #include "sync/lock_ranks.h"
 
 #include <cstring>
+#include <new>
 
 namespace cohort {
 
 LockClass g_heap_class{"heap size class", rank::kHeap, LockScope::MachineWide};
+// Statistics off: a CPU takes only its own cache's lock, and shared counters would put one
+// machine-wide cache line back on that path.
+LockClass g_heap_cpu_class{"heap CPU cache", rank::kHeapCpuCache, LockScope::PerCpu, false};
 
 namespace {
 constexpr uint32_t kSlabMagic = 0x51ab51ab;
@@ -32,12 +36,50 @@ size_t class_for(size_t size) {
 uintptr_t page_of(const void* p) {
     return reinterpret_cast<uintptr_t>(p) & ~uintptr_t(SlabHeap::kPageSize - 1);
 }
+
+// Objects a CPU keeps per class: fewer for big classes, whose objects each cost up to a page
+// of slab. Refills and flushes move half of it.
+uint32_t cache_cap(size_t cls) {
+    const size_t by_size = 16384 / class_size(cls);
+    return static_cast<uint32_t>(by_size < 4 ? 4 : by_size > SlabHeap::kCpuCacheMax ? SlabHeap::kCpuCacheMax : by_size);
+}
+
+// Sets or clears the "held by a caller" bit; false if it already had that value. Atomic: with
+// CPU caches the bit flips outside the class lock, while neighbours in the same word may be
+// allocated or freed on other CPUs.
+bool mark_held(SlabHeap::Slab* s, size_t idx, bool held) {
+    const uint64_t bit = uint64_t{1} << (idx % 64);
+    const uint64_t old = held ? __atomic_fetch_or(&s->allocated[idx / 64], bit, __ATOMIC_RELAXED)
+                              : __atomic_fetch_and(&s->allocated[idx / 64], ~bit, __ATOMIC_RELAXED);
+    return held ? (old & bit) == 0 : (old & bit) != 0;
+}
+
+size_t index_in(const SlabHeap::Slab* s, const void* obj) {
+    return static_cast<size_t>(static_cast<const unsigned char*>(obj) -
+                               reinterpret_cast<const unsigned char*>(s) - s->first_offset) /
+           class_size(s->size_class);
+}
 } // namespace
 
 void SlabHeap::init(PageSource source, bool poison, ErrorHook on_error) {
     source_ = source;
     poison_ = poison;
     on_error_ = on_error;
+}
+
+bool SlabHeap::enable_cpu_caches(uint32_t cpus, uint32_t (*this_cpu)()) {
+    if (cpus == 0 || cpus_ != nullptr) return false;
+    const size_t pages = (cpus * sizeof(CpuCache) + kPageSize - 1) / kPageSize;
+    void* mem = source_.alloc(pages, source_.ctx);
+    if (mem == nullptr) return false;
+    auto* caches = static_cast<CpuCache*>(mem);
+    for (uint32_t i = 0; i < cpus; ++i) new (&caches[i]) CpuCache();
+    cpus_pages_ = pages;
+    count(boot_, 0, 0, static_cast<int64_t>(pages)); // held for good: part of the baseline
+    cpu_count_ = cpus;
+    this_cpu_ = this_cpu;
+    __atomic_store_n(&cpus_, caches, __ATOMIC_RELEASE);
+    return true;
 }
 
 void SlabHeap::report(const char* what, const void* p) {
@@ -48,7 +90,6 @@ void SlabHeap::report(const char* what, const void* p) {
 SlabHeap::Slab* SlabHeap::new_slab(size_t cls) {
     void* page = source_.alloc(1, source_.ctx);
     if (page == nullptr) return nullptr;
-    pages_.fetch_add(1, std::memory_order_relaxed);
     auto* s = new (page) Slab{};
     const size_t size = class_size(cls);
     s->magic = kSlabMagic;
@@ -69,28 +110,112 @@ SlabHeap::Slab* SlabHeap::new_slab(size_t cls) {
     return s;
 }
 
+void* SlabHeap::slab_pop(Class& c, size_t cls, bool* new_page) {
+    Slab* s = c.partial.front();
+    if (s == nullptr) {
+        s = new_slab(cls);
+        if (s == nullptr) return nullptr;
+        *new_page = true;
+        c.partial.push_front(*s);
+    }
+    if (s->in_use == 0 && c.empty > 0) --c.empty; // a kept empty slab is in use again
+    void* obj = s->free_list;
+    s->free_list = *static_cast<void**>(obj);
+    if (++s->in_use == s->capacity) c.partial.remove(*s);
+    return obj;
+}
+
+SlabHeap::Slab* SlabHeap::slab_push(Class& c, void* obj) {
+    auto* s = reinterpret_cast<Slab*>(page_of(obj));
+    *static_cast<void**>(obj) = s->free_list;
+    s->free_list = obj;
+    if (s->in_use-- == s->capacity) c.partial.push_front(*s);
+    if (s->in_use != 0) return nullptr;
+    // With CPU caches a few empty slabs stay: a workload that allocates and frees around a
+    // slab boundary must not hand a page back and forth with every object.
+    if (cpus_ != nullptr && c.empty < kKeepEmpty) {
+        ++c.empty;
+        return nullptr;
+    }
+    c.partial.remove(*s);
+    s->magic = 0;
+    return s;
+}
+
+void SlabHeap::release_slab(Slab* s, Counters& k) {
+    source_.free(s, 1, source_.ctx);
+    count(k, 0, 0, -1);
+}
+
+void SlabHeap::refill(CpuCache& cc, size_t cls) {
+    Class& c = classes_[cls];
+    const uint32_t want = cache_cap(cls) / 2;
+    uint32_t new_pages = 0;
+    {
+        Guard<TasLock, NoIrq> guard(c.lock);
+        // The depot first: objects other CPUs gave back, moved without touching their slabs.
+        while (cc.count[cls] < want && c.depot_count > 0)
+            cc.objs[cls][cc.count[cls]++] = c.depot[--c.depot_count];
+        while (cc.count[cls] < want) {
+            bool fresh = false;
+            void* obj = slab_pop(c, cls, &fresh);
+            if (obj == nullptr) break;
+            new_pages += fresh;
+            cc.objs[cls][cc.count[cls]++] = obj;
+        }
+    }
+    count(cc.counters, 0, 0, new_pages);
+}
+
+void SlabHeap::flush(CpuCache& cc, size_t cls, uint32_t n) {
+    Class& c = classes_[cls];
+    Slab* release[kCpuCacheMax];
+    uint32_t nrel = 0;
+    {
+        Guard<TasLock, NoIrq> guard(c.lock);
+        // The oldest objects go (the bottom of the stack); the newest stay, likely still warm.
+        uint32_t i = 0;
+        for (; i < n && c.depot_count < kDepotMax; ++i) c.depot[c.depot_count++] = cc.objs[cls][i];
+        for (; i < n; ++i)
+            if (Slab* r = slab_push(c, cc.objs[cls][i])) release[nrel++] = r;
+    }
+    for (uint32_t i = n; i < cc.count[cls]; ++i) cc.objs[cls][i - n] = cc.objs[cls][i];
+    cc.count[cls] -= n;
+    for (uint32_t i = 0; i < nrel; ++i) release_slab(release[i], cc.counters);
+}
+
 void* SlabHeap::alloc(size_t size) {
     if (size == 0) return nullptr;
     if (size > kMaxSmall) return alloc_large(size);
     const size_t cls = class_for(size);
     const size_t csize = class_size(cls);
-    Class& c = classes_[cls];
-    void* obj;
+    void* obj = nullptr;
     {
-        Guard<SpinLock, IrqSave> guard(c.lock);
-        Slab* s = c.partial.front();
-        if (s == nullptr) {
-            s = new_slab(cls);
-            if (s == nullptr) return nullptr;
-            c.partial.push_front(*s);
+        const IrqSave::State irq = IrqSave::save(); // stay on this CPU while using its cache
+        CpuCache* caches = __atomic_load_n(&cpus_, __ATOMIC_ACQUIRE);
+        if (caches != nullptr) {
+            CpuCache& cc = caches[this_cpu_()];
+            Guard<SpinLock, NoIrq> guard(cc.lock);
+            if (cc.count[cls] == 0) refill(cc, cls);
+            if (cc.count[cls] != 0) {
+                obj = cc.objs[cls][--cc.count[cls]];
+                count(cc.counters, static_cast<int64_t>(csize), 1, 0);
+            }
+        } else {
+            Class& c = classes_[cls];
+            bool fresh = false;
+            {
+                Guard<TasLock, NoIrq> guard(c.lock);
+                obj = slab_pop(c, cls, &fresh);
+            }
+            if (obj != nullptr) count(boot_, static_cast<int64_t>(csize), 1, fresh);
         }
-        obj = s->free_list;
-        s->free_list = *static_cast<void**>(obj);
-        const size_t idx = (static_cast<unsigned char*>(obj) - reinterpret_cast<unsigned char*>(s) -
-                            s->first_offset) / csize;
-        s->allocated[idx / 64] |= uint64_t{1} << (idx % 64);
-        if (++s->in_use == s->capacity) c.partial.remove(*s);
+        IrqSave::restore(irq);
     }
+    if (obj == nullptr) return nullptr;
+    auto* s = reinterpret_cast<Slab*>(page_of(obj));
+    if (!mark_held(s, index_in(s, obj), true))
+        report("heap: a free object is also held (heap corruption)", obj);
     if (poison_) {
         // Everything but the free-list link must still hold the free poison; anything else
         // means someone wrote to the object after freeing it.
@@ -103,9 +228,6 @@ void* SlabHeap::alloc(size_t size) {
         }
         memset(obj, kAllocPoison, csize);
     }
-    // Accounted by class size: the slot, not the request, is what the heap holds.
-    bytes_.fetch_add(csize, std::memory_order_relaxed);
-    objects_.fetch_add(1, std::memory_order_relaxed);
     return obj;
 }
 
@@ -134,48 +256,89 @@ void SlabHeap::free(void* p) {
         report("heap: free of a pointer into the middle of an object", p);
         return;
     }
-    const size_t idx = (off - s->first_offset) / csize;
-    Class& c = classes_[cls];
-    bool release = false;
-    {
-        Guard<SpinLock, IrqSave> guard(c.lock);
-        const uint64_t bit = uint64_t{1} << (idx % 64);
-        if (!(s->allocated[idx / 64] & bit)) {
-            report("heap: double free", p);
-            return;
-        }
-        s->allocated[idx / 64] &= ~bit;
-        if (poison_) memset(p, kFreePoison, csize);
-        *static_cast<void**>(p) = s->free_list;
-        s->free_list = p;
-        if (s->in_use-- == s->capacity) c.partial.push_front(*s);
-        if (s->in_use == 0) {
-            // Empty slabs go back to the page source, so memory use returns to its baseline.
-            c.partial.remove(*s);
-            s->magic = 0;
-            release = true;
-        }
+    if (!mark_held(s, index_in(s, p), false)) {
+        report("heap: double free", p);
+        return;
     }
-    bytes_.fetch_sub(csize, std::memory_order_relaxed);
-    objects_.fetch_sub(1, std::memory_order_relaxed);
-    if (release) {
-        source_.free(s, 1, source_.ctx);
-        pages_.fetch_sub(1, std::memory_order_relaxed);
+    // Poisoned before it is visible to anyone else: once cached or back in its slab, another
+    // CPU may take it.
+    if (poison_) memset(p, kFreePoison, csize);
+    const IrqSave::State irq = IrqSave::save();
+    CpuCache* caches = __atomic_load_n(&cpus_, __ATOMIC_ACQUIRE);
+    if (caches != nullptr) {
+        CpuCache& cc = caches[this_cpu_()];
+        Guard<SpinLock, NoIrq> guard(cc.lock);
+        if (cc.count[cls] >= cache_cap(cls)) flush(cc, cls, cache_cap(cls) / 2);
+        cc.objs[cls][cc.count[cls]++] = p;
+        count(cc.counters, -static_cast<int64_t>(csize), -1, 0);
+    } else {
+        Slab* release;
+        Class& c = classes_[cls];
+        {
+            Guard<TasLock, NoIrq> guard(c.lock);
+            release = slab_push(c, p);
+        }
+        count(boot_, -static_cast<int64_t>(csize), -1, 0);
+        if (release != nullptr) release_slab(release, boot_);
     }
+    IrqSave::restore(irq);
+}
+
+void SlabHeap::drain() {
+    CpuCache* caches = __atomic_load_n(&cpus_, __ATOMIC_ACQUIRE);
+    for (uint32_t i = 0; caches != nullptr && i < cpu_count_; ++i) {
+        CpuCache& cc = caches[i];
+        Guard<SpinLock, IrqSave> guard(cc.lock);
+        for (size_t cls = 0; cls < kClassCount; ++cls)
+            if (cc.count[cls] != 0) flush(cc, cls, cc.count[cls]);
+    }
+    for (size_t cls = 0; cls < kClassCount; ++cls) {
+        Class& c = classes_[cls];
+        Slab* release[kDepotMax + kKeepEmpty + 1];
+        uint32_t nrel = 0;
+        {
+            Guard<TasLock, IrqSave> guard(c.lock);
+            while (c.depot_count > 0)
+                if (Slab* r = slab_push(c, c.depot[--c.depot_count])) release[nrel++] = r;
+            // The kept empty slabs go too: after a drain the heap holds only what is in use.
+            for (Slab* s = c.partial.front(); s != nullptr && nrel < kDepotMax + kKeepEmpty + 1;) {
+                Slab* next = c.partial.next(*s);
+                if (s->in_use == 0) {
+                    c.partial.remove(*s);
+                    s->magic = 0;
+                    release[nrel++] = s;
+                }
+                s = next;
+            }
+            c.empty = 0;
+        }
+        for (uint32_t i = 0; i < nrel; ++i) release_slab(release[i], boot_);
+    }
+}
+
+uint64_t SlabHeap::cached_objects() const COHORT_NO_THREAD_SAFETY_ANALYSIS {
+    uint64_t n = 0;
+    const CpuCache* caches = __atomic_load_n(&cpus_, __ATOMIC_ACQUIRE);
+    for (uint32_t i = 0; caches != nullptr && i < cpu_count_; ++i)
+        for (size_t cls = 0; cls < kClassCount; ++cls)
+            n += __atomic_load_n(&caches[i].count[cls], __ATOMIC_RELAXED);
+    for (size_t cls = 0; cls < kClassCount; ++cls)
+        n += __atomic_load_n(&classes_[cls].depot_count, __ATOMIC_RELAXED);
+    return n;
 }
 
 void* SlabHeap::alloc_large(size_t size) {
     if (size > (uint64_t{1} << 40)) return nullptr;
-    const size_t pages = (size + kLargeHeader + kPageSize - 1) / kPageSize;
+    size_t pages = (size + kLargeHeader + kPageSize - 1) / kPageSize;
+    // Up to 16 pages, a power of two: the page allocator's CPU caches serve exactly those.
+    if (pages <= 16) pages = std::bit_ceil(pages);
     void* mem = source_.alloc(pages, source_.ctx);
     if (mem == nullptr) return nullptr;
     auto* h = static_cast<LargeHeader*>(mem);
     h->magic = kLargeMagic;
     h->pages = pages;
     h->size = size;
-    pages_.fetch_add(pages, std::memory_order_relaxed);
-    bytes_.fetch_add(pages * kPageSize - kLargeHeader, std::memory_order_relaxed);
-    objects_.fetch_add(1, std::memory_order_relaxed);
+    count_here(static_cast<int64_t>(pages * kPageSize - kLargeHeader), 1, static_cast<int64_t>(pages));
     void* obj = static_cast<unsigned char*>(mem) + kLargeHeader;
     if (poison_) memset(obj, kAllocPoison, size);
     return obj;
@@ -184,11 +347,23 @@ void* SlabHeap::alloc_large(size_t size) {
 void SlabHeap::free_large(void* p) {
     auto* h = reinterpret_cast<LargeHeader*>(static_cast<unsigned char*>(p) - kLargeHeader);
     const uint64_t pages = h->pages;
-    h->magic = 0; // a second free of the same block now fails the magic check
-    bytes_.fetch_sub(pages * kPageSize - kLargeHeader, std::memory_order_relaxed);
-    objects_.fetch_sub(1, std::memory_order_relaxed);
-    pages_.fetch_sub(pages, std::memory_order_relaxed);
+    // A second free of the same block fails the magic check; two racing frees cannot both
+    // clear it.
+    uint32_t expected = kLargeMagic;
+    if (!__atomic_compare_exchange_n(&h->magic, &expected, 0u, false,
+                                     __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+        report("heap: double free", p);
+        return;
+    }
+    count_here(-static_cast<int64_t>(pages * kPageSize - kLargeHeader), -1, -static_cast<int64_t>(pages));
     source_.free(h, pages, source_.ctx);
+}
+
+void SlabHeap::count_here(int64_t bytes, int64_t objects, int64_t pages) {
+    const IrqSave::State irq = IrqSave::save();
+    CpuCache* caches = __atomic_load_n(&cpus_, __ATOMIC_ACQUIRE);
+    count(caches != nullptr ? caches[this_cpu_()].counters : boot_, bytes, objects, pages);
+    IrqSave::restore(irq);
 }
 
 size_t SlabHeap::usable_size(const void* p) const {
@@ -202,8 +377,17 @@ size_t SlabHeap::usable_size(const void* p) const {
 }
 
 SlabHeap::Stats SlabHeap::stats() const {
-    return {bytes_.load(std::memory_order_relaxed), objects_.load(std::memory_order_relaxed),
-            pages_.load(std::memory_order_relaxed), errors_.load(std::memory_order_relaxed)};
+    int64_t bytes = boot_.bytes.load(std::memory_order_relaxed);
+    int64_t objects = boot_.objects.load(std::memory_order_relaxed);
+    int64_t pages = boot_.pages.load(std::memory_order_relaxed);
+    const CpuCache* caches = __atomic_load_n(&cpus_, __ATOMIC_ACQUIRE);
+    for (uint32_t i = 0; caches != nullptr && i < cpu_count_; ++i) {
+        bytes += caches[i].counters.bytes.load(std::memory_order_relaxed);
+        objects += caches[i].counters.objects.load(std::memory_order_relaxed);
+        pages += caches[i].counters.pages.load(std::memory_order_relaxed);
+    }
+    return {static_cast<uint64_t>(bytes), static_cast<uint64_t>(objects),
+            static_cast<uint64_t>(pages), errors_.load(std::memory_order_relaxed)};
 }
 
 } // namespace cohort

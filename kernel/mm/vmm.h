@@ -6,6 +6,10 @@
 
 #include "lib/memmap.h"
 
+namespace cohort {
+class TlbBatch;
+}
+
 namespace cohort::vmm {
 
 enum Prot : uint32_t {
@@ -23,8 +27,11 @@ void init(const MemoryMap& map);
 /// (false, logged) rather than silently replacing an existing different mapping. Kernel-half
 /// mappings are global; lower-half ones (the AP trampoline's identity map) never are.
 [[nodiscard]] bool map(uint64_t va, uint64_t pa, uint64_t size, uint32_t prot);
-/// Unmaps 4 KiB pages and flushes them from this CPU's TLB. Returns how many were mapped.
+/// Unmaps 4 KiB pages and shoots them down on every CPU. Returns how many were mapped.
 uint64_t unmap(uint64_t va, uint64_t size);
+/// Unmaps without flushing: the range joins `batch` (kernel-half TlbBatch), and the pages'
+/// frames may be reused only after batch.flush(). One flush for many unmaps.
+uint64_t unmap_batched(uint64_t va, uint64_t size, TlbBatch& batch);
 /// Removes every lower-half (identity) mapping from the kernel page tables, flushes them from
 /// every CPU's TLB and paging-structure caches, then frees the page-table pages.
 void drop_low_half();

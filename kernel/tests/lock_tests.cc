@@ -8,6 +8,7 @@
 #include "arch/x86/cpu.h"
 #include "debug/log.h"
 #include "lib/format.h"
+#include "mm/caches.h"
 #include "mm/heap.h"
 #include "mm/phys.h"
 #include "mm/pmm.h"
@@ -433,12 +434,14 @@ void alloc_worker(void* arg) {
 }
 
 KTEST(mm, smp_concurrent_allocation_returns_to_baseline) {
+    mm_drain_caches();
     const uint64_t free_before = pmm::free_bytes();
     const auto heap_before = heap_stats();
     static AllocStress s;
     s.errors = s.pages = s.objects = 0;
     s.deadline = monotonic_ns() + 200'000'000;
     KEXPECT(ktest::run_on_all_cpus(alloc_worker, &s));
+    mm_drain_caches();
     const auto heap_after = heap_stats();
     ktest::note("%lu page and %lu heap allocations on %u CPUs", s.pages.load(), s.objects.load(),
                 cpus_online());

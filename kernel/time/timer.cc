@@ -18,7 +18,7 @@ namespace cohort {
 namespace {
 
 // Ranked above the run queues: the scheduler arms and cancels timers with its queue locked.
-LockClass g_timer_class{"timer queue", rank::kTimerQueue, LockScope::PerCpu};
+LockClass g_timer_class{"timer queue", rank::kTimerQueue, LockScope::PerCpu, false};
 
 struct TimerQueue {
     SpinLock lock{&g_timer_class};

@@ -15,6 +15,7 @@
 #include "mm/address_space.h"
 #include "smp/tlb.h"
 #include "sync/spinlock.h"
+#include "sync/tas_lock.h"
 #include "sync/lock_ranks.h"
 
 extern "C" const char __text_start[], __text_end[], __rodata_start[], __rodata_end[];
@@ -30,7 +31,7 @@ constexpr uint64_t k2M = 2ull << 20;
 constexpr uint64_t k1G = 1ull << 30;
 
 LockClass g_pt_class{"kernel page tables", rank::kKernelPageTables, LockScope::MachineWide};
-SpinLock g_pt_lock{&g_pt_class}; // guards every kernel-half page-table change
+TasLock g_pt_lock{&g_pt_class}; // every kernel-half page-table change (machine-wide: no convoy)
 uint64_t g_kernel_root = 0;
 // Page-table pages below the roots, kernel and private spaces alike: memory that "back to
 // baseline" checks must account for (kernel-half tables, once made, are kept for good).
@@ -231,27 +232,38 @@ void init(const MemoryMap& map) {
 uint64_t kernel_root() { return g_kernel_root; }
 
 bool map(uint64_t va, uint64_t pa, uint64_t size, uint32_t prot) {
-    Guard<SpinLock, IrqSave> guard(g_pt_lock);
+    Guard<TasLock, IrqSave> guard(g_pt_lock);
     for (uint64_t off = 0; off < size; off += kPage)
         if (!map_one(g_kernel_root, va + off, pa + off, leaf_bits(va + off, prot), kPage))
             return false;
     return true;
 }
 
-uint64_t unmap(uint64_t va, uint64_t size) {
+namespace {
+uint64_t clear_ptes(uint64_t va, uint64_t size) {
     uint64_t n = 0;
-    {
-        Guard<SpinLock, IrqSave> guard(g_pt_lock);
-        for (uint64_t off = 0; off < size; off += kPage) {
-            uint64_t* e = walk(g_kernel_root, va + off, 1, false);
-            if (e == nullptr || !(*e & pte::kPresent)) continue;
-            *e = 0;
-            ++n;
-        }
+    Guard<TasLock, IrqSave> guard(g_pt_lock);
+    for (uint64_t off = 0; off < size; off += kPage) {
+        uint64_t* e = walk(g_kernel_root, va + off, 1, false);
+        if (e == nullptr || !(*e & pte::kPresent)) continue;
+        *e = 0;
+        ++n;
     }
+    return n;
+}
+} // namespace
+
+uint64_t unmap(uint64_t va, uint64_t size) {
+    const uint64_t n = clear_ptes(va, size);
     // Every CPU may cache kernel translations: shoot them down everywhere (with the lock
     // dropped and interrupts on, since the others may be waiting for us to answer a call).
     if (n != 0) tlb_shootdown(va < layout::kKernelHalf ? &kernel_address_space() : nullptr, va, va + size);
+    return n;
+}
+
+uint64_t unmap_batched(uint64_t va, uint64_t size, TlbBatch& batch) {
+    const uint64_t n = clear_ptes(va, size);
+    if (n != 0) batch.add(va, va + size);
     return n;
 }
 
@@ -259,7 +271,7 @@ void drop_low_half() {
     uint64_t tables[256];
     unsigned n = 0;
     {
-        Guard<SpinLock, IrqSave> guard(g_pt_lock);
+        Guard<TasLock, IrqSave> guard(g_pt_lock);
         uint64_t* root = table(g_kernel_root);
         for (unsigned i = 0; i < 256; ++i) {
             if (!(root[i] & pte::kPresent)) continue;
@@ -295,7 +307,7 @@ void* map_device(uint64_t pa, uint64_t size, uint32_t prot) {
     const uint64_t len = ((pa + size + kPage - 1) & ~(kPage - 1)) - first;
     uint64_t va;
     {
-        Guard<SpinLock, IrqSave> guard(g_pt_lock);
+        Guard<TasLock, IrqSave> guard(g_pt_lock);
         if (g_mmio_next + len > layout::kMmioAreaBase + layout::kMmioAreaSize) return nullptr;
         va = g_mmio_next;
         g_mmio_next += len + kPage; // one unmapped page between mappings catches overruns
@@ -306,7 +318,7 @@ void* map_device(uint64_t pa, uint64_t size, uint32_t prot) {
 
 WxAudit audit_wx() {
     WxAudit out{};
-    Guard<SpinLock, IrqSave> guard(g_pt_lock);
+    Guard<TasLock, IrqSave> guard(g_pt_lock);
     audit_table(read_cr3() & pte::kAddrMask, 4, 0, out);
     return out;
 }
