@@ -17,6 +17,7 @@
 #include "debug/panic.h"
 #include "debug/ubsan.h"
 #include "mm/heap.h"
+#include "mm/kstack.h"
 #include "mm/layout.h"
 #include "mm/phys.h"
 #include "mm/pmm.h"
@@ -121,17 +122,29 @@ void main_task(void*);
     call_limits_init();
     kernel_address_space().active.set(bsp->cpu_id);
     const PlatformTopology& topo = platform_acpi_init(bsp->apic_id);
-    smp_boot(topo.aps);
+    const SmpBootReport rep = smp_boot(topo.aps);
+    // The "all but self" shorthand reaches every processor on the bus: exact only when every
+    // processor the firmware lists is one of ours and online.
+    const bool exact = topo.valid && topo.not_started == 0 && rep.online == rep.present &&
+                       cpus_online() == cpu_count() && param_bool("ipi.broadcast", true);
+    ipi_set_broadcast_exact(exact);
+    if (cpu_count() > 1)
+        log_info("ipi: IPIs to every other CPU %s", exact ? "use the all-but-self shorthand"
+                                                          : "go one by one (not every listed CPU runs)");
+    pmm::enable_cpu_caches();
+    heap_enable_cpu_caches();
+    kstack_enable_cpu_caches();
 
-    const auto heap = heap_stats();
-    log_info("boot: up in %lu ms: %lu MiB free, heap %lu pages",
-             monotonic_ns() / 1000000, pmm::free_bytes() >> 20, heap.pages);
-    // From here on this context is the boot CPU's idle task; the rest runs as the main task.
+    // From here on this context is the boot CPU's idle task; the rest runs as the main task,
+    // once every CPU has set up its own scheduler.
     sched_start(main_task, nullptr);
 }
 
 /// The first task: runs the test or bench mode, or finishes a normal boot.
 void main_task(void*) {
+    const auto heap = heap_stats();
+    log_info("boot: up in %lu ms: %u CPUs running tasks, %lu MiB free, heap %lu pages",
+             monotonic_ns() / 1000000, sched_cpus_ready(), pmm::free_bytes() >> 20, heap.pages);
 
     // test= and bench= end the run with a status the host runner reads.
     struct Mode {

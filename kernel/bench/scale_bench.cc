@@ -1,11 +1,12 @@
 // bench=scale: does the work the machine gets done grow with its CPUs? For each operation one
 // pinned task per online CPU repeats it for a fixed time, and one line is printed:
-//   bench: {"bench":"scale","op":"page","cpus":N,"ops_per_s":X,"global_lock_acq_per_kop":Y,
-//           "ipis_per_kop":Z}
+//   bench: {"name":"scale.page","bench":"scale","op":"page","cpus":N,"ops_per_s":X,
+//           "global_lock_acq_per_kop":Y,"ipis_per_kop":Z,"self_ipis_per_kop":W}
 // ops_per_s is the sum over all CPUs. `control` touches only the task's own memory: its rate is
 // what the emulator itself gives N vCPUs, the yardstick the others are divided by (tools/bench
 // kernel scale turns the lines into ratio tables, docs/scale.md). Machine-wide locks are the
-// LockScope::MachineWide classes; IPIs are every kind this kernel sends.
+// LockScope::MachineWide classes; IPIs are every kind this kernel sends to another CPU
+// (self-IPIs are reported apart, as self_ipis_per_kop).
 // Option: bench.scale_ms=T, the time per operation (default 200 + 2 per CPU: at 255 vCPUs on
 // two host cores each vCPU runs about 1% of the time).
 #include <atomic>
@@ -50,12 +51,21 @@ struct Run {
     Pair* pairs = nullptr;
 };
 
-uint64_t ipis_sent() {
-    uint64_t n = 0;
+// IPIs to other CPUs, and self-IPIs (a wake-up that must preempt this CPU's task once
+// interrupts are back on: a write to its own LAPIC, no other CPU involved) apart.
+struct IpiCount {
+    uint64_t remote = 0, self = 0;
+};
+IpiCount ipis_sent() {
+    IpiCount n;
     for (uint32_t i = 0; i < cpu_count(); ++i) {
         const CpuData* c = cpu_by_id(i);
         if (c == nullptr) continue;
-        for (int k = 0; k < kIpiKinds; ++k) n += c->counters.ipis_sent[k].load(std::memory_order_relaxed);
+        uint64_t all = 0;
+        for (int k = 0; k < kIpiKinds; ++k) all += c->counters.ipis_sent[k].load(std::memory_order_relaxed);
+        const uint64_t self = c->counters.self_ipis.load(std::memory_order_relaxed);
+        n.remote += all - self;
+        n.self += self;
     }
     return n;
 }
@@ -229,7 +239,7 @@ void run_op(const Op& op, Slot* slots, uint32_t n, Pair* pairs, uint64_t ms) {
     }
     while (r.ready.load(std::memory_order_acquire) < started) sleep_for(1'000'000);
     const uint64_t locks0 = LockClass::machine_wide_acquisitions();
-    const uint64_t ipis0 = ipis_sent();
+    const IpiCount ipis0 = ipis_sent();
     const uint64_t t0 = monotonic_ns();
     r.go.store(true, std::memory_order_release);
     sleep_for(ms * 1'000'000);
@@ -237,19 +247,20 @@ void run_op(const Op& op, Slot* slots, uint32_t n, Pair* pairs, uint64_t ms) {
     const uint64_t elapsed = monotonic_ns() - t0;
     while (r.done.load(std::memory_order_acquire) < started) sleep_for(1'000'000);
     const uint64_t locks = LockClass::machine_wide_acquisitions() - locks0;
-    const uint64_t ipis = ipis_sent() - ipis0;
+    const IpiCount ipis1 = ipis_sent();
     for (uint32_t i = 0; i < n; ++i)
         if (tasks[i] != nullptr) task_join(tasks[i]);
     kfree(tasks);
     uint64_t ops = 0;
     for (uint32_t i = 0; i < n; ++i) ops += slots[i].ops;
-    char lk[32], ip[32];
+    char lk[32], ip[32], self[32];
     per_kop(lk, sizeof(lk), locks, ops);
-    per_kop(ip, sizeof(ip), ipis, ops);
+    per_kop(ip, sizeof(ip), ipis1.remote - ipis0.remote, ops);
+    per_kop(self, sizeof(self), ipis1.self - ipis0.self, ops);
     if (started < n) log_error("bench: scale: %s: only %u of %u tasks started", op.name, started, n);
-    console_printf("bench: {\"bench\":\"scale\",\"op\":\"%s\",\"cpus\":%u,\"ops_per_s\":%lu,"
-                   "\"global_lock_acq_per_kop\":%s,\"ipis_per_kop\":%s}\n",
-                   op.name, cpus_online(), elapsed == 0 ? 0 : ops * 1'000'000'000 / elapsed, lk, ip);
+    console_printf("bench: {\"name\":\"scale.%s\",\"bench\":\"scale\",\"op\":\"%s\",\"cpus\":%u,\"ops_per_s\":%lu,"
+                   "\"global_lock_acq_per_kop\":%s,\"ipis_per_kop\":%s,\"self_ipis_per_kop\":%s}\n",
+                   op.name, op.name, cpus_online(), elapsed == 0 ? 0 : ops * 1'000'000'000 / elapsed, lk, ip, self);
 }
 
 KBENCH(scale) {

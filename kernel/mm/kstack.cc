@@ -1,13 +1,22 @@
 #include "mm/kstack.h"
 
+#include <atomic>
+#include <cstring>
+
+#include "arch/x86/cpu.h"
 #include "debug/log.h"
+#include "debug/panic.h"
 #include "lib/bitmap.h"
 #include "lib/format.h"
 #include "mm/layout.h"
 #include "mm/pmm.h"
 #include "mm/vmm.h"
-#include "sync/spinlock.h"
+#include "smp/cpu.h"
+#include "smp/percpu.h"
+#include "smp/tlb.h"
 #include "sync/lock_ranks.h"
+#include "sync/spinlock.h"
+#include "sync/tas_lock.h"
 
 namespace cohort {
 
@@ -15,57 +24,247 @@ namespace {
 constexpr uint64_t kSlots = 65536; // 16 GiB of stack address space
 constexpr uint64_t kPage = layout::kPageSize;
 LockClass g_slots_class{"kernel stack slots", rank::kStackSlots, LockScope::MachineWide};
-SpinLock g_lock{&g_slots_class};
+TasLock g_lock{&g_slots_class}; // machine-wide: must not convoy (sync/tas_lock.h)
 Bitmap<kSlots> g_used COHORT_GUARDED_BY(g_lock);
 uint16_t g_pages[kSlots] COHORT_GUARDED_BY(g_lock); // mapped pages per slot: stack vs guard
 uint64_t g_in_use COHORT_GUARDED_BY(g_lock) = 0;
+uint64_t g_search_from COHORT_GUARDED_BY(g_lock) = 0;
+
+
+// Mapped stacks of the default size a CPU keeps for its next tasks: creating and ending a task
+// then maps, unmaps and shoots down nothing. The lock is the owner's (a drain may take it
+// from elsewhere).
+LockClass g_cache_class{"kernel stack cache", rank::kStackCache, LockScope::PerCpu, false};
+constexpr uint32_t kCachePerCpu = 4;
+struct alignas(64) StackCache {
+    SpinLock lock{&g_cache_class};
+    uint32_t count COHORT_GUARDED_BY(lock) = 0;
+    KernelStack stacks[kCachePerCpu] COHORT_GUARDED_BY(lock);
+    std::atomic<uint64_t> hits{0}, misses{0}; // owner-written statistics
+};
+COHORT_PERCPU(StackCache, g_stack_cache);
+std::atomic<bool> g_cache_on{false};
+std::atomic<uint64_t> g_purges{0};
 
 uint64_t slot_base(uint64_t slot) { return layout::kStackAreaBase + slot * layout::kStackSlotSize; }
+
+void bump(std::atomic<uint64_t>& c) { c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); }
+
+// Unmaps `n` stacks with one shootdown, then gives back their frames and slots.
+// Unmaps `n` stacks with one shootdown, then gives back their frames (listed in `frames`, read
+// while the stacks were still mapped) and their slots.
+void purge(const KernelStack* stacks, uint32_t n, const uint64_t* frames, uint32_t nframes) {
+    {
+        TlbBatch batch(nullptr);
+        for (uint32_t i = 0; i < n; ++i) vmm::unmap_batched(stacks[i].bottom, stacks[i].top - stacks[i].bottom, batch);
+        batch.flush();
+    }
+    for (uint32_t i = 0; i < nframes; ++i) pmm::free_pages(frames[i]);
+    g_purges.fetch_add(1, std::memory_order_relaxed);
+    Guard<TasLock, IrqSave> guard(g_lock);
+    for (uint32_t i = 0; i < n; ++i) {
+        g_used.clear(stacks[i].slot);
+        g_pages[stacks[i].slot] = 0;
+        if (stacks[i].slot < g_search_from) g_search_from = stacks[i].slot;
+        --g_in_use;
+    }
+}
+
+constexpr uint32_t kPurgeBatch = 32;
+constexpr uint32_t kMaxStackPages = layout::kStackSlotSize / kPage;
+constexpr uint32_t kPurgeFrames = 256; // frames one purge frees at most (a 2 KiB array)
+
+// Stacks waiting to be unmapped, a batch at a time: one shootdown covers them all. Their slots
+// stay taken and their frames mapped until then, so nothing can reuse either while another
+// CPU may still hold a translation. The list is threaded through the stacks themselves (still
+// mapped, no longer used), with their frames noted there, so queueing one needs no memory and
+// no purge: a context switch may do it.
+struct Pending {
+    KernelStack stack;
+    Pending* next;
+    uint32_t nframes;
+    uint64_t frames[kMaxStackPages];
+};
+static_assert(sizeof(Pending) <= kPage, "a stack's lowest page holds its pending record");
+Pending* g_pending COHORT_GUARDED_BY(g_lock) = nullptr;
+uint32_t g_purge_count COHORT_GUARDED_BY(g_lock) = 0;
+
+// Queues a stack (with at least one mapped page) for the next purge. True when a batch is
+// ready: the caller, or a thread it wakes, should call purge_pending.
+bool queue(const KernelStack& s) {
+    auto* node = reinterpret_cast<Pending*>(s.bottom);
+    node->stack = s;
+    node->nframes = 0;
+    for (uint64_t va = s.bottom; va < s.top; va += kPage)
+        if (const uint64_t pa = vmm::translate(va); pa != UINT64_MAX) node->frames[node->nframes++] = pa;
+    Guard<TasLock, IrqSave> guard(g_lock);
+    node->next = g_pending;
+    g_pending = node;
+    return ++g_purge_count >= kPurgeBatch;
+}
+
+// Unmaps every queued stack, a batch (one shootdown) at a time. Thread context.
+void purge_pending() {
+    for (;;) {
+        KernelStack batch[kPurgeBatch];
+        uint64_t frames[kPurgeFrames];
+        uint32_t n = 0, nframes = 0;
+        {
+            Guard<TasLock, IrqSave> guard(g_lock);
+            while (g_pending != nullptr && n < kPurgeBatch &&
+                   nframes + g_pending->nframes <= kPurgeFrames) {
+                const Pending* p = g_pending;
+                batch[n++] = p->stack;
+                for (uint32_t i = 0; i < p->nframes; ++i) frames[nframes++] = p->frames[i];
+                g_pending = p->next;
+                --g_purge_count;
+            }
+        }
+        if (n == 0) return;
+        purge(batch, n, frames, nframes);
+    }
+}
+
+uint64_t default_pages() { return kKernelStackDefaultSize / kPage; }
+
+void free_slot(uint32_t slot) {
+    Guard<TasLock, IrqSave> guard(g_lock);
+    g_used.clear(slot);
+    g_pages[slot] = 0;
+    if (slot < g_search_from) g_search_from = slot;
+    --g_in_use;
+}
+
+// Into this CPU's cache, or onto the purge list; true when a purge is due.
+bool put_back(KernelStack& s) {
+    if (!s.valid()) return false;
+    if (s.top - s.bottom == default_pages() * kPage && g_cache_on.load(std::memory_order_acquire)) {
+        x86::InterruptGuard irq;
+        StackCache& c = per_cpu(g_stack_cache);
+        Guard<SpinLock, NoIrq> g(c.lock);
+        if (c.count < kCachePerCpu) {
+            c.stacks[c.count++] = s;
+            s = {};
+            return false;
+        }
+    }
+    bool due = false;
+    if (s.top == s.bottom) free_slot(s.slot); // nothing was mapped (a failed allocation)
+    else due = queue(s);
+    s = {};
+    return due;
+}
 } // namespace
+
+void kstack_enable_cpu_caches() { g_cache_on.store(true, std::memory_order_release); }
 
 KernelStack kstack_alloc(size_t size) {
     const uint64_t pages = (size + kPage - 1) / kPage;
     if (pages == 0 || pages >= layout::kStackSlotSize / kPage) return {};
+    if (pages == default_pages() && g_cache_on.load(std::memory_order_acquire)) {
+        KernelStack s;
+        {
+            x86::InterruptGuard irq;
+            StackCache& c = per_cpu(g_stack_cache);
+            Guard<SpinLock, NoIrq> g(c.lock);
+            if (c.count != 0) s = c.stacks[--c.count];
+            bump(s.valid() ? c.hits : c.misses);
+        }
+        if (s.valid()) {
+            // Same mapping, same guard region: only the contents are the last task's. Cleared,
+            // so nothing of it (return addresses, pointers, data) reaches the next one.
+            memset(reinterpret_cast<void*>(s.bottom), 0, s.top - s.bottom);
+            return s;
+        }
+    }
     uint64_t slot;
     {
-        Guard<SpinLock, IrqSave> guard(g_lock);
-        slot = g_used.view().find_first_clear(0);
-        if (slot == BitmapView::npos) return {};
-        g_used.set(slot);
-        g_pages[slot] = static_cast<uint16_t>(pages);
-        ++g_in_use;
+        Guard<TasLock, IrqSave> guard(g_lock);
+        slot = g_used.view().find_first_clear(g_search_from);
+        if (slot == BitmapView::npos && g_purge_count == 0) return {};
+        if (slot != BitmapView::npos) {
+            g_used.set(slot);
+            g_pages[slot] = static_cast<uint16_t>(pages);
+            ++g_in_use;
+            g_search_from = slot + 1;
+        }
+    }
+    if (slot == BitmapView::npos) {
+        purge_pending(); // the slots waiting for a purge are the last ones left
+        return kstack_alloc(size);
     }
     KernelStack s;
     s.slot = static_cast<uint32_t>(slot);
     s.top = slot_base(slot) + layout::kStackSlotSize;
     s.bottom = s.top - pages * kPage;
     for (uint64_t va = s.bottom; va < s.top; va += kPage) {
-        const uint64_t frame = pmm::alloc_page();
+        uint64_t frame = pmm::alloc_page();
+        if (frame == 0) {
+            // Stacks awaiting a purge hold frames: free them and try once more.
+            purge_pending();
+            frame = pmm::alloc_page();
+        }
         if (frame == 0 || !vmm::map(va, frame, kPage, vmm::kRead | vmm::kWrite)) {
             if (frame != 0) pmm::free_pages(frame);
             s.bottom = va; // only what was mapped gets released
-            kstack_free(s);
+            put_back(s);
+            purge_pending();
             return {};
         }
     }
     return s;
 }
 
+
+bool kstack_release_nonblocking(KernelStack& s) { return put_back(s); }
+
+void kstack_purge() { purge_pending(); }
+
 void kstack_free(KernelStack& s) {
-    if (!s.valid()) return;
-    // One unmap (one TLB shootdown) for the whole stack; its frames are freed only after it,
-    // when no CPU can still reach them through a stale translation.
-    uint64_t frames[layout::kStackSlotSize / kPage];
-    uint32_t n = 0;
-    for (uint64_t va = s.bottom; va < s.top; va += kPage)
-        if (const uint64_t pa = vmm::translate(va); pa != UINT64_MAX) frames[n++] = pa;
-    vmm::unmap(s.bottom, s.top - s.bottom);
-    for (uint32_t i = 0; i < n; ++i) pmm::free_pages(frames[i]);
-    Guard<SpinLock, IrqSave> guard(g_lock);
-    g_used.clear(s.slot);
-    g_pages[s.slot] = 0;
-    --g_in_use;
-    s = {};
+    if (put_back(s)) purge_pending();
+}
+
+uint64_t kstack_drain() {
+    uint64_t n = 0;
+    for (uint32_t cpu = 0; cpu < cpu_count(); ++cpu) {
+        CpuData* c = cpu_by_id(cpu);
+        if (c == nullptr) continue;
+        StackCache& sc = per_cpu_on(c, g_stack_cache);
+        for (;;) {
+            KernelStack s;
+            {
+                Guard<SpinLock, IrqSave> g(sc.lock);
+                if (sc.count == 0) break;
+                s = sc.stacks[--sc.count];
+            }
+            queue(s);
+            ++n;
+        }
+    }
+    purge_pending();
+    return n;
+}
+
+KstackStats kstack_stats() {
+    KstackStats st;
+    {
+        Guard<TasLock, IrqSave> guard(g_lock);
+        st.slots_in_use = g_in_use;
+        st.awaiting_purge = g_purge_count;
+    }
+    for (uint32_t cpu = 0; cpu < cpu_count(); ++cpu) {
+        CpuData* c = cpu_by_id(cpu);
+        if (c == nullptr) continue;
+        StackCache& sc = per_cpu_on(c, g_stack_cache);
+        {
+            Guard<SpinLock, IrqSave> g(sc.lock);
+            st.cached += sc.count;
+        }
+        st.cache_hits += sc.hits.load(std::memory_order_relaxed);
+        st.cache_misses += sc.misses.load(std::memory_order_relaxed);
+    }
+    st.purges = g_purges.load(std::memory_order_relaxed);
+    return st;
 }
 
 // Called from exception handlers, possibly on a CPU that holds g_lock (a fault inside
@@ -84,7 +283,7 @@ bool kstack_describe_guard(uint64_t addr, char* buf, size_t size) COHORT_NO_THRE
 }
 
 uint64_t kstack_in_use() {
-    Guard<SpinLock, IrqSave> guard(g_lock);
+    Guard<TasLock, IrqSave> guard(g_lock);
     return g_in_use;
 }
 

@@ -31,6 +31,7 @@
 #include "sync/spinlock.h"
 #include "time/clock.h"
 #include "time/timer.h"
+#include "boot/params.h"
 #include "sync/lock_ranks.h"
 
 extern "C" void x86_context_switch(uint64_t* save_rsp, uint64_t new_rsp);
@@ -38,13 +39,14 @@ extern "C" void x86_task_entry();
 
 namespace cohort {
 
+static bool wake_up_locked_irqs_off(Task* t);
+
 namespace {
 
 using sched::FairEntity;
 
 LockClass g_rq_class{"run queue", rank::kRunQueue, LockScope::PerCpu};
-LockClass g_tasks_class{"task list", rank::kTaskList, LockScope::MachineWide};
-LockClass g_reap_class{"reaper list", rank::kReapList, LockScope::MachineWide};
+LockClass g_tasks_class{"task list", rank::kTaskList, LockScope::PerCpu, false};
 
 constexpr sched::FairParams kParams{};
 constexpr uint64_t kBalanceIntervalNs = 10'000'000;
@@ -88,19 +90,23 @@ RunQueue& rq_of(uint32_t cpu) {
 }
 RunQueue& this_rq() { return per_cpu(g_rq); }
 
-SpinLock g_tasks_lock{&g_tasks_class};
-IntrusiveList<Task, &Task::all_link> g_tasks COHORT_GUARDED_BY(g_tasks_lock);
-std::atomic<uint64_t> g_next_id{1};
-std::atomic<uint64_t> g_live{0};
+// What a CPU knows about the tasks created on it and the tasks that died on it. Nothing here
+// is shared by all CPUs: task creation and exit stay on the CPU.
+struct alignas(64) CpuTasks {
+    SpinLock lock{&g_tasks_class}; // `all`: its owner, and whoever frees one of its tasks
+    IntrusiveList<Task, &Task::all_link> all COHORT_GUARDED_BY(lock);
+    // A dead task's stack went onto the purge list and a batch is due: the worker purges it
+    // (a shootdown needs thread context). Owner only, interrupts off.
+    bool purge_due = false;
+    uint64_t next_id = 0, id_end = 0; // a block of task ids (owner, interrupts off)
+    uint32_t spread = 0;              // where the search for a new task's CPU starts
+    // Tasks created and freed here; their sums is sched_live_tasks().
+    std::atomic<uint64_t> created{0}, freed{0};
+};
+COHORT_PERCPU(CpuTasks, g_cpu_tasks);
+constexpr uint64_t kIdBlock = 256;
+std::atomic<uint64_t> g_next_id_block{1}; // touched once per kIdBlock tasks a CPU creates
 std::atomic<uint64_t> g_affinity_violations{0};
-std::atomic<uint32_t> g_spread{0}; // where the search for a new task's CPU starts
-
-// The reaper: dead tasks' stacks are freed in thread context (unmapping needs a TLB shootdown,
-// which needs interrupts on), never by the task itself, which is still standing on its stack.
-SpinLock g_reap_lock{&g_reap_class};
-IntrusiveList<Task, &Task::link> g_reap_list COHORT_GUARDED_BY(g_reap_lock);
-WaitQueue g_reap_wait;   // the reaper waits here for dead tasks
-std::atomic<bool> g_reap_pending{false};
 
 Task* task_of(FairEntity* e) { return static_cast<Task*>(e->owner); }
 
@@ -356,6 +362,28 @@ void slice_expired(Timer&, void* arg) {
     if (!rq.fair.empty() || !rq.system.empty()) rq.need_resched.store(true, std::memory_order_relaxed);
 }
 
+void put_task(Task* t);
+
+// Releases what a dead task held, right after the switch away from it (nothing runs on its
+// stack any more), on the CPU it died on: the stack goes into this CPU's cache or onto the
+// purge list, so nothing here waits, takes a machine-wide lock in the common case, or sends an
+// IPI. Not left to a thread: a CPU's worker may be blocked in run_on work that joins the very
+// task (it was, in the torture test), and one reaper for all CPUs was a machine-wide queue.
+void bury(Task* t, RunQueue& rq) {
+    if (kstack_release_nonblocking(t->stack)) {
+        per_cpu(g_cpu_tasks).purge_due = true;
+        if (rq.worker != nullptr) wake_up_locked_irqs_off(rq.worker);
+    }
+    kfree(t->fpu_alloc);
+    t->fpu_alloc = t->fpu_area = nullptr;
+    // Joiners wait for this flag, not for "only my reference is left": a waker may still hold
+    // a transient reference (task_ref) now, and its task_unref wakes nobody. The Task is ours
+    // until put_task, so its queue may be used up to there and not after.
+    t->reaped.store(true, std::memory_order_release);
+    t->joiners.wake_all();
+    put_task(t);
+}
+
 void finish_switch() COHORT_NO_THREAD_SAFETY_ANALYSIS {
     RunQueue& rq = this_rq();
     Task* prev = rq.prev;
@@ -384,14 +412,7 @@ void finish_switch() COHORT_NO_THREAD_SAFETY_ANALYSIS {
     }
     rq.lock.unlock();
     flush_problems(rq);
-    if (dead) {
-        {
-            Guard<SpinLock, IrqSave> g(g_reap_lock);
-            g_reap_list.push_back(*prev);
-        }
-        g_reap_pending.store(true, std::memory_order_release);
-        g_reap_wait.wake_one();
-    }
+    if (dead) bury(prev, rq);
 }
 
 #if COHORT_ASSERTS
@@ -494,13 +515,15 @@ void copy_name(Task* t, const char* name) {
 
 void free_task(Task* t) {
     {
-        Guard<SpinLock, IrqSave> g(g_tasks_lock);
-        g_tasks.remove(*t);
+        CpuTasks& home = per_cpu_on(cpu_by_id(t->home_cpu), g_cpu_tasks);
+        Guard<SpinLock, IrqSave> g(home.lock);
+        home.all.remove(*t);
     }
     t->~Task();
     kfree(t);
     // Last: a caller that sees the count back at its baseline also sees the memory freed.
-    g_live.fetch_sub(1, std::memory_order_release);
+    // Any CPU's counter will do (only the sum means something).
+    per_cpu(g_cpu_tasks).freed.fetch_add(1, std::memory_order_release);
 }
 
 void put_task(Task* t) {
@@ -513,7 +536,6 @@ Task* alloc_task(const char* name) {
     if (mem == nullptr) return nullptr;
     Task* t = new (mem) Task();
     t->fair.owner = t;
-    t->id = g_next_id.fetch_add(1, std::memory_order_relaxed);
     copy_name(t, name);
     const size_t fpu = x86::fpu_state_size();
     t->fpu_alloc = kmalloc(fpu + 64);
@@ -524,45 +546,33 @@ Task* alloc_task(const char* name) {
     t->fpu_area = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(t->fpu_alloc) + 63) & ~uintptr_t{63});
     x86::fpu_init_state(t->fpu_area);
     for (uint32_t c = 0; c < cpu_count(); ++c) t->affinity.set(c);
+    x86::InterruptGuard irq; // the id block and the list are this CPU's
+    CpuTasks& mine = per_cpu(g_cpu_tasks);
+    if (mine.next_id == mine.id_end) {
+        mine.next_id = g_next_id_block.fetch_add(kIdBlock, std::memory_order_relaxed);
+        mine.id_end = mine.next_id + kIdBlock;
+    }
+    t->id = mine.next_id++;
+    t->home_cpu = this_cpu()->cpu_id;
     {
-        Guard<SpinLock, IrqSave> g(g_tasks_lock);
-        g_tasks.push_back(*t);
+        Guard<SpinLock, NoIrq> g(mine.lock);
+        mine.all.push_back(*t);
     }
-    g_live.fetch_add(1, std::memory_order_relaxed);
+    mine.created.fetch_add(1, std::memory_order_relaxed);
     return t;
-}
-
-void reaper_main(void*) {
-    for (;;) {
-        g_reap_wait.wait([] { return g_reap_pending.exchange(false, std::memory_order_acquire); });
-        for (;;) {
-            Task* t;
-            {
-                Guard<SpinLock, IrqSave> g(g_reap_lock);
-                t = g_reap_list.pop_front();
-            }
-            if (t == nullptr) break;
-            kstack_free(t->stack);
-            kfree(t->fpu_alloc);
-            t->fpu_alloc = t->fpu_area = nullptr;
-            // Joiners wait for this flag, not for "only my reference is left": a waker may
-            // still hold a transient reference (task_ref) now, and its task_unref wakes nobody.
-            // Only this task's joiners are woken (one machine-wide queue woke every joiner of
-            // every task at each exit: a convoy on its lock with many CPUs). The Task is still
-            // ours until put_task, so its queue may be used up to there and not after.
-            t->reaped.store(true, std::memory_order_release);
-            t->joiners.wake_all();
-            put_task(t);
-        }
-    }
 }
 
 void worker_main(void*) {
     for (;;) {
         // Deferred calls (run_on) run here, in thread context with interrupts on.
         run_deferred_work();
+        CpuTasks& mine = per_cpu(g_cpu_tasks); // the worker never leaves its CPU
+        if (mine.purge_due) {
+            mine.purge_due = false;
+            kstack_purge();
+        }
         x86::cli();
-        if (!has_deferred_work()) {
+        if (!has_deferred_work() && !mine.purge_due) {
             current_task()->state.store(TaskState::Blocked, std::memory_order_relaxed);
             schedule(false);
         }
@@ -576,7 +586,8 @@ void worker_main(void*) {
 void place(Task* t) {
     // A new task has no warm cache anywhere: start the search at a rotating CPU, so tasks created
     // in a burst spread over the idle CPUs instead of all landing on the first one.
-    const uint32_t hint = g_spread.fetch_add(1, std::memory_order_relaxed) % cpu_count();
+    CpuTasks& mine = per_cpu(g_cpu_tasks); // interrupts are off
+    const uint32_t hint = (this_cpu()->cpu_id + mine.spread++) % cpu_count();
     uint32_t cpu = sched::select_cpu(hint, t->affinity, cpu_count(), load_view);
     if (cpu == kMaxCpus && t->affinity.test(this_cpu()->cpu_id)) {
         cpu = this_cpu()->cpu_id; // bring-up: this CPU is not listed as online yet
@@ -617,12 +628,18 @@ void idle_main() {
     }
 }
 
-// Sets up `cpu`'s run queue with its boot context (running, or halted in sched_enter_ap) as
-// its idle task, and its worker. The boot CPU does this for every CPU, one after the other: 255
-// CPUs allocating at once would convoy on the heap locks for seconds under an emulator.
+// Set once the boot CPU's scheduler runs: every AP then sets up its own, all at once (their
+// allocations come from their own per-CPU caches; the machine-wide refills behind them are
+// test-and-set locks that do not convoy).
+std::atomic<bool> g_sched_go{false};
+std::atomic<uint32_t> g_cpus_ready{0};
+
+// Sets up the calling CPU's run queue with its boot context (running, or just out of its wait
+// in sched_enter_ap) as its idle task, and its worker.
 void init_cpu(CpuData* cpu) {
     RunQueue* rq = &per_cpu_on(cpu, g_rq);
     new (rq) RunQueue();
+    new (&per_cpu_on(cpu, g_cpu_tasks)) CpuTasks(); // its lists point at themselves
     timer_init_cpu(cpu);
     char name[24];
     format(name, sizeof(name), "idle/%u", cpu->cpu_id);
@@ -653,7 +670,10 @@ void init_cpu(CpuData* cpu) {
     if (worker == nullptr) panic("sched: cannot create the worker of cpu%u", cpu->cpu_id);
     rq->worker = worker;
     task_detach(worker);
+    g_cpus_ready.fetch_add(1, std::memory_order_release);
 }
+
+void wake_for_timeout(Timer&, void*) {} // the interrupt ending the HLT is the point
 
 } // namespace
 
@@ -799,7 +819,6 @@ void run_pinned(uint32_t cpu, void (*fn)(void*), void* arg) {
     task_set_affinity(me, saved);
 }
 
-static bool wake_up_locked_irqs_off(Task* t);
 
 bool wake_up(Task* t) {
     bool woken;
@@ -929,18 +948,33 @@ void sched_kick_worker() {
 [[noreturn]] void sched_start(TaskFn main, void* arg) {
     call_limits_start();
     init_cpu(this_cpu());
-    for (uint32_t c = 0; c < cpu_count(); ++c) {
-        CpuData* cpu = cpu_by_id(c);
-        if (cpu != this_cpu() && cpu->online.load(std::memory_order_acquire)) init_cpu(cpu);
+    // The APs wait halted in sched_enter_ap: release them all, one broadcast if it is exact.
+    g_sched_go.store(true, std::memory_order_release);
+    if (!ipi_send_all_others(IpiKind::Reschedule))
+        for (uint32_t c = 0; c < cpu_count(); ++c)
+            if (CpuData* cpu = cpu_by_id(c); cpu != this_cpu() && cpu->online.load(std::memory_order_acquire))
+                ipi_send(cpu, IpiKind::Reschedule);
+    // Main (the tests, the benchmarks) starts once every CPU can run tasks. Halted between
+    // checks, woken by a timer: a spinning boot CPU would take a host core from the APs under
+    // an emulator.
+    const uint32_t want = cpus_online();
+    const uint64_t deadline = monotonic_ns() + param_u64("sched.ready_timeout_ms", 2000) * 1'000'000;
+    Timer tick;
+    while (g_cpus_ready.load(std::memory_order_acquire) < want && monotonic_ns() < deadline) {
+        x86::cli();
+        timer_arm(tick, monotonic_ns() + 200'000, wake_for_timeout, nullptr);
+        x86::sti_halt();
+        timer_cancel_sync(tick);
     }
-    // The reaper is a light fair task: freeing stacks (a TLB shootdown each) is background work.
-    // Woken, it goes to an idle CPU if there is one; where it must share, it takes an eighth.
-    TaskOptions reaper;
-    reaper.name = "reaper";
-    reaper.weight = sched::kDefaultWeight / 8;
-    Task* r = task_create(reaper_main, nullptr, reaper);
-    if (r == nullptr) panic("sched: cannot create the reaper");
-    task_detach(r);
+    if (const uint32_t ready = g_cpus_ready.load(std::memory_order_acquire); ready < want) {
+        log_error("sched: only %u of %u online CPUs set up their scheduler in time; no task is "
+                  "placed on the others", ready, want);
+        for (uint32_t c = 0; c < cpu_count(); ++c) {
+            const CpuData* cpu = cpu_by_id(c);
+            if (cpu != nullptr && cpu->online.load() && !per_cpu_on(cpu, g_rq).ready.load())
+                log_error("sched:   cpu%u (APIC id %u) is not ready", c, cpu->apic_id);
+        }
+    }
     TaskOptions o;
     o.name = "main";
     CpuMask boot_cpu;
@@ -955,18 +989,19 @@ void sched_kick_worker() {
 }
 
 [[noreturn]] void sched_enter_ap() {
-    // Halted until the boot CPU has set up our run queue (sched_start); its first wake-up IPI
-    // (for our worker) ends the wait.
-    RunQueue& rq = this_rq();
+    // Halted until the boot CPU's scheduler runs; its reschedule IPI ends the wait.
     for (;;) {
         x86::cli();
-        if (rq.ready.load(std::memory_order_acquire)) break;
+        if (g_sched_go.load(std::memory_order_acquire)) break;
         x86::sti_halt();
     }
-    x86::sti();
+    x86::sti(); // creating the worker may take a stack whose purge needs remote calls
+    init_cpu(this_cpu());
     idle_main();
     __builtin_unreachable();
 }
+
+uint32_t sched_cpus_ready() { return g_cpus_ready.load(std::memory_order_acquire); }
 
 CpuSchedStats sched_cpu_stats(uint32_t cpu) {
     CpuSchedStats s;
@@ -1004,7 +1039,18 @@ void sched_log_stats() {
     }
 }
 
-uint64_t sched_live_tasks() { return g_live.load(std::memory_order_acquire); }
+uint64_t sched_live_tasks() {
+    // Every freed counter before any created one: a task freed before its counter is read was
+    // created before that, so it is counted on both sides and the sum never drops below zero.
+    uint64_t created = 0, freed = 0;
+    for (uint32_t c = 0; c < cpu_count(); ++c)
+        if (const CpuData* cpu = cpu_by_id(c))
+            freed += per_cpu_on(cpu, g_cpu_tasks).freed.load(std::memory_order_acquire);
+    for (uint32_t c = 0; c < cpu_count(); ++c)
+        if (const CpuData* cpu = cpu_by_id(c))
+            created += per_cpu_on(cpu, g_cpu_tasks).created.load(std::memory_order_acquire);
+    return created - freed;
+}
 
 uint64_t sched_affinity_violations() { return g_affinity_violations.load(std::memory_order_relaxed); }
 

@@ -43,7 +43,7 @@ struct TaskOptions {
     uint32_t weight = sched::kDefaultWeight;
     const CpuMask* affinity = nullptr; // nullptr: every CPU
     AddressSpace* address_space = nullptr; // nullptr: the kernel's
-    size_t stack_size = 16 * 1024;
+    size_t stack_size = kKernelStackDefaultSize;
     bool system = false; // strict-priority class above the fair one (kernel workers)
 };
 
@@ -74,16 +74,18 @@ struct Task {
     std::atomic<int> refs{2};
     std::atomic<bool> reaped{false}; // the reaper is done with it (task_join waits for this)
     WaitQueue joiners;               // task_join waits here; the reaper wakes it
-    ListNode link;            // system-class FIFO, or the reaper's list
-    ListNode all_link;        // every task, for statistics
+    ListNode link;            // system-class FIFO, or its CPU's list of dead tasks
+    ListNode all_link;        // on the task list of the CPU that created it
+    uint32_t home_cpu = 0;    // that CPU
 };
 
 /// Creates a ready task running entry(arg) and places it on a CPU (sched/placement.h). Returns
 /// nullptr when memory or stack slots run out (logged). The caller owns one reference: release
 /// it with task_join() or task_detach().
 Task* task_create(TaskFn entry, void* arg, const TaskOptions& options = {});
-/// Waits until `t` has exited and its stack is freed, then drops the caller's reference. The
-/// Task itself goes with the last reference, which the reaper may still hold for a moment.
+/// Waits until `t` has exited and its stack is released (freed, or kept in a CPU's stack
+/// cache), then drops the caller's reference. The Task itself goes with the last reference,
+/// which the CPU's worker (the reaper of the tasks that die there) may hold for a moment.
 void task_join(Task* t);
 /// Drops the caller's reference without waiting; the task is freed once it exits.
 void task_detach(Task* t);
@@ -135,6 +137,8 @@ void sched_block();
 [[noreturn]] void sched_start(TaskFn main, void* arg);
 /// Bring-up on an AP: the same without a main task.
 [[noreturn]] void sched_enter_ap();
+/// CPUs whose scheduler is set up (each sets up its own, in parallel, at boot).
+uint32_t sched_cpus_ready();
 /// The scheduler runs on the calling CPU.
 bool sched_running_here();
 /// The caller is its CPU's worker task (the one that runs run_on work).

@@ -576,6 +576,7 @@ CallStatus post_many(const Targets& to, CallFn fn, void* arg, bool wait, bool de
     m.pending.store(0, std::memory_order_relaxed);
     CallStatus status = CallStatus::Ok;
     bool self = false;
+    uint32_t targets = 0;
     CpuData* me = this_cpu();
     for (uint32_t c = 0; c < cpu_count(); ++c) {
         if (!to.has(c, slot_cpu)) continue;
@@ -592,8 +593,12 @@ CallStatus post_many(const Targets& to, CallFn fn, void* arg, bool wait, bool de
         // The bit publishes fn, arg and the count (a seq_cst RMW); it was clear, since our
         // previous multicast completed everywhere before this one started.
         queue_of(c).incoming[kind].test_and_set(slot_cpu);
-        ipi_send(cpu_by_id(c), IpiKind::Call);
+        ++targets;
     }
+    // Every other CPU: one broadcast when the shorthand is exact, else one IPI each.
+    if (targets != 0 && !(targets + 1 == cpu_count() && ipi_send_all_others(IpiKind::Call)))
+        for (uint32_t c = 0; c < cpu_count(); ++c)
+            if (c != slot_cpu && to.has(c, slot_cpu) && online(c)) ipi_send(cpu_by_id(c), IpiKind::Call);
     if (self && !deferred) {
         x86::InterruptGuard irq;
         fn(arg);

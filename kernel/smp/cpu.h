@@ -38,7 +38,9 @@ struct alignas(64) CpuCounters {
     std::atomic<uint64_t> interrupts{0};
     std::atomic<uint64_t> irq_cycles{0}; // TSC cycles in (outermost) interrupt handlers
     std::atomic<uint64_t> context_switches{0};
-    std::atomic<uint64_t> ipis_sent[kIpiKinds]{};     // by IpiKind
+    std::atomic<uint64_t> ipis_sent[kIpiKinds]{};     // by IpiKind, to any CPU
+    std::atomic<uint64_t> self_ipis{0};               // of those, to this CPU itself
+    std::atomic<uint64_t> broadcasts{0};              // "all but self" shorthand sends
     std::atomic<uint64_t> ipis_received[kIpiKinds]{}; // by IpiKind
     std::atomic<uint64_t> calls_sent{0};      // remote call requests this CPU queued elsewhere
     std::atomic<uint64_t> calls_run{0};       // remote call requests executed here

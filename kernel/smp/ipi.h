@@ -19,6 +19,16 @@ void ipi_init();
 /// finished bring-up is refused and logged: its IDT or per-CPU data may not exist yet).
 bool ipi_send(CpuData* target, IpiKind kind);
 
+/// Sends `kind` (Call or Reschedule) to every other CPU with one ICR write (the "all excluding
+/// self" shorthand), if that is exact: every processor the firmware lists is one of ours and
+/// online, so the broadcast reaches no CPU we do not run (a parked or failed one). Returns
+/// false, sending nothing, when it is not; the caller then sends one by one.
+bool ipi_send_all_others(IpiKind kind);
+/// Says whether the shorthand is exact (set after bring-up; again whenever a CPU goes on- or
+/// offline). ipi_send_all_others also checks that every CPU in the table is still online.
+void ipi_set_broadcast_exact(bool exact);
+bool ipi_broadcast_exact();
+
 /// Test hook: the next call IPI to `cpu` is not sent (ipi_send reports failure), as if it
 /// were lost, so tests can show that remote calls recover from it.
 void ipi_test_drop_next_call(uint32_t cpu);

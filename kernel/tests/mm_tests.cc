@@ -1,4 +1,5 @@
 // Memory management: allocators under stress, stack guards, W^X, and RAM size.
+#include <atomic>
 #include <cstring>
 
 #include "arch/x86/cpu_features.h"
@@ -8,12 +9,15 @@
 #include "debug/fault_catcher.h"
 #include "debug/log.h"
 #include "lib/memmap.h"
+#include "mm/caches.h"
 #include "mm/heap.h"
 #include "mm/kstack.h"
 #include "mm/layout.h"
 #include "mm/phys.h"
 #include "mm/pmm.h"
 #include "mm/vmm.h"
+#include "sched/sched.h"
+#include "smp/cpu.h"
 #include "test/ktest.h"
 
 namespace cohort {
@@ -72,6 +76,7 @@ KTEST(mm, heap_stress_with_patterns) {
         size_t size;
     };
     static Obj live[256];
+    mm_drain_caches();
     const auto before = heap_stats();
     const uint64_t free_before = pmm::free_bytes();
     Rng rng{0xfeedbeef};
@@ -100,6 +105,7 @@ KTEST(mm, heap_stress_with_patterns) {
         live[n++] = {p, size};
     }
     while (n > 0) release(n - 1);
+    mm_drain_caches();
     const auto after = heap_stats();
     KEXPECT_EQ(bad, uint64_t{0});
     KEXPECT_EQ(after.objects, before.objects);
@@ -281,9 +287,9 @@ KTEST(mm, ram_size_matches_the_machine) {
     KEXPECT(usable <= expected);
     KEXPECT(usable + (2ull << 20) >= expected);
     // What the allocator manages is the usable RAM minus the kernel, the low 1 MiB and the
-    // allocator's own bitmap.
+    // allocator's own metadata (about 9.3 bytes per 4 KiB frame up to the top of RAM).
     KEXPECT(pmm::managed_bytes() <= usable);
-    KEXPECT(pmm::managed_bytes() + (8ull << 20) >= usable);
+    KEXPECT(pmm::managed_bytes() + pmm::metadata_bytes() + (8ull << 20) >= usable);
 }
 
 KTEST(mm, kstacks_are_returned) {
@@ -292,6 +298,7 @@ KTEST(mm, kstacks_are_returned) {
     // structure), so measure from the second round on.
     for (auto& s : stacks) s = kstack_alloc(32 * 1024);
     for (auto& s : stacks) kstack_free(s);
+    kstack_purge(); // freed stacks wait for a batch of 32 before they are unmapped
     const uint64_t free_before = pmm::free_bytes();
     const uint64_t in_use = kstack_in_use();
     for (auto& s : stacks) {
@@ -301,8 +308,198 @@ KTEST(mm, kstacks_are_returned) {
     }
     KEXPECT_EQ(kstack_in_use(), in_use + 8);
     for (auto& s : stacks) kstack_free(s);
+    KEXPECT_EQ(kstack_stats().awaiting_purge, uint64_t{8});
+    kstack_purge();
     KEXPECT_EQ(kstack_in_use(), in_use);
     KEXPECT_EQ(pmm::free_bytes(), free_before);
+}
+
+// --- per-CPU caches -----------------------------------------------------------------------
+
+bool frames_conserved(const char* when) {
+    const pmm::Stats st = pmm::stats();
+    if (st.managed == st.free + st.cached + st.used) return true;
+    ktest::note("%s: managed %lu != free %lu + cached %lu + used %lu", when, st.managed, st.free,
+                st.cached, st.used);
+    return false;
+}
+
+struct CacheChurn {
+    std::atomic<uint64_t> failures{0};
+};
+
+// Allocates blocks of every cached size, frees most of them here and leaves the rest in the
+// cache of whichever CPU frees them later (every CPU frees its neighbour's).
+void churn_pages(void* arg) {
+    auto& c = *static_cast<CacheChurn*>(arg);
+    static uint64_t held[kMaxCpus][8];
+    const uint32_t me = this_cpu()->cpu_id;
+    Rng rng{0x5eed + me};
+    for (int round = 0; round < 200; ++round) {
+        uint64_t blocks[16];
+        uint64_t counts[16];
+        for (int i = 0; i < 16; ++i) {
+            counts[i] = uint64_t{1} << rng.below(5);
+            blocks[i] = pmm::alloc_pages(counts[i]);
+            if (blocks[i] == 0) c.failures.fetch_add(1);
+            else *phys_to_virt<uint64_t>(blocks[i]) = me;
+        }
+        for (int i = 0; i < 16; ++i) {
+            if (blocks[i] == 0) continue;
+            if (*phys_to_virt<uint64_t>(blocks[i]) != me) c.failures.fetch_add(1);
+            pmm::free_pages(blocks[i], counts[i]);
+        }
+    }
+    for (int i = 0; i < 8; ++i) held[me][i] = pmm::alloc_page();
+    // Wait for the neighbour to have allocated its pages, then free them here.
+    static std::atomic<uint32_t> ready{0};
+    ready.fetch_add(1);
+    while (ready.load() % cpus_online() != 0) sleep_for(1'000'000);
+    uint32_t next = me;
+    do next = (next + 1) % cpu_count(); while (!cpu_by_id(next)->online.load());
+    for (int i = 0; i < 8; ++i)
+        if (held[next][i] != 0) pmm::free_pages(held[next][i]);
+}
+
+KTEST(mm, page_caches_conserve_every_frame) {
+    KEXPECT(frames_conserved("at the start"));
+    static CacheChurn c;
+    c.failures = 0;
+    KEXPECT(ktest::run_on_all_cpus(churn_pages, &c));
+    KEXPECT_EQ(c.failures.load(), uint64_t{0});
+    // Quiescent: the caches hold what the CPUs freed, and the sum still closes.
+    const pmm::Stats mid = pmm::stats();
+    KEXPECT(mid.cached > 0);
+    KEXPECT(frames_conserved("after the churn"));
+    const uint64_t drained = pmm::drain_cpu_caches();
+    const pmm::Stats after = pmm::stats();
+    KEXPECT_EQ(after.cached, uint64_t{0});
+    KEXPECT_EQ(drained, mid.cached);
+    KEXPECT_EQ(after.free, mid.free + mid.cached);
+    KEXPECT(frames_conserved("after the drain"));
+}
+
+// Memory nearly gone while other CPUs' caches hold frames: allocation must drain them (without
+// stopping those CPUs) before it reports failure.
+KTEST(mm, allocation_under_pressure_drains_every_cache_first) {
+    if (cpus_online() < 2) return ktest::skip("needs a second CPU whose cache holds frames");
+    mm_drain_caches();
+    static CacheChurn c;
+    c.failures = 0;
+    KEXPECT(ktest::run_on_all_cpus([](void*) {
+        uint64_t p[8];
+        for (uint64_t& x : p) x = pmm::alloc_page();
+        for (uint64_t x : p)
+            if (x != 0) pmm::free_pages(x);
+    }, &c));
+    const pmm::Stats before = pmm::stats();
+    KASSERT(before.cached > 0);
+    // Take every frame from here, chaining them through their own first word.
+    uint64_t head = 0, got = 0;
+    for (;;) {
+        const uint64_t f = pmm::alloc_page();
+        if (f == 0) break;
+        *phys_to_virt<uint64_t>(f) = head;
+        head = f;
+        ++got;
+    }
+    const pmm::Stats empty = pmm::stats();
+    while (head != 0) {
+        const uint64_t next = *phys_to_virt<uint64_t>(head);
+        pmm::free_pages(head);
+        head = next;
+    }
+    ktest::note("%lu frames free and %lu cached before; %lu allocated", before.free, before.cached, got);
+    // Every free frame, the cached ones included, was handed out before the first failure.
+    KEXPECT_EQ(got, before.free + before.cached);
+    KEXPECT_EQ(empty.cached, uint64_t{0});
+    KEXPECT_EQ(empty.free, uint64_t{0});
+    KEXPECT(frames_conserved("after the refill"));
+}
+
+constexpr uint64_t kSecret = 0x5ec7e75ec7e7ull;
+
+struct StackProbe {
+    uint64_t bottom = 0, top = 0, slot = 0;
+    uint64_t secrets_found = 0; // the previous owner's words found on the stack
+    bool write_secret = false;
+};
+
+void stack_probe(void* arg) {
+    auto& p = *static_cast<StackProbe*>(arg);
+    const Task* t = current_task();
+    p.bottom = t->stack.bottom;
+    p.top = t->stack.top;
+    p.slot = t->stack.slot;
+    uint64_t here;
+    const uint64_t sp = reinterpret_cast<uint64_t>(&here);
+    if (p.write_secret) {
+        // Leave a secret all over the unused part of the stack for the next owner to find.
+        for (uint64_t a = p.bottom; a + 8 <= sp - 256; a += 8) *reinterpret_cast<volatile uint64_t*>(a) = kSecret;
+        return;
+    }
+    // (The task's own start-up calls wrote below this frame too, so only the secret counts.)
+    for (uint64_t a = p.bottom; a + 8 <= p.top; a += 8)
+        if (*reinterpret_cast<volatile uint64_t*>(a) == kSecret) ++p.secrets_found;
+}
+
+KTEST(mm, stack_from_cpu_cache_is_clean_and_keeps_its_guard) {
+    CpuMask here;
+    here.set(this_cpu()->cpu_id);
+    StackProbe first, second;
+    first.write_secret = true;
+    const KstackStats s0 = kstack_stats();
+    Task* a = task_create(stack_probe, &first, {.name = "stack/a", .affinity = &here});
+    KASSERT(a != nullptr);
+    task_join(a);
+    Task* b = task_create(stack_probe, &second, {.name = "stack/b", .affinity = &here});
+    KASSERT(b != nullptr);
+    task_join(b);
+    const KstackStats s1 = kstack_stats();
+    // The second task ran on the stack the first one left in this CPU's cache...
+    KEXPECT_EQ(second.slot, first.slot);
+    KEXPECT_EQ(second.bottom, first.bottom);
+    KEXPECT(s1.cache_hits > s0.cache_hits);
+    KEXPECT_EQ(s1.purges, s0.purges); // ...with no unmap and no shootdown in between
+    // ...found none of the first task's data on it...
+    KEXPECT_EQ(second.secrets_found, uint64_t{0});
+    // ...and the guard region below it is still unmapped (an overflow still faults), while the
+    // stack's own pages are mapped.
+    KEXPECT_EQ(vmm::translate(second.bottom - layout::kPageSize), UINT64_MAX);
+    KEXPECT_EQ(vmm::translate(second.bottom - 2 * layout::kPageSize), UINT64_MAX);
+    for (uint64_t va = second.bottom; va < second.top; va += layout::kPageSize)
+        KEXPECT(vmm::translate(va) != UINT64_MAX);
+}
+
+KTEST(mm, drained_stacks_are_unmapped_in_one_purge) {
+    // A burst of tasks leaves more dead stacks than the caches keep: the rest wait for a purge,
+    // and a drain unmaps them all with one shootdown.
+    mm_drain_caches();
+    const KstackStats s0 = kstack_stats();
+    KEXPECT_EQ(s0.cached, uint64_t{0});
+    KEXPECT_EQ(s0.awaiting_purge, uint64_t{0});
+    constexpr int kTasks = 12;
+    Task* t[kTasks];
+    StackProbe probes[kTasks];
+    CpuMask here;
+    here.set(this_cpu()->cpu_id);
+    for (int i = 0; i < kTasks; ++i) {
+        t[i] = task_create(stack_probe, &probes[i], {.name = "stack/n", .affinity = &here});
+        KASSERT(t[i] != nullptr);
+    }
+    for (Task* x : t) task_join(x);
+    const KstackStats s1 = kstack_stats();
+    KEXPECT(s1.cached >= 1);
+    // Every slot the burst added belongs to a dead task: cached, or waiting for the purge.
+    KEXPECT_EQ(s1.cached + s1.awaiting_purge, s1.slots_in_use - s0.slots_in_use);
+    const uint64_t purges = s1.purges;
+    mm_drain_caches();
+    const KstackStats s2 = kstack_stats();
+    KEXPECT_EQ(s2.cached, uint64_t{0});
+    KEXPECT_EQ(s2.awaiting_purge, uint64_t{0});
+    KEXPECT_EQ(s2.purges, purges + 1);
+    KEXPECT_EQ(s2.slots_in_use, s0.slots_in_use);
+    for (const StackProbe& p : probes) KEXPECT_EQ(vmm::translate(p.top - 8), UINT64_MAX);
 }
 
 } // namespace

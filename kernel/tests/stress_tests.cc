@@ -15,6 +15,7 @@
 #include "arch/x86/cpu.h"
 #include "boot/params.h"
 #include "debug/fault_catcher.h"
+#include "mm/caches.h"
 #include "mm/address_space.h"
 #include "mm/heap.h"
 #include "mm/kstack.h"
@@ -450,6 +451,7 @@ void stress_worker(void*) {
 KTEST_NOT_IN_ALL(stress, everything_at_once_on_every_cpu) {
     const uint64_t seconds = param_u64("stress.seconds", 20);
     const uint32_t n = cpus_online();
+    mm_drain_caches();
     const uint64_t stacks_before = kstack_in_use();
     const uint64_t tasks_before = sched_live_tasks();
     const uint64_t long_waits_before = lock_long_waits_reported();
@@ -500,6 +502,7 @@ KTEST_NOT_IN_ALL(stress, everything_at_once_on_every_cpu) {
     KASSERT(address_space_map(S.as, kPrivateVa, S.pframes[0], false));
     // Taken once the slots and the private page are mapped: their page tables stay until the
     // end, and the kernel half's are never freed (they are shared by every address space).
+    mm_drain_caches();
     const uint64_t free_before = pmm::free_bytes();
     const uint64_t objects_before = heap_stats().objects;
     const int64_t tables_before = vmm::page_table_pages();
@@ -545,6 +548,7 @@ KTEST_NOT_IN_ALL(stress, everything_at_once_on_every_cpu) {
                 lock_long_waits_reported() - long_waits_before);
 
     // New kernel-half page tables (stack slots further out than before, say) stay: not a leak.
+    mm_drain_caches();
     const int64_t new_tables = vmm::page_table_pages() - tables_before;
     const uint64_t free_after = pmm::free_bytes() + uint64_t(new_tables) * layout::kPageSize;
     const uint64_t objects_after = heap_stats().objects;

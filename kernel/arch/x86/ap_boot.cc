@@ -257,6 +257,7 @@ SmpBootReport smp_boot(std::span<const ApTarget> all_targets) {
     entries = static_cast<x86::ApBootEntry*>(kzalloc(n * sizeof(x86::ApBootEntry)));
     if (table == nullptr || entries == nullptr) return abort("out of memory for the CPU table");
     table[0] = this_cpu();
+    const uint64_t prep_start = monotonic_ns();
     for (size_t i = 0; i < n; ++i) {
         CpuData* cpu = make_cpu(static_cast<uint32_t>(i + 1), targets[i]);
         if (cpu == nullptr) return abort("out of memory for per-CPU data and stacks");
@@ -265,6 +266,8 @@ SmpBootReport smp_boot(std::span<const ApTarget> all_targets) {
     }
 
     // The trampoline: code page (RX when mapped) then data page (RW, NX).
+    log_debug("smp: per-CPU data and stacks of %zu APs prepared in %lu us", n,
+              (monotonic_ns() - prep_start) / 1000);
     const uint64_t page = find_trampoline_pages();
     if (page == 0) return abort("no free memory below 1 MiB for the AP trampoline");
     const uint64_t root = vmm::kernel_root();

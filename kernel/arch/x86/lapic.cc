@@ -46,6 +46,7 @@ constexpr uint32_t kIcrStartup = 6u << 8;
 constexpr uint32_t kIcrPending = 1u << 12;
 constexpr uint32_t kIcrAssert = 1u << 14;
 constexpr uint32_t kIcrLevelTrigger = 1u << 15;
+constexpr uint32_t kIcrAllButSelf = 3u << 18; // destination shorthand: the destination is ignored
 
 ApicMode g_mode = ApicMode::XApic;
 volatile uint32_t* g_mmio = nullptr;
@@ -134,6 +135,8 @@ void lapic_init_ap() {
 }
 
 void lapic_send_ipi(uint32_t apic_id, uint8_t vector) { write_icr(apic_id, vector); }
+
+void lapic_send_ipi_all_but_self(uint8_t vector) { write_icr(0, kIcrAllButSelf | vector); }
 
 void lapic_send_nmi(uint32_t apic_id) { write_icr(apic_id, kIcrNmi); }
 

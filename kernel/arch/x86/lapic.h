@@ -37,6 +37,9 @@ void lapic_init_ap();
 
 /// Interrupt command: a fixed-vector IPI to one CPU.
 void lapic_send_ipi(uint32_t apic_id, uint8_t vector);
+/// One fixed IPI to every other processor on the system bus (destination shorthand "all
+/// excluding self", SDM 11.6.1): one ICR write however many CPUs there are.
+void lapic_send_ipi_all_but_self(uint8_t vector);
 /// Non-maskable interrupt to one CPU (used to stop CPUs on panic).
 void lapic_send_nmi(uint32_t apic_id);
 /// INIT (assert, then de-assert where the mode allows it) to one CPU.
