@@ -7,9 +7,11 @@
 // kernel scale turns the lines into ratio tables, docs/scale.md). Machine-wide locks are the
 // LockScope::MachineWide classes; IPIs are every kind this kernel sends to another CPU
 // (self-IPIs are reported apart, as self_ipis_per_kop).
-// Option: bench.scale_ms=T, the time per operation (default 200 + 2 per CPU: at 255 vCPUs on
-// two host cores each vCPU runs about 1% of the time).
+// Options: bench.scale_ms=T, the time per operation (default 200 + 2 per CPU: at 255 vCPUs on
+// two host cores each vCPU runs about 1% of the time); bench.scale_ops=task,wake runs only
+// those operations.
 #include <atomic>
+#include <string_view>
 
 #include "bench/bench.h"
 #include "boot/params.h"
@@ -17,6 +19,7 @@
 #include "lib/format.h"
 #include "mm/address_space.h"
 #include "mm/heap.h"
+#include "mm/kstack.h"
 #include "mm/layout.h"
 #include "mm/phys.h"
 #include "mm/pmm.h"
@@ -55,6 +58,7 @@ struct Run {
 // interrupts are back on: a write to its own LAPIC, no other CPU involved) apart.
 struct IpiCount {
     uint64_t remote = 0, self = 0;
+    uint64_t by_kind[kIpiKinds] = {};
 };
 IpiCount ipis_sent() {
     IpiCount n;
@@ -62,7 +66,11 @@ IpiCount ipis_sent() {
         const CpuData* c = cpu_by_id(i);
         if (c == nullptr) continue;
         uint64_t all = 0;
-        for (int k = 0; k < kIpiKinds; ++k) all += c->counters.ipis_sent[k].load(std::memory_order_relaxed);
+        for (int k = 0; k < kIpiKinds; ++k) {
+            const uint64_t v = c->counters.ipis_sent[k].load(std::memory_order_relaxed);
+            all += v;
+            n.by_kind[k] += v;
+        }
         const uint64_t self = c->counters.self_ipis.load(std::memory_order_relaxed);
         n.remote += all - self;
         n.self += self;
@@ -196,6 +204,17 @@ void worker(void* arg) {
     r.done.fetch_add(1, std::memory_order_acq_rel);
 }
 
+// `name` is one of the comma-separated words of `list`.
+bool listed(std::string_view list, std::string_view name) {
+    while (!list.empty()) {
+        const size_t comma = list.find(',');
+        if (list.substr(0, comma) == name) return true;
+        if (comma == std::string_view::npos) break;
+        list.remove_prefix(comma + 1);
+    }
+    return false;
+}
+
 struct Op {
     const char* name;
     void (*fn)(Slot&, Run&);
@@ -238,6 +257,10 @@ void run_op(const Op& op, Slot* slots, uint32_t n, Pair* pairs, uint64_t ms) {
         if (tasks[i] != nullptr) ++started;
     }
     while (r.ready.load(std::memory_order_acquire) < started) sleep_for(1'000'000);
+    // The previous operation's tasks were created here and died on every CPU: the stacks their
+    // CPUs' caches had no room for wait for a purge. It belongs to that operation, not to the
+    // one measured next.
+    kstack_purge();
     const uint64_t locks0 = LockClass::machine_wide_acquisitions();
     const IpiCount ipis0 = ipis_sent();
     const uint64_t t0 = monotonic_ns();
@@ -258,6 +281,10 @@ void run_op(const Op& op, Slot* slots, uint32_t n, Pair* pairs, uint64_t ms) {
     per_kop(ip, sizeof(ip), ipis1.remote - ipis0.remote, ops);
     per_kop(self, sizeof(self), ipis1.self - ipis0.self, ops);
     if (started < n) log_error("bench: scale: %s: only %u of %u tasks started", op.name, started, n);
+    log_info("bench: scale: %s: IPIs by kind: call %lu, reschedule %lu, stop %lu, backtrace %lu "
+             "(self %lu)", op.name, ipis1.by_kind[0] - ipis0.by_kind[0],
+             ipis1.by_kind[1] - ipis0.by_kind[1], ipis1.by_kind[2] - ipis0.by_kind[2],
+             ipis1.by_kind[3] - ipis0.by_kind[3], ipis1.self - ipis0.self);
     console_printf("bench: {\"name\":\"scale.%s\",\"bench\":\"scale\",\"op\":\"%s\",\"cpus\":%u,\"ops_per_s\":%lu,"
                    "\"global_lock_acq_per_kop\":%s,\"ipis_per_kop\":%s,\"self_ipis_per_kop\":%s}\n",
                    op.name, op.name, cpus_online(), elapsed == 0 ? 0 : ops * 1'000'000'000 / elapsed, lk, ip, self);
@@ -289,7 +316,9 @@ KBENCH(scale) {
     slots[k].cpu = k > 0 ? slots[k - 1].cpu : 0;
     slots[k].index = k;
     for (uint32_t i = 0; i < pair_count; ++i) new (&pairs[i]) Pair();
+    const auto only = params().get("bench.scale_ops"); // a comma-separated subset, for digging
     for (const Op& op : kOps) {
+        if (only && !listed(*only, op.name)) continue;
         const bool paired = op.fn == op_wake || op.fn == op_shootdown;
         if (op.fn == op_shootdown)
             for (uint32_t i = 0; i < pair_count; ++i) pairs[i].space = address_space_create();
