@@ -8,6 +8,7 @@
 #include "arch/x86/interrupts.h"
 #include "arch/x86/lapic.h"
 #include "arch/x86/machine.h"
+#include "arch/x86/tsc_sync.h"
 #include "arch/x86/tsc.h"
 #include "boot/boot_defs.h"
 #include "boot/bootinfo.h"
@@ -145,6 +146,8 @@ void main_task(void*) {
     const auto heap = heap_stats();
     log_info("boot: up in %lu ms: %u CPUs running tasks, %lu MiB free, heap %lu pages",
              monotonic_ns() / 1000000, sched_cpus_ready(), pmm::free_bytes() >> 20, heap.pages);
+    // Before anything compares TSC readings across CPUs (its own line reports what it found).
+    if (cpus_online() > 1) x86::tsc_sync_check_all();
 
     // test= and bench= end the run with a status the host runner reads.
     struct Mode {

@@ -27,6 +27,7 @@
 #include "sched/wait.h"
 #include "smp/cpu.h"
 #include "smp/ipi.h"
+#include "smp/tlb.h"
 #include "sync/lock_class.h"
 #include "time/clock.h"
 #include "time/timer.h"
@@ -50,6 +51,7 @@ struct Run {
     std::atomic<uint32_t> done{0};
     std::atomic<bool> go{false};
     std::atomic<bool> stop{false};
+    std::atomic<bool> release{false}; // the counters are read: the tasks may end
     void (*op)(Slot&, Run&) = nullptr;
     Pair* pairs = nullptr;
 };
@@ -202,6 +204,9 @@ void worker(void* arg) {
     while (!r.go.load(std::memory_order_acquire)) sleep_for(1'000'000);
     r.op(s, r);
     r.done.fetch_add(1, std::memory_order_acq_rel);
+    // Not gone yet: ending frees this task's stack, and a full batch of freed stacks is
+    // purged with a shootdown to every CPU, which must not be counted against the operation.
+    while (!r.release.load(std::memory_order_acquire)) sleep_for(1'000'000);
 }
 
 // `name` is one of the comma-separated words of `list`.
@@ -258,10 +263,17 @@ void run_op(const Op& op, Slot* slots, uint32_t n, Pair* pairs, uint64_t ms) {
     }
     while (r.ready.load(std::memory_order_acquire) < started) sleep_for(1'000'000);
     // The previous operation's tasks were created here and died on every CPU: the stacks their
-    // CPUs' caches had no room for wait for a purge. It belongs to that operation, not to the
-    // one measured next.
-    kstack_purge();
+    // CPUs' caches had no room for wait for a purge, some already being purged by a worker (a
+    // shootdown to every CPU, slow with hundreds of vCPUs). That belongs to the harness, not to
+    // the operation measured next: finish it first.
+    for (;;) {
+        kstack_purge();
+        const KstackStats st = kstack_stats();
+        if (st.purging == 0 && st.awaiting_purge == 0) break;
+        sleep_for(1'000'000);
+    }
     const uint64_t locks0 = LockClass::machine_wide_acquisitions();
+    const uint64_t shootdowns0 = tlb_stats().shootdowns, purges0 = kstack_stats().purges;
     const IpiCount ipis0 = ipis_sent();
     const uint64_t t0 = monotonic_ns();
     r.go.store(true, std::memory_order_release);
@@ -271,6 +283,8 @@ void run_op(const Op& op, Slot* slots, uint32_t n, Pair* pairs, uint64_t ms) {
     while (r.done.load(std::memory_order_acquire) < started) sleep_for(1'000'000);
     const uint64_t locks = LockClass::machine_wide_acquisitions() - locks0;
     const IpiCount ipis1 = ipis_sent();
+    const uint64_t shootdowns1 = tlb_stats().shootdowns, purges1 = kstack_stats().purges;
+    r.release.store(true, std::memory_order_release);
     for (uint32_t i = 0; i < n; ++i)
         if (tasks[i] != nullptr) task_join(tasks[i]);
     kfree(tasks);
@@ -282,9 +296,10 @@ void run_op(const Op& op, Slot* slots, uint32_t n, Pair* pairs, uint64_t ms) {
     per_kop(self, sizeof(self), ipis1.self - ipis0.self, ops);
     if (started < n) log_error("bench: scale: %s: only %u of %u tasks started", op.name, started, n);
     log_info("bench: scale: %s: IPIs by kind: call %lu, reschedule %lu, stop %lu, backtrace %lu "
-             "(self %lu)", op.name, ipis1.by_kind[0] - ipis0.by_kind[0],
+             "(self %lu); %lu TLB shootdowns, %lu stack purges", op.name, ipis1.by_kind[0] - ipis0.by_kind[0],
              ipis1.by_kind[1] - ipis0.by_kind[1], ipis1.by_kind[2] - ipis0.by_kind[2],
-             ipis1.by_kind[3] - ipis0.by_kind[3], ipis1.self - ipis0.self);
+             ipis1.by_kind[3] - ipis0.by_kind[3], ipis1.self - ipis0.self,
+             shootdowns1 - shootdowns0, purges1 - purges0);
     console_printf("bench: {\"name\":\"scale.%s\",\"bench\":\"scale\",\"op\":\"%s\",\"cpus\":%u,\"ops_per_s\":%lu,"
                    "\"global_lock_acq_per_kop\":%s,\"ipis_per_kop\":%s,\"self_ipis_per_kop\":%s}\n",
                    op.name, op.name, cpus_online(), elapsed == 0 ? 0 : ops * 1'000'000'000 / elapsed, lk, ip, self);

@@ -53,6 +53,9 @@ void bump(std::atomic<uint64_t>& c) { c.store(c.load(std::memory_order_relaxed) 
 // Unmaps `n` stacks with one shootdown, then gives back their frames and slots.
 // Unmaps `n` stacks with one shootdown, then gives back their frames (listed in `frames`, read
 // while the stacks were still mapped) and their slots.
+std::atomic<uint32_t> g_purging{0}; // purges under way (their shootdowns may take a while)
+
+// The caller counted itself in g_purging; this drops it at the end.
 void purge(const KernelStack* stacks, uint32_t n, const uint64_t* frames, uint32_t nframes) {
     {
         TlbBatch batch(nullptr);
@@ -68,6 +71,7 @@ void purge(const KernelStack* stacks, uint32_t n, const uint64_t* frames, uint32
         if (stacks[i].slot < g_search_from) g_search_from = stacks[i].slot;
         --g_in_use;
     }
+    g_purging.fetch_sub(1, std::memory_order_release);
 }
 
 constexpr uint32_t kPurgeBatch = 32;
@@ -111,6 +115,10 @@ void purge_pending() {
         uint32_t n = 0, nframes = 0;
         {
             Guard<TasLock, IrqSave> guard(g_lock);
+            if (g_pending == nullptr) return;
+            // Counted before the stacks leave the list: whoever sees the list empty and no
+            // purge under way knows every queued stack is gone.
+            g_purging.fetch_add(1, std::memory_order_relaxed);
             while (g_pending != nullptr && n < kPurgeBatch &&
                    nframes + g_pending->nframes <= kPurgeFrames) {
                 const Pending* p = g_pending;
@@ -120,7 +128,6 @@ void purge_pending() {
                 --g_purge_count;
             }
         }
-        if (n == 0) return;
         purge(batch, n, frames, nframes);
     }
 }
@@ -264,6 +271,7 @@ KstackStats kstack_stats() {
         st.cache_misses += sc.misses.load(std::memory_order_relaxed);
     }
     st.purges = g_purges.load(std::memory_order_relaxed);
+    st.purging = g_purging.load(std::memory_order_acquire);
     return st;
 }
 

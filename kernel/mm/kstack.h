@@ -41,6 +41,7 @@ struct KstackStats {
     uint64_t cached = 0;         // in CPU caches
     uint64_t awaiting_purge = 0; // unmapped with the next batch
     uint64_t cache_hits = 0, cache_misses = 0, purges = 0;
+    uint32_t purging = 0;        // purges under way right now
 };
 KstackStats kstack_stats();
 

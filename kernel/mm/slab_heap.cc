@@ -74,7 +74,6 @@ bool SlabHeap::enable_cpu_caches(uint32_t cpus, uint32_t (*this_cpu)()) {
     if (mem == nullptr) return false;
     auto* caches = static_cast<CpuCache*>(mem);
     for (uint32_t i = 0; i < cpus; ++i) new (&caches[i]) CpuCache();
-    cpus_pages_ = pages;
     count(boot_, 0, 0, static_cast<int64_t>(pages)); // held for good: part of the baseline
     cpu_count_ = cpus;
     this_cpu_ = this_cpu;

@@ -128,7 +128,6 @@ class SlabHeap {
     CpuCache* cpus_ = nullptr;
     uint32_t cpu_count_ = 0;
     uint32_t (*this_cpu_)() = nullptr;
-    size_t cpus_pages_ = 0;
     Class classes_[kClassCount];
 };
 

@@ -377,10 +377,9 @@ SmpBootReport smp_boot(std::span<const ApTarget> all_targets) {
     kfree(entries);
     entries = nullptr;
 
-    // After bring-up rather than during it: pairing each AP with the boot CPU as it arrives
-    // would serialise the parallel start-up; here the APs wait in their idle loops while the
-    // boot CPU tests one after the other.
-    x86::tsc_sync_check_all();
+    // The TSC warp test (x86::tsc_sync_check_all) runs later, first thing in the main task:
+    // pairing each AP with the boot CPU as it arrives would serialise the parallel start-up,
+    // and the APs set up their schedulers meanwhile instead of waiting for it.
 
     log_info("smp: %u of %u CPUs online in %lu us", rep.online, rep.present, rep.duration_us);
     if (log_level() >= LogLevel::Debug) {

@@ -31,7 +31,8 @@ void tsc_sync_prepare();
 /// Each AP, early in bring-up: copies the boot CPU's IA32_TSC_ADJUST where this one differs
 /// (logged), then applies smp.inject_tsc_warp if it names this CPU.
 void tsc_sync_ap_early(uint32_t cpu_id, const CpuFeatures& mine);
-/// Boot CPU, once the APs are online: the warp test against each online AP in turn, or against
+/// Boot CPU, once the APs run their schedulers (the main task does it first): the warp test
+/// against each online AP in turn (its side runs in a remote call), or against
 /// 32 of them spread over the ids when there are more (bounded: 1000 turns per side and AP,
 /// 0.5 s in all). Returns the number of CPUs found out of step (each logged).
 uint32_t tsc_sync_check_all();
