@@ -50,12 +50,11 @@ uint64_t slot_base(uint64_t slot) { return layout::kStackAreaBase + slot * layou
 
 void bump(std::atomic<uint64_t>& c) { c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); }
 
-// Unmaps `n` stacks with one shootdown, then gives back their frames and slots.
-// Unmaps `n` stacks with one shootdown, then gives back their frames (listed in `frames`, read
-// while the stacks were still mapped) and their slots.
 std::atomic<uint32_t> g_purging{0}; // purges under way (their shootdowns may take a while)
 
-// The caller counted itself in g_purging; this drops it at the end.
+// Unmaps `n` stacks with one shootdown, then gives back their frames (listed in `frames`, read
+// while the stacks were still mapped) and their slots. The caller counted itself in
+// g_purging; this drops it at the end.
 void purge(const KernelStack* stacks, uint32_t n, const uint64_t* frames, uint32_t nframes) {
     {
         TlbBatch batch(nullptr);
