@@ -11,6 +11,7 @@
 #include "arch/x86/tsc_sync.h"
 #include "arch/x86/tsc.h"
 #include "boot/boot_defs.h"
+#include "boot/boot_trace.h"
 #include "boot/bootinfo.h"
 #include "bench/bench.h"
 #include "boot/params.h"
@@ -78,9 +79,12 @@ void setup_memory() {
     if (g_memory_map.overflowed()) log_warn("mem: memory map too fragmented; small usable pieces dropped");
     log_memory_map(g_memory_map);
     pmm::init(g_memory_map);
+    boot_step("pages");
     vmm::init(g_memory_map);
+    boot_step("paging");
     heap_init(param_bool("heap.poison", true));
     percpu_init_boot_cpu();
+    boot_step("heap");
 }
 
 [[noreturn]] void kernel_main_on_guarded_stack();
@@ -116,14 +120,26 @@ void main_task(void*);
     bsp->online.store(true);
     per_cpu(g_cpu_probe) = bsp->cpu_id;
     bsp->self_check = this_cpu() == bsp && per_cpu_on(bsp, g_cpu_probe) == 0;
+    boot_step("lapic");
     x86::lapic_timer_calibrate();
+    boot_step("lapic-timer");
     x86::sti();
 
     ipi_init();
     call_limits_init();
+    boot_step("ipi");
     kernel_address_space().active.set(bsp->cpu_id);
     const PlatformTopology& topo = platform_acpi_init(bsp->apic_id);
-    const SmpBootReport rep = smp_boot(topo.aps);
+    boot_step("acpi");
+    smp_prepare(topo.aps);
+    // The CPU table is final: per-CPU caches and the scheduler cover every CPU before the APs
+    // start, since each sets up its own scheduler the moment it is online.
+    pmm::enable_cpu_caches();
+    heap_enable_cpu_caches();
+    kstack_enable_cpu_caches();
+    sched_init();
+    boot_step("ap-prep");
+    const SmpBootReport rep = smp_start();
     // The "all but self" shorthand reaches every processor on the bus: exact only when every
     // processor the firmware lists is one of ours and online.
     const bool exact = topo.valid && topo.not_started == 0 && rep.online == rep.present &&
@@ -132,9 +148,6 @@ void main_task(void*);
     if (cpu_count() > 1)
         log_info("ipi: IPIs to every other CPU %s", exact ? "use the all-but-self shorthand"
                                                           : "go one by one (not every listed CPU runs)");
-    pmm::enable_cpu_caches();
-    heap_enable_cpu_caches();
-    kstack_enable_cpu_caches();
 
     // From here on this context is the boot CPU's idle task; the rest runs as the main task,
     // once every CPU has set up its own scheduler.
@@ -144,8 +157,10 @@ void main_task(void*);
 /// The first task: runs the test or bench mode, or finishes a normal boot.
 void main_task(void*) {
     const auto heap = heap_stats();
+    boot_step("schedulers");
     log_info("boot: up in %lu ms: %u CPUs running tasks, %lu MiB free, heap %lu pages",
-             monotonic_ns() / 1000000, sched_cpus_ready(), pmm::free_bytes() >> 20, heap.pages);
+             boot_elapsed_ms(), sched_cpus_ready(), pmm::free_bytes() >> 20, heap.pages);
+    boot_trace_log();
     // Before anything compares TSC readings across CPUs (its own line reports what it found).
     if (cpus_online() > 1) x86::tsc_sync_check_all();
 
@@ -176,6 +191,7 @@ void main_task(void*) {
 extern "C" [[noreturn]] void kernel_main(uint32_t protocol, uint32_t info_phys) {
     CpuData* bsp = &g_bsp_cpu_data;
     bsp->cpu_id = 0;
+    boot_trace_start();
     bsp->kernel_stack_bottom = reinterpret_cast<uint64_t>(bsp_boot_stack_bottom);
     bsp->kernel_stack_top = reinterpret_cast<uint64_t>(bsp_boot_stack_top);
     install_cpu_data(bsp);
@@ -185,6 +201,7 @@ extern "C" [[noreturn]] void kernel_main(uint32_t protocol, uint32_t info_phys) 
     log_init_console();
     x86::cpu_features_init();
     x86::tsc_init();
+    boot_step("tsc");
     lock_debug_start_wait_limit();
     const x86::CpuFeatures& cpu = x86::boot_cpu_features();
     log_info("Cohort kernel booting on %s (%s family %u model %u)", cpu.brand[0] ? cpu.brand : "?",
@@ -204,6 +221,7 @@ extern "C" [[noreturn]] void kernel_main(uint32_t protocol, uint32_t info_phys) 
              g_boot_info.cmdline_truncated ? " (truncated)" : "");
     params_init(g_boot_info.cmdline);
     apply_params();
+    boot_step("loader");
     log_info("cpu: TSC %lu.%03lu MHz (%s); enabled %s", tsc_hz() / 1000000,
              (tsc_hz() / 1000) % 1000, x86::tsc_source_name(x86::tsc_source()),
              x86::enable_security_features());

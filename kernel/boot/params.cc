@@ -13,6 +13,7 @@ constexpr ParamInfo kKnown[] = {
     {"bench", "run in-kernel benchmarks (ipi, tlb, locks; globs), print JSON lines, exit"},
     {"exit", "exit the emulator after booting (1) instead of idling"},
     {"loglevel", "error | warn | info | debug"},
+    {"boot.trace", "1: log where boot time went, step by step, at info level (debug logs it too)"},
     {"panic", "`halt` keeps a panicked machine alive for a debugger instead of exiting"},
     {"ubsan", "`panic` stops at the first undefined-behaviour report (default: report)"},
     {"apic", "`xapic` forbids x2APIC mode even when the CPU has it"},

@@ -113,12 +113,16 @@ void handle_nmi(const x86::InterruptFrame& frame) {
 }
 
 namespace {
-// Where the return address sits when `rip` is in the prologue of a function compiled with frame
-// pointers (push %rbp; mov %rsp,%rbp): at rsp before the push, at rsp + 8 between the two.
-// Afterwards (or in anything else) rbp is the function's own frame and the normal walk works.
-uint64_t prologue_return_slot(uint64_t rip, uint64_t rsp) {
+// Where the return address sits when `rip` is where a function compiled with frame pointers
+// has no frame of its own: in its prologue (push %rbp; mov %rsp,%rbp), at rsp before the push
+// and at rsp + 8 between the two; at its final ret (after pop %rbp or leave), at rsp. In
+// between (or in anything else) rbp is the function's own frame and the normal walk works.
+uint64_t return_slot_outside_frame(uint64_t rip, uint64_t rsp) {
     uint64_t off = 0;
-    if (rsp == 0 || symbolize(rip, &off) == nullptr || off > 3) return 0;
+    if (rsp == 0 || symbolize(rip, &off) == nullptr) return 0;
+    const auto* at = reinterpret_cast<const uint8_t*>(rip);
+    if (at[0] == 0xc3 || (at[0] == 0xf3 && at[1] == 0xc3)) return rsp; // ret, rep ret
+    if (off > 3) return 0;
     const auto* code = reinterpret_cast<const uint8_t*>(rip - off);
     if (code[0] != 0x55) return 0; // push %rbp
     if (off == 0) return rsp;
@@ -138,7 +142,7 @@ void print_backtrace(uint64_t rip, uint64_t rbp, uint64_t rsp) {
     line(0, rip);
     uint64_t previous = 0, repeats = 0;
     int printed = 1;
-    if (const uint64_t slot = prologue_return_slot(rip, rsp);
+    if (const uint64_t slot = return_slot_outside_frame(rip, rsp);
         slot != 0 && (slot & 7) == 0 && x86::is_kernel_address_mapped(slot)) {
         // rbp still belongs to the caller, whose own return address the walk below prints.
         line(printed++, *reinterpret_cast<const uint64_t*>(slot) - 1);

@@ -5,16 +5,23 @@
 
 extern "C" {
 
+// Quadwords first, then the tail bytes. On hardware with ERMSB a single rep movsb/stosb would
+// be as fast, but emulators (QEMU's TCG) run string instructions one iteration at a time, so
+// moving 8 bytes per iteration makes zeroing stacks and per-CPU areas 8x faster there.
 void* memcpy(void* dst, const void* src, size_t n) {
-    // rep movsb is fast on every CPU with ERMSB and correct on all others.
     void* ret = dst;
-    asm volatile("rep movsb" : "+D"(dst), "+S"(src), "+c"(n) : : "memory");
+    size_t quads = n / 8, tail = n % 8;
+    asm volatile("rep movsq" : "+D"(dst), "+S"(src), "+c"(quads) : : "memory");
+    asm volatile("rep movsb" : "+D"(dst), "+S"(src), "+c"(tail) : : "memory");
     return ret;
 }
 
 void* memset(void* dst, int value, size_t n) {
     void* ret = dst;
-    asm volatile("rep stosb" : "+D"(dst), "+c"(n) : "a"(value) : "memory");
+    const uint64_t pattern = uint64_t{0x0101010101010101} * static_cast<unsigned char>(value);
+    size_t quads = n / 8, tail = n % 8;
+    asm volatile("rep stosq" : "+D"(dst), "+c"(quads) : "a"(pattern) : "memory");
+    asm volatile("rep stosb" : "+D"(dst), "+c"(tail) : "a"(pattern) : "memory");
     return ret;
 }
 

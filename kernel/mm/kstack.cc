@@ -203,6 +203,15 @@ KernelStack kstack_alloc(size_t size) {
     s.slot = static_cast<uint32_t>(slot);
     s.top = slot_base(slot) + layout::kStackSlotSize;
     s.bottom = s.top - pages * kPage;
+    // One block and one mapping when memory allows (the frames are still freed one by one);
+    // page by page otherwise.
+    if ((pages & (pages - 1)) == 0) {
+        if (const uint64_t block = pmm::alloc_pages(pages); block != 0) {
+            if (vmm::map(s.bottom, block, pages * kPage, vmm::kRead | vmm::kWrite)) return s;
+            vmm::unmap(s.bottom, pages * kPage); // what was mapped before the failure
+            pmm::free_pages(block, pages);
+        }
+    }
     for (uint64_t va = s.bottom; va < s.top; va += kPage) {
         uint64_t frame = pmm::alloc_page();
         if (frame == 0) {

@@ -531,12 +531,12 @@ void put_task(Task* t) {
 }
 
 // A Task with everything but a stack: idle tasks reuse their CPU's boot stack.
-Task* alloc_task(const char* name) {
+// A Task and its FPU area, not yet known to any CPU (no id, on no list).
+Task* new_task_memory() {
     void* mem = kzalloc(sizeof(Task));
     if (mem == nullptr) return nullptr;
     Task* t = new (mem) Task();
     t->fair.owner = t;
-    copy_name(t, name);
     const size_t fpu = x86::fpu_state_size();
     t->fpu_alloc = kmalloc(fpu + 64);
     if (t->fpu_alloc == nullptr) {
@@ -546,6 +546,12 @@ Task* alloc_task(const char* name) {
     t->fpu_area = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(t->fpu_alloc) + 63) & ~uintptr_t{63});
     x86::fpu_init_state(t->fpu_area);
     for (uint32_t c = 0; c < cpu_count(); ++c) t->affinity.set(c);
+    return t;
+}
+
+// Names `t`, gives it an id from the calling CPU's block and puts it on that CPU's list.
+Task* register_task(Task* t, const char* name) {
+    copy_name(t, name);
     x86::InterruptGuard irq; // the id block and the list are this CPU's
     CpuTasks& mine = per_cpu(g_cpu_tasks);
     if (mine.next_id == mine.id_end) {
@@ -560,6 +566,11 @@ Task* alloc_task(const char* name) {
     }
     mine.created.fetch_add(1, std::memory_order_relaxed);
     return t;
+}
+
+Task* alloc_task(const char* name) {
+    Task* t = new_task_memory();
+    return t == nullptr ? nullptr : register_task(t, name);
 }
 
 void worker_main(void*) {
@@ -628,22 +639,69 @@ void idle_main() {
     }
 }
 
-// Set once the boot CPU's scheduler runs: every AP then sets up its own, all at once (their
-// allocations come from their own per-CPU caches; the machine-wide refills behind them are
-// test-and-set locks that do not convoy).
-std::atomic<bool> g_sched_go{false};
+// Makes `t` (registered, with its stack) runnable: the first switch to it enters `entry`.
+Task* start_task(Task* t, TaskFn entry, void* arg, const TaskOptions& o) {
+    t->entry = entry;
+    t->arg = arg;
+    t->system = o.system;
+    t->fair.weight = o.weight < sched::kMinWeight   ? sched::kMinWeight
+                     : o.weight > sched::kMaxWeight ? sched::kMaxWeight
+                                                    : o.weight;
+    if (o.affinity != nullptr) t->affinity = *o.affinity;
+    t->address_space = o.address_space;
+    // The initial frame x86_context_switch pops: r15, r14, r13, r12, rbx (= the task), rbp (0,
+    // ends backtraces), then the "return address".
+    auto* sp = reinterpret_cast<uint64_t*>(t->stack.top);
+    *--sp = reinterpret_cast<uint64_t>(&x86_task_entry);
+    *--sp = 0;                              // rbp
+    *--sp = reinterpret_cast<uint64_t>(t); // rbx
+    for (int i = 0; i < 4; ++i) *--sp = 0; // r12-r15
+    t->saved_rsp = reinterpret_cast<uint64_t>(sp);
+    t->state.store(TaskState::Blocked, std::memory_order_relaxed);
+    x86::InterruptGuard irq;
+    place(t);
+    return t;
+}
+
+// Every AP sets up its own scheduler as soon as it is online, all at once.
 std::atomic<uint32_t> g_cpus_ready{0};
 
-// Sets up the calling CPU's run queue with its boot context (running, or just out of its wait
-// in sched_enter_ap) as its idle task, and its worker.
+// The memory an AP's scheduler starts with, allocated for it by the boot CPU in sched_init.
+// Allocating it on the APs, 254 of them at once each taking its first objects and a stack,
+// convoyed on the allocators' shared locks under an emulator: hundreds of vCPUs spun while the
+// host thread of the holder waited for a core (bring-up took 0.5-1 s instead of 0.1 s).
+struct CpuProvision {
+    Task* idle = nullptr;   // memory only: named, numbered and listed by its CPU
+    Task* worker = nullptr; // the same, with its stack
+};
+COHORT_PERCPU(CpuProvision, g_provision);
+
+void provision(CpuData* cpu) {
+    CpuProvision& p = per_cpu_on(cpu, g_provision);
+    p.idle = new_task_memory();
+    p.worker = new_task_memory();
+    if (p.worker != nullptr) {
+        p.worker->stack = kstack_alloc(TaskOptions{}.stack_size);
+        if (!p.worker->stack.valid()) {
+            kfree(p.worker->fpu_alloc);
+            kfree(p.worker);
+            p.worker = nullptr;
+        }
+    }
+    // Whatever is missing, the CPU allocates itself (and reports if it cannot).
+}
+
+// Sets up the calling CPU's run queue with its boot context (running, or just out of
+// bring-up in sched_enter_ap) as its idle task, and its worker.
 void init_cpu(CpuData* cpu) {
     RunQueue* rq = &per_cpu_on(cpu, g_rq);
     new (rq) RunQueue();
     new (&per_cpu_on(cpu, g_cpu_tasks)) CpuTasks(); // its lists point at themselves
     timer_init_cpu(cpu);
+    CpuProvision& given = per_cpu_on(cpu, g_provision);
     char name[24];
     format(name, sizeof(name), "idle/%u", cpu->cpu_id);
-    Task* idle = alloc_task(name);
+    Task* idle = given.idle != nullptr ? register_task(given.idle, name) : alloc_task(name);
     if (idle == nullptr) panic("sched: cannot allocate the idle task of cpu%u", cpu->cpu_id);
     idle->idle = true;
     idle->state.store(TaskState::Running);
@@ -666,14 +724,15 @@ void init_cpu(CpuData* cpu) {
     // Fair, but weighted 8x: run_on work is served promptly (a waking heavy task preempts) yet
     // a flood of it cannot starve the CPU's other tasks, as a strict-priority task would.
     o.weight = 8 * sched::kDefaultWeight;
-    Task* worker = task_create(worker_main, nullptr, o);
+    Task* worker = given.worker != nullptr
+                       ? start_task(register_task(given.worker, name), worker_main, nullptr, o)
+                       : task_create(worker_main, nullptr, o);
     if (worker == nullptr) panic("sched: cannot create the worker of cpu%u", cpu->cpu_id);
+    given = {};
     rq->worker = worker;
     task_detach(worker);
     g_cpus_ready.fetch_add(1, std::memory_order_release);
 }
-
-void wake_for_timeout(Timer&, void*) {} // the interrupt ending the HLT is the point
 
 } // namespace
 
@@ -701,26 +760,7 @@ Task* task_create(TaskFn entry, void* arg, const TaskOptions& o) {
         put_task(t);
         return nullptr;
     }
-    t->entry = entry;
-    t->arg = arg;
-    t->system = o.system;
-    t->fair.weight = o.weight < sched::kMinWeight   ? sched::kMinWeight
-                     : o.weight > sched::kMaxWeight ? sched::kMaxWeight
-                                                    : o.weight;
-    if (o.affinity != nullptr) t->affinity = *o.affinity;
-    t->address_space = o.address_space;
-    // The initial frame x86_context_switch pops: r15, r14, r13, r12, rbx (= the task), rbp (0,
-    // ends backtraces), then the "return address".
-    auto* sp = reinterpret_cast<uint64_t*>(t->stack.top);
-    *--sp = reinterpret_cast<uint64_t>(&x86_task_entry);
-    *--sp = 0;                              // rbp
-    *--sp = reinterpret_cast<uint64_t>(t); // rbx
-    for (int i = 0; i < 4; ++i) *--sp = 0; // r12-r15
-    t->saved_rsp = reinterpret_cast<uint64_t>(sp);
-    t->state.store(TaskState::Blocked, std::memory_order_relaxed);
-    x86::InterruptGuard irq;
-    place(t);
-    return t;
+    return start_task(t, entry, arg, o);
 }
 
 extern "C" [[noreturn]] void sched_task_first_run(Task* t) {
@@ -945,27 +985,21 @@ void sched_kick_worker() {
     }
 }
 
-[[noreturn]] void sched_start(TaskFn main, void* arg) {
+void sched_init() {
     call_limits_start();
+    for (uint32_t c = 0; c < cpu_count(); ++c)
+        if (CpuData* cpu = cpu_by_id(c); cpu != nullptr && cpu != this_cpu()) provision(cpu);
     init_cpu(this_cpu());
-    // The APs wait halted in sched_enter_ap: release them all, one broadcast if it is exact.
-    g_sched_go.store(true, std::memory_order_release);
-    if (!ipi_send_all_others(IpiKind::Reschedule))
-        for (uint32_t c = 0; c < cpu_count(); ++c)
-            if (CpuData* cpu = cpu_by_id(c); cpu != this_cpu() && cpu->online.load(std::memory_order_acquire))
-                ipi_send(cpu, IpiKind::Reschedule);
+}
+
+[[noreturn]] void sched_start(TaskFn main, void* arg) {
     // Main (the tests, the benchmarks) starts once every CPU can run tasks. Halted between
     // checks, woken by a timer: a spinning boot CPU would take a host core from the APs under
     // an emulator.
     const uint32_t want = cpus_online();
     const uint64_t deadline = monotonic_ns() + param_u64("sched.ready_timeout_ms", 2000) * 1'000'000;
-    Timer tick;
-    while (g_cpus_ready.load(std::memory_order_acquire) < want && monotonic_ns() < deadline) {
-        x86::cli();
-        timer_arm(tick, monotonic_ns() + 200'000, wake_for_timeout, nullptr);
-        x86::sti_halt();
-        timer_cancel_sync(tick);
-    }
+    while (g_cpus_ready.load(std::memory_order_acquire) < want && monotonic_ns() < deadline)
+        timer_halt_until(monotonic_ns() + 200'000);
     if (const uint32_t ready = g_cpus_ready.load(std::memory_order_acquire); ready < want) {
         log_error("sched: only %u of %u online CPUs set up their scheduler in time; no task is "
                   "placed on the others", ready, want);
@@ -989,12 +1023,9 @@ void sched_kick_worker() {
 }
 
 [[noreturn]] void sched_enter_ap() {
-    // Halted until the boot CPU's scheduler runs; its reschedule IPI ends the wait.
-    for (;;) {
-        x86::cli();
-        if (g_sched_go.load(std::memory_order_acquire)) break;
-        x86::sti_halt();
-    }
+    // Straight on from bring-up, while this vCPU is running anyway: no second wake-up. Under
+    // an emulator with many more vCPUs than host cores, waking 254 halted vCPUs a second time
+    // cost as much as starting them.
     x86::sti(); // creating the worker may take a stack whose purge needs remote calls
     init_cpu(this_cpu());
     idle_main();

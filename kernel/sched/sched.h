@@ -132,10 +132,15 @@ void run_pinned(uint32_t cpu, void (*fn)(void*), void* arg);
 /// unless a wake-up already arrived. Interrupts must be enabled.
 void sched_block();
 
-/// Bring-up: the boot CPU turns its boot context into its idle task, starts `main` as the
-/// first task and never returns. Call after SMP bring-up.
+/// Bring-up, on the boot CPU once the CPU table is final (smp_prepare) and before any AP
+/// starts: the scheduler's global state, and the boot CPU's run queue with its boot context as
+/// its idle task.
+void sched_init();
+/// Bring-up: waits (sched.ready_timeout_ms) until every online CPU has set up its scheduler,
+/// starts `main` as the first task on the boot CPU and becomes its idle loop.
 [[noreturn]] void sched_start(TaskFn main, void* arg);
-/// Bring-up on an AP: the same without a main task.
+/// Bring-up on an AP, as soon as it is online: sets up its own run queue, idle task (this
+/// context) and worker, in parallel with every other AP, then idles.
 [[noreturn]] void sched_enter_ap();
 /// CPUs whose scheduler is set up (each sets up its own, in parallel, at boot).
 uint32_t sched_cpus_ready();

@@ -34,8 +34,9 @@ inline T& per_cpu_on(const CpuData* cpu, T& var) {
     return *reinterpret_cast<T*>(reinterpret_cast<uintptr_t>(&var) + cpu->percpu_offset);
 }
 
-/// Size of each CPU's area: the .percpu template plus the run-time pool.
-constexpr size_t kPerCpuDynamicSize = 16 * 1024;
+/// The least each CPU's area holds beyond the .percpu template: the run-time pool (the area is
+/// whole pages, so the pool also gets the rest of the last page).
+constexpr size_t kPerCpuDynamicSize = 4 * 1024;
 
 /// Snapshots the template and gives the boot CPU its own copy (after the heap is up).
 void percpu_init_boot_cpu();

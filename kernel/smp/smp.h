@@ -21,11 +21,18 @@ struct SmpBootReport {
     bool aborted;         // bring-up refused before sending anything (reason logged)
 };
 
-/// Starts the given APs in parallel (INIT to all, SIPI to all, one timeout for all) and waits
-/// for them. Never returns with an AP executing the trampoline: the page is wiped and the low
-/// identity mapping removed before this returns. Options come from the command line
-/// (smp.max_cpus, smp.timeout_ms, smp.inject_stall, ...).
-SmpBootReport smp_boot(std::span<const ApTarget> targets);
+/// First half of bring-up: makes every AP's per-CPU data and stacks and the trampoline, then
+/// publishes the CPU table (cpu_count() is final; the APs are not online yet). On failure
+/// (logged) nothing is published and the boot CPU runs alone. Options come from the command
+/// line (smp.max_cpus, smp.inject_stall, ...).
+bool smp_prepare(std::span<const ApTarget> targets);
+
+/// Second half: starts the prepared APs in parallel (INIT to all, SIPI to all, one timeout for
+/// all, smp.timeout_ms) and waits for them. Each AP sets up its own scheduler as soon as it is
+/// online (sched_enter_ap), so the scheduler's global state must exist before this is called.
+/// Never returns with an AP executing the trampoline: the page is wiped and the low identity
+/// mapping removed before this returns.
+SmpBootReport smp_start();
 
 /// The report of the bring-up that happened at boot.
 const SmpBootReport& smp_boot_report();

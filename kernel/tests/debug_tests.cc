@@ -46,6 +46,24 @@ KTEST(debug, backtrace_stopped_in_a_prologue_names_the_caller) {
     KEXPECT(!log_contains_since(mark2, "marker_caller_of_prologue"));
 }
 
+KTEST(debug, backtrace_stopped_at_a_ret_names_the_caller) {
+    // At the final ret the frame is already popped (an NMI landing there once made
+    // locks.long_wait_is_reported_with_the_holder miss the function holding the lock).
+    const auto* code = reinterpret_cast<const uint8_t*>(&prologue_target);
+    uint64_t ret_at = 0;
+    for (int i = 1; i < 64 && ret_at == 0; ++i)
+        if (code[i] == 0xc3 && (code[i - 1] == 0x5d || code[i - 1] == 0xc9)) // pop %rbp / leave
+            ret_at = reinterpret_cast<uint64_t>(code + i);
+    KASSERT(ret_at != 0);
+    const uint64_t ret = reinterpret_cast<uint64_t>(&marker_caller_of_prologue) + 4;
+    alignas(16) uint64_t stack[2] = {ret, 0};
+    const uint64_t mark = log_mark();
+    print_backtrace(ret_at, reinterpret_cast<uint64_t>(__builtin_frame_address(0)),
+                    reinterpret_cast<uint64_t>(stack));
+    KEXPECT(log_contains_since(mark, "prologue_target"));
+    KEXPECT(log_contains_since(mark, "marker_caller_of_prologue"));
+}
+
 KTEST(debug, ubsan_reports_with_location) {
 #if COHORT_ASSERTS
     ktest::allow_ubsan_reports();

@@ -136,6 +136,20 @@ bool timer_cancel(Timer& t) {
     }
 }
 
+namespace {
+void end_halt(Timer&, void*) {} // the interrupt ending the HLT is the point
+} // namespace
+
+void timer_halt_until(uint64_t deadline_ns) {
+    Timer t;
+    // Armed with interrupts off, then enable-and-halt atomically: a timer that fires before the
+    // HLT is delivered after it and ends it, instead of leaving this CPU halted for good.
+    x86::cli();
+    timer_arm(t, deadline_ns, end_halt, nullptr);
+    x86::sti_halt();
+    timer_cancel_sync(t);
+}
+
 bool timer_cancel_sync(Timer& t) {
     if (timer_cancel(t)) return true;
     // Fired, or never armed: its callback may still be running somewhere. Wait until no CPU

@@ -47,6 +47,11 @@ bool timer_cancel(Timer& t);
 /// from the timer's own callback, nor from a handler that interrupted it.
 bool timer_cancel_sync(Timer& t);
 
+/// Halts the calling CPU until `deadline_ns` or an earlier interrupt, whichever comes first:
+/// for waits that must leave the host CPU to other vCPUs under an emulator. Needs this CPU's
+/// timer queue; returns with interrupts enabled.
+void timer_halt_until(uint64_t deadline_ns);
+
 /// Timers that fired on the calling CPU so far (statistics, tests).
 uint64_t timer_fired_count();
 

@@ -14,6 +14,7 @@
 #include "arch/x86/trampoline.h"
 #include "arch/x86/tsc_sync.h"
 #include "arch/x86/vectors.h"
+#include "boot/boot_trace.h"
 #include "boot/bootinfo.h"
 #include "boot/params.h"
 #include "debug/log.h"
@@ -31,6 +32,7 @@
 #include "smp/percpu.h"
 #include "smp/smp.h"
 #include "time/clock.h"
+#include "time/timer.h"
 
 namespace cohort {
 
@@ -52,6 +54,15 @@ BootStage g_stall_stage = BootStage::Lapic;
 uint32_t g_mismatch_apic = UINT32_MAX;
 
 std::atomic<uint64_t> g_last_online_tsc{0};
+
+// What smp_prepare made for smp_start.
+struct PreparedBoot {
+    CpuData** table;            // every CPU, the boot CPU first
+    x86::ApBootEntry* entries;  // the trampoline's APIC id -> CpuData table
+    size_t count;               // APs
+    uint64_t trampoline;        // physical page of its code (data in the next page)
+};
+PreparedBoot g_boot{nullptr, nullptr, 0, 0};
 
 /// Moves `cpu` forward to `stage`, never backward: the BSP's "SIPI sent" must not overwrite an
 /// AP that already reported a later stage.
@@ -141,20 +152,6 @@ CpuData* make_cpu(uint32_t cpu_id, const ApTarget& t) {
     return cpu;
 }
 
-/// Waits about `us` microseconds halted (so emulated APs get the host CPU), woken by the
-/// LAPIC timer; falls back to spinning if interrupts are off.
-constexpr uint8_t kWaitVector = x86::kVecWaitTick;
-void wait_tick(x86::InterruptFrame&) { x86::lapic_eoi(); }
-void sleep_us(uint64_t us) {
-    if (!x86::interrupts_enabled()) return delay_ns(us * 1000);
-    // Arm with interrupts off, then enable-and-halt atomically: a timer that fires before the
-    // HLT is delivered after it, so it cannot be lost and leave this CPU halted for good.
-    x86::cli();
-    x86::lapic_timer_oneshot(us * 1000, kWaitVector);
-    x86::sti_halt();
-    x86::lapic_timer_stop();
-}
-
 } // namespace
 
 /// First C++ code on an AP, on its own stack; `cpu` was found by the trampoline by APIC id.
@@ -213,8 +210,9 @@ extern "C" [[noreturn]] void ap_entry(CpuData* cpu) {
 const SmpBootReport& smp_boot_report() { return g_report; }
 uint64_t smp_trampoline_page() { return g_trampoline_phys; }
 
-SmpBootReport smp_boot(std::span<const ApTarget> all_targets) {
-    SmpBootReport rep{static_cast<uint32_t>(all_targets.size() + 1), 0, 1, 0, 0, false};
+bool smp_prepare(std::span<const ApTarget> all_targets) {
+    SmpBootReport& rep = g_report;
+    rep = {static_cast<uint32_t>(all_targets.size() + 1), 0, 1, 0, 0, false};
     parse_injections();
     uint64_t max_cpus = param_u64("smp.max_cpus", UINT32_MAX);
     if (max_cpus == 0) {
@@ -232,22 +230,16 @@ SmpBootReport smp_boot(std::span<const ApTarget> all_targets) {
                  kMaxCpus);
     else if (n < all_targets.size())
         log_info("smp: smp.max_cpus=%lu: starting %lu of %lu APs", max_cpus, n, all_targets.size());
-    const uint64_t timeout_ms = param_u64("smp.timeout_ms", 1000);
-    if (n == 0) {
-        g_report = rep;
-        // The same line as with many CPUs, so scripts and people find it on every machine.
-        log_info("smp: %u of %u CPUs online in %lu us", rep.online, rep.present, rep.duration_us);
-        return rep;
-    }
+    if (n == 0) return true;
 
     x86::ApBootEntry* entries = nullptr;
     auto abort = [&](const char* why) {
-        // Every abort comes before the first INIT: no AP can be reading the table.
+        // Every abort comes before the CPU table is published and before the first INIT: no
+        // other code knows these CPUs and no AP can be reading the table.
         kfree(entries);
         log_error("smp: %s; continuing with the boot CPU only", why);
         rep.aborted = true;
-        g_report = rep;
-        return rep;
+        return false;
     };
 
     // Everything an AP needs exists before any AP is woken.
@@ -302,7 +294,29 @@ SmpBootReport smp_boot(std::span<const ApTarget> all_targets) {
         !vmm::map(page + kPage, page + kPage, kPage, vmm::kRead | vmm::kWrite))
         return abort("cannot identity-map the trampoline");
     g_trampoline_phys = page;
-    x86::set_irq_handler(kWaitVector, wait_tick);
+
+    // Published now, before any AP runs: an AP sets up its scheduler as soon as it is online,
+    // and the CPU count, masks and per-CPU caches must already cover every CPU.
+    detail::set_cpu_table(table, static_cast<uint32_t>(n + 1));
+    g_boot = {table, entries, n, page};
+    return true;
+}
+
+SmpBootReport smp_start() {
+    SmpBootReport& rep = g_report;
+    const uint64_t timeout_ms = param_u64("smp.timeout_ms", 1000);
+    if (rep.aborted || g_boot.count == 0) {
+        // The same line as with many CPUs, so scripts and people find it on every machine.
+        if (!rep.aborted)
+            log_info("smp: %u of %u CPUs online in %lu us", rep.online, rep.present, rep.duration_us);
+        return rep;
+    }
+    CpuData** table = g_boot.table;
+    x86::ApBootEntry* entries = g_boot.entries;
+    const size_t n = g_boot.count;
+    const uint64_t page = g_boot.trampoline;
+    auto* code_page = phys_to_virt<uint8_t>(page);
+    auto* data_page = phys_to_virt<x86::TrampolineData>(page + kPage);
 
     // INIT to every target, one wait, SIPI to every target back to back.
     const x86::CpuFeatures& f = x86::boot_cpu_features();
@@ -337,16 +351,16 @@ SmpBootReport smp_boot(std::span<const ApTarget> all_targets) {
         size_t done = 0;
         for (size_t i = 0; i < n; ++i) done += terminal(table[i + 1]->boot_stage.load(std::memory_order_acquire));
         if (done == n || monotonic_ns() - start_ns > timeout_ms * 1000000) break;
-        sleep_us(200);
+        timer_halt_until(monotonic_ns() + 200'000); // halted: emulated APs get the host CPU
     }
 
+    boot_step("ap-start");
     uint32_t online = 1;
     for (size_t i = 0; i < n; ++i) online += table[i + 1]->online.load(std::memory_order_acquire);
     const uint64_t last = g_last_online_tsc.load(std::memory_order_relaxed);
     rep.online = online;
     rep.failed = static_cast<uint32_t>(n + 1 - online);
     rep.duration_us = last > start_tsc ? tsc_to_ns(last - start_tsc) / 1000 : 0;
-    detail::set_cpu_table(table, static_cast<uint32_t>(n + 1));
 
     const x86::TrampolineData* shared = data_page;
     for (size_t i = 0; i < n; ++i) {
@@ -365,22 +379,24 @@ SmpBootReport smp_boot(std::span<const ApTarget> all_targets) {
         log_warn("smp: a CPU with APIC id %u ran the trampoline but is not in the table",
                  shared->unknown_apic_id);
 
-    // The trampoline is done: wipe it, drop the identity mapping (vmm::unmap shoots the two
-    // pages down on every online CPU), then free the tables that mapped it.
+    // The trampoline is done: wipe it, then drop the whole lower half, its identity mapping
+    // included. drop_low_half's one shootdown covers both on every online CPU before the page
+    // tables are freed (a separate unmap of the two pages cost a second round of IPIs, 20-30 ms
+    // at 255 vCPUs under an emulator).
     memset(code_page, 0, 2 * kPage);
-    vmm::unmap(page, 2 * kPage);
     vmm::drop_low_half();
     // Only trampoline code reads the APIC-id table, and no AP can still be in it: those that
     // reached ap_entry (BootStage::LongMode or later) finished the lookup, the rest were sent
     // back to wait-for-SIPI above, and since then the drop_low_half shootdown has made a
     // round trip to every online CPU.
     kfree(entries);
-    entries = nullptr;
+    g_boot.entries = nullptr;
 
     // The TSC warp test (x86::tsc_sync_check_all) runs later, first thing in the main task:
     // pairing each AP with the boot CPU as it arrives would serialise the parallel start-up,
     // and the APs set up their schedulers meanwhile instead of waiting for it.
 
+    boot_step("ap-finish");
     log_info("smp: %u of %u CPUs online in %lu us", rep.online, rep.present, rep.duration_us);
     if (log_level() >= LogLevel::Debug) {
         for (uint32_t i = 0; i < cpu_count(); ++i) {
@@ -389,7 +405,6 @@ SmpBootReport smp_boot(std::span<const ApTarget> all_targets) {
                       c->acpi_uid, boot_stage_name(c->boot_stage.load()), i == 0 ? x86::read_cr4() : c->cr4_seen);
         }
     }
-    g_report = rep;
     return rep;
 }
 

@@ -8,7 +8,8 @@ namespace cohort::x86 {
 bool alloc_cpu_stacks(CpuData& cpu) {
     KernelStack stacks[1 + kIstCount];
     for (int i = 0; i <= kIstCount; ++i) {
-        stacks[i] = kstack_alloc(i == 0 ? kKernelStackSize : kIstStackSize);
+        const size_t kernel = cpu.cpu_id == 0 ? kBootCpuStackSize : kApStackSize;
+        stacks[i] = kstack_alloc(i == 0 ? kernel : kIstStackSize);
         if (stacks[i].valid()) continue;
         for (int j = 0; j < i; ++j) kstack_free(stacks[j]);
         return false;

@@ -9,8 +9,14 @@
 
 namespace cohort::x86 {
 
-inline constexpr size_t kKernelStackSize = 64 * 1024;
-inline constexpr size_t kIstStackSize = 16 * 1024;
+/// The boot CPU runs all of boot (ACPI parsing, bring-up) on its kernel stack; an AP's only
+/// runs its own set-up and then its idle task, as deep as any task (which get 16 KiB).
+inline constexpr size_t kBootCpuStackSize = 64 * 1024;
+inline constexpr size_t kApStackSize = 16 * 1024;
+/// Exception handlers on IST stacks (NMI, double fault, machine check, debug) only report and
+/// stop or return; 8 KiB holds a panic with its backtrace (Linux gives them 4 KiB). Every byte
+/// here is per CPU: at 255 CPUs, 8 KiB less per stack is 8 MiB less to back at boot.
+inline constexpr size_t kIstStackSize = 8 * 1024;
 
 /// Allocates `cpu`'s kernel stack and its IST stacks and records their bounds in
 /// cpu.kernel_stack_top/bottom and cpu.ist_tops (not in the TSS: the caller loads or patches

@@ -12,7 +12,6 @@ constexpr uint8_t kVecDeviceFirst = 0x30;
 constexpr uint8_t kVecDeviceLast = 0xdf;
 
 constexpr uint8_t kVecTestTimer = 0xe0;   // the time tests' one-shot
-constexpr uint8_t kVecWaitTick = 0xe1;    // short timed waits while halted (bring-up)
 constexpr uint8_t kVecLapicTimer = 0xef;  // the scheduler tick
 
 constexpr uint8_t kVecIpiCall = 0xf0;       // remote function calls (smp/call.h)
