@@ -35,6 +35,16 @@ uint64_t unmap_batched(uint64_t va, uint64_t size, TlbBatch& batch);
 /// Removes every lower-half (identity) mapping from the kernel page tables, flushes them from
 /// every CPU's TLB and paging-structure caches, then frees the page-table pages.
 void drop_low_half();
+/// A top-level table for the AP trampoline, below 4 GiB (its 32-bit code loads it): the
+/// kernel half shared with the kernel's own tables, and only the trampoline's code page (RX)
+/// and data page (RW) identity-mapped in the lower half. Each AP leaves it for the kernel's
+/// tables as its first act in 64-bit C++ code, so the kernel's tables never map the lower
+/// half and removing the identity map needs no shootdown. 0 when out of memory.
+uint64_t trampoline_root_create(uint64_t code_page, uint64_t data_page);
+/// Frees a trampoline root and its lower-half tables. Only once no CPU can be using it: every
+/// AP that ran the trampoline has loaded another CR3 or been sent INIT (which flushes its TLB
+/// and paging-structure caches).
+void trampoline_root_destroy(uint64_t root);
 /// Physical address `va` maps to, or UINT64_MAX.
 uint64_t translate(uint64_t va);
 /// Page-table pages in use below the roots of every address space (built during boot or since).

@@ -61,8 +61,9 @@ struct PreparedBoot {
     x86::ApBootEntry* entries;  // the trampoline's APIC id -> CpuData table
     size_t count;               // APs
     uint64_t trampoline;        // physical page of its code (data in the next page)
+    uint64_t root;              // the page tables it runs on (vmm::trampoline_root_create)
 };
-PreparedBoot g_boot{nullptr, nullptr, 0, 0};
+PreparedBoot g_boot{nullptr, nullptr, 0, 0, 0};
 
 /// Moves `cpu` forward to `stage`, never backward: the BSP's "SIPI sent" must not overwrite an
 /// AP that already reported a later stage.
@@ -156,6 +157,9 @@ CpuData* make_cpu(uint32_t cpu_id, const ApTarget& t) {
 
 /// First C++ code on an AP, on its own stack; `cpu` was found by the trampoline by APIC id.
 extern "C" [[noreturn]] void ap_entry(CpuData* cpu) {
+    // Off the trampoline's page tables first: their kernel half is the kernel's, so nothing
+    // moves, and from here on this CPU caches nothing of the identity map the BSP will free.
+    x86::write_cr3(vmm::kernel_root());
     install_cpu_data(cpu);
     // Self-check recorded for the smp tests: per-CPU access through %gs works on this CPU.
     per_cpu(g_cpu_probe) = cpu->cpu_id;
@@ -262,8 +266,8 @@ bool smp_prepare(std::span<const ApTarget> all_targets) {
               (monotonic_ns() - prep_start) / 1000);
     const uint64_t page = find_trampoline_pages();
     if (page == 0) return abort("no free memory below 1 MiB for the AP trampoline");
-    const uint64_t root = vmm::kernel_root();
-    if (root >= (1ull << 32)) return abort("kernel page tables above 4 GiB: the trampoline cannot load CR3");
+    const uint64_t root = vmm::trampoline_root_create(page, page + kPage);
+    if (root == 0) return abort("no memory below 4 GiB for the trampoline's page tables");
     const size_t code_size = static_cast<size_t>(trampoline_code_end - trampoline_code_start);
     x86::TrampolineData data;
     memcpy(&data, trampoline_data_start, sizeof(data));
@@ -287,18 +291,16 @@ bool smp_prepare(std::span<const ApTarget> all_targets) {
     if (memcmp(code_page, trampoline_code_start, code_size) != 0 ||
         memcmp(data_page, &data, sizeof(data)) != 0) {
         memset(code_page, 0, 2 * kPage);
+        vmm::trampoline_root_destroy(root); // no CPU has loaded it
         return abort("the trampoline copy differs from the kernel image (memory corruption?); "
                      "no AP started");
     }
-    if (!vmm::map(page, page, kPage, vmm::kRead | vmm::kExec) ||
-        !vmm::map(page + kPage, page + kPage, kPage, vmm::kRead | vmm::kWrite))
-        return abort("cannot identity-map the trampoline");
     g_trampoline_phys = page;
 
     // Published now, before any AP runs: an AP sets up its scheduler as soon as it is online,
     // and the CPU count, masks and per-CPU caches must already cover every CPU.
     detail::set_cpu_table(table, static_cast<uint32_t>(n + 1));
-    g_boot = {table, entries, n, page};
+    g_boot = {table, entries, n, page, root};
     return true;
 }
 
@@ -379,16 +381,19 @@ SmpBootReport smp_start() {
         log_warn("smp: a CPU with APIC id %u ran the trampoline but is not in the table",
                  shared->unknown_apic_id);
 
-    // The trampoline is done: wipe it, then drop the whole lower half, its identity mapping
-    // included. drop_low_half's one shootdown covers both on every online CPU before the page
-    // tables are freed (a separate unmap of the two pages cost a second round of IPIs, 20-30 ms
-    // at 255 vCPUs under an emulator).
+    // The trampoline is done: wipe it and free the page tables it ran on. No shootdown: the
+    // kernel's own tables never mapped it, every AP that reached ap_entry loaded them there
+    // (a CR3 write drops every non-global translation and paging-structure cache entry), and
+    // the rest were just sent INIT, which does the same. (Two shootdowns of 254 CPUs did this
+    // before, 30-50 ms under an emulator.) drop_low_half only catches anything else that
+    // mapped the lower half, normally nothing.
     memset(code_page, 0, 2 * kPage);
+    vmm::trampoline_root_destroy(g_boot.root);
+    g_boot.root = 0;
     vmm::drop_low_half();
     // Only trampoline code reads the APIC-id table, and no AP can still be in it: those that
-    // reached ap_entry (BootStage::LongMode or later) finished the lookup, the rest were sent
-    // back to wait-for-SIPI above, and since then the drop_low_half shootdown has made a
-    // round trip to every online CPU.
+    // reached ap_entry (BootStage::LongMode or later) finished the lookup and the rest were sent
+    // back to wait-for-SIPI above.
     kfree(entries);
     g_boot.entries = nullptr;
 

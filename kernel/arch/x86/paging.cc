@@ -286,6 +286,35 @@ void drop_low_half() {
     for (unsigned i = 0; i < n; ++i) pt_free_tree(tables[i], 3);
 }
 
+uint64_t trampoline_root_create(uint64_t code_page, uint64_t data_page) {
+    const uint64_t root = pmm::alloc_pages(1, 1, 1ull << 32);
+    if (root == 0) return 0;
+    g_table_pages.fetch_add(1, std::memory_order_relaxed);
+    uint64_t* t = table(root);
+    memset(t, 0, kPage);
+    {
+        // The kernel half's top-level entries never change after vmm::init (all 256 slots were
+        // populated then), so a copy stays in step.
+        Guard<TasLock, IrqSave> guard(g_pt_lock);
+        const uint64_t* kernel = table(g_kernel_root);
+        for (unsigned i = 256; i < 512; ++i) t[i] = kernel[i];
+    }
+    if (!map_one(root, code_page, code_page, leaf_bits(code_page, kRead | kExec), kPage) ||
+        !map_one(root, data_page, data_page, leaf_bits(data_page, kRead | kWrite), kPage)) {
+        trampoline_root_destroy(root);
+        return 0;
+    }
+    return root;
+}
+
+void trampoline_root_destroy(uint64_t root) {
+    uint64_t* t = table(root);
+    for (unsigned i = 0; i < 256; ++i)
+        if (t[i] & pte::kPresent) pt_free_tree(t[i] & pte::kAddrMask, 3);
+    pmm::free_pages(root);
+    g_table_pages.fetch_sub(1, std::memory_order_relaxed);
+}
+
 int64_t page_table_pages() { return g_table_pages.load(std::memory_order_relaxed); }
 
 uint64_t translate(uint64_t va) {
