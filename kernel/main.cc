@@ -126,6 +126,7 @@ void main_task(void*);
     x86::sti();
 
     ipi_init();
+    ipi_note_logical_id(bsp);
     call_limits_init();
     boot_step("ipi");
     kernel_address_space().active.set(bsp->cpu_id);

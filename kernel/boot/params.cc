@@ -38,6 +38,7 @@ constexpr ParamInfo kKnown[] = {
     {"bench.scale_ms", "bench=scale: time per operation (default 200 + 2 per CPU)"},
     {"bench.scale_ops", "bench=scale: only these operations (comma-separated)"},
     {"ipi.broadcast", "0: never use the all-but-self IPI shorthand"},
+    {"ipi.cluster", "0: multicasts send one IPI per CPU even in x2APIC mode (not per cluster)"},
     {"smp.max_cpus", "start at most this many CPUs (including the boot CPU)"},
     {"smp.timeout_ms", "one timeout for the whole AP bring-up (default 1000)"},
     {"smp.online_capable", "also start CPUs the MADT marks online-capable"},

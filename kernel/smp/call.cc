@@ -595,10 +595,14 @@ CallStatus post_many(const Targets& to, CallFn fn, void* arg, bool wait, bool de
         queue_of(c).incoming[kind].test_and_set(slot_cpu);
         ++targets;
     }
-    // Every other CPU: one broadcast when the shorthand is exact, else one IPI each.
-    if (targets != 0 && !(targets + 1 == cpu_count() && ipi_send_all_others(IpiKind::Call)))
+    // Every other CPU: one broadcast when the shorthand is exact; else one IPI per x2APIC
+    // cluster, or one per CPU.
+    if (targets != 0 && !(targets + 1 == cpu_count() && ipi_send_all_others(IpiKind::Call))) {
+        IpiBatch batch(IpiKind::Call);
         for (uint32_t c = 0; c < cpu_count(); ++c)
-            if (c != slot_cpu && to.has(c, slot_cpu) && online(c)) ipi_send(cpu_by_id(c), IpiKind::Call);
+            if (c != slot_cpu && to.has(c, slot_cpu) && online(c)) batch.add(cpu_by_id(c));
+        batch.flush();
+    }
     if (self && !deferred) {
         x86::InterruptGuard irq;
         fn(arg);

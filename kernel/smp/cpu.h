@@ -41,6 +41,7 @@ struct alignas(64) CpuCounters {
     std::atomic<uint64_t> ipis_sent[kIpiKinds]{};     // by IpiKind, to any CPU
     std::atomic<uint64_t> self_ipis{0};               // of those, to this CPU itself
     std::atomic<uint64_t> broadcasts{0};              // "all but self" shorthand sends
+    std::atomic<uint64_t> cluster_ipis{0};            // x2APIC logical (per-cluster) sends
     std::atomic<uint64_t> ipis_received[kIpiKinds]{}; // by IpiKind
     std::atomic<uint64_t> calls_sent{0};      // remote call requests this CPU queued elsewhere
     std::atomic<uint64_t> calls_run{0};       // remote call requests executed here
@@ -60,7 +61,7 @@ struct alignas(64) CpuData {
     uint32_t cpu_id;          // logical id: 0 is the boot CPU, then MADT order
     uint32_t apic_id;         // 32-bit so x2APIC ids fit
     uint32_t acpi_uid;
-    uint32_t pad0;
+    uint32_t x2apic_ldr;      // logical ID in x2APIC mode (cluster << 16 | bit), else 0
     uint64_t kernel_stack_top;
     uint64_t kernel_stack_bottom; // lowest usable address of the current kernel stack
     uint64_t ist_tops[x86::kIstCount];

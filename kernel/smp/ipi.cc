@@ -6,6 +6,7 @@
 #include "arch/x86/interrupts.h"
 #include "arch/x86/lapic.h"
 #include "arch/x86/vectors.h"
+#include "boot/params.h"
 #include "debug/log.h"
 #include "lib/bitmap.h"
 #include "smp/call.h"
@@ -51,7 +52,13 @@ const char* ipi_kind_name(IpiKind k) {
     return "?";
 }
 
+namespace {
+std::atomic<bool> g_logical_ids_sound{true};
+std::atomic<bool> g_cluster_wanted{true}; // ipi.cluster, read once in ipi_init
+} // namespace
+
 void ipi_init() {
+    g_cluster_wanted.store(param_bool("ipi.cluster", true), std::memory_order_relaxed);
     x86::set_irq_handler(x86::kVecIpiCall, call_handler);
     x86::set_irq_handler(x86::kVecIpiReschedule, reschedule_handler);
 }
@@ -94,6 +101,54 @@ bool ipi_send_all_others(IpiKind kind) {
     me->counters.broadcasts.fetch_add(1, std::memory_order_relaxed);
     x86::lapic_send_ipi_all_but_self(kVectorFor[static_cast<int>(kind)]);
     return true;
+}
+
+namespace {
+
+void send_logical(uint32_t destination, IpiKind kind) {
+    CpuData* me = this_cpu();
+    const auto cpus = static_cast<uint64_t>(__builtin_popcount(destination & 0xffff));
+    me->counters.ipis_sent[static_cast<int>(kind)].fetch_add(cpus, std::memory_order_relaxed);
+    me->counters.cluster_ipis.fetch_add(1, std::memory_order_relaxed);
+    // The sender may be in the destination too (a CPU of its own cluster): the callers never
+    // add it, so its bit is never set.
+    x86::lapic_send_ipi_logical(destination, kVectorFor[static_cast<int>(kind)]);
+}
+} // namespace
+
+void ipi_note_logical_id(CpuData* cpu) {
+    cpu->x2apic_ldr = x86::lapic_logical_id();
+    if (x86::lapic_mode() != x86::ApicMode::X2Apic) return;
+    const uint32_t bits = cpu->x2apic_ldr & 0xffff;
+    if (bits != 0 && (bits & (bits - 1)) == 0) return;
+    if (g_logical_ids_sound.exchange(false))
+        log_warn("ipi: cpu%u's x2APIC logical ID is %#x (want one bit of 16); multicasts go one "
+                 "IPI per CPU", cpu->cpu_id, cpu->x2apic_ldr);
+}
+
+bool ipi_cluster_mode() {
+    return x86::lapic_mode() == x86::ApicMode::X2Apic &&
+           g_logical_ids_sound.load(std::memory_order_relaxed) &&
+           g_cluster_wanted.load(std::memory_order_relaxed);
+}
+
+IpiBatch::IpiBatch(IpiKind kind)
+    : kind_(kind),
+      // A test about to lose one CPU's call IPI needs the one-by-one path, which can lose
+      // exactly that one.
+      logical_((kind == IpiKind::Call || kind == IpiKind::Reschedule) && ipi_cluster_mode() &&
+               !(kind == IpiKind::Call && g_drop_call_to.load(std::memory_order_relaxed) != UINT32_MAX)) {}
+
+void IpiBatch::add(CpuData* target) {
+    if (!logical_ || target == this_cpu()) {
+        ipi_send(target, kind_);
+        return;
+    }
+    clusters_.add(target->x2apic_ldr, [this](uint32_t d) { send_logical(d, kind_); });
+}
+
+void IpiBatch::flush() {
+    clusters_.flush([this](uint32_t d) { send_logical(d, kind_); });
 }
 
 void ipi_test_drop_next_call(uint32_t cpu) { g_drop_call_to.store(cpu); }

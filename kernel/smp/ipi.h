@@ -3,6 +3,8 @@
 
 #include <cstdint>
 
+#include "smp/ipi_clusters.h"
+
 namespace cohort {
 
 struct CpuData;
@@ -28,6 +30,28 @@ bool ipi_send_all_others(IpiKind kind);
 /// offline). ipi_send_all_others also checks that every CPU in the table is still online.
 void ipi_set_broadcast_exact(bool exact);
 bool ipi_broadcast_exact();
+
+/// Sends one kind of IPI (Call or Reschedule) to many online CPUs with as few ICR writes as
+/// the hardware allows: in x2APIC mode one per cluster of up to 16 CPUs (logical destination
+/// mode), else one per CPU. add() may send early (more clusters than it holds); flush() sends
+/// the rest. ipis_sent counts every CPU interrupted, cluster_ipis the logical ICR writes.
+class IpiBatch {
+  public:
+    explicit IpiBatch(IpiKind kind);
+    void add(CpuData* target);
+    void flush();
+
+  private:
+    IpiKind kind_;
+    bool logical_;
+    ClusterBatch<8> clusters_;
+};
+/// Records the running CPU's x2APIC logical ID (after its LAPIC is up). One that does not have
+/// the architectural form (one bit of 16) turns cluster IPIs off for every CPU, with a warning.
+void ipi_note_logical_id(CpuData* cpu);
+/// Whether multicasts use x2APIC cluster destinations (x2APIC mode, every logical ID sound,
+/// not turned off with ipi.cluster=0).
+bool ipi_cluster_mode();
 
 /// Test hook: the next call IPI to `cpu` is not sent (ipi_send reports failure), as if it
 /// were lost, so tests can show that remote calls recover from it.

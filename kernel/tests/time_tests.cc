@@ -14,27 +14,32 @@
 #include "time/clock.h"
 #include "time/timer.h"
 
+#include <utility>
+
 namespace cohort {
 namespace {
 
 KTEST(time, tsc_calibration_agrees_with_pit) {
-    // 50 ms of PIT time measured in TSC ticks, converted with our calibration. A vCPU the host
-    // deschedules can only make one measurement longer, never shorter: the shortest of five is
-    // the one to judge, within 2 % below (calibration error) and 5 % above.
+    // 50 ms of PIT time measured in TSC ticks, converted with our calibration; the median of
+    // five is judged, within 2 % below (calibration error) and 5 % above. Not the shortest:
+    // under QEMU's TCG on a loaded host one window read 47.5 ms while the other four read
+    // 50.005 (the emulated PIT and TSC follow different host clocks), so a disturbed window
+    // can be short as well as long.
     constexpr uint32_t kTicks = x86::kPitHz / 20;
-    uint64_t best = UINT64_MAX;
+    uint64_t ns[5];
     char seen[96] = {};
     size_t at = 0;
     for (int i = 0; i < 5; ++i) {
         const uint64_t tsc = x86::pit_measure_tsc(kTicks);
         if (tsc == 0) return ktest::skip("no PIT");
-        const uint64_t ns = tsc_to_ns(tsc);
-        best = ns < best ? ns : best;
-        at += format(seen + at, sizeof(seen) - at, "%s%lu", i ? ", " : "", ns / 1000);
+        ns[i] = tsc_to_ns(tsc);
+        at += format(seen + at, sizeof(seen) - at, "%s%lu", i ? ", " : "", ns[i] / 1000);
     }
+    for (int i = 1; i < 5; ++i)
+        for (int j = i; j > 0 && ns[j] < ns[j - 1]; --j) std::swap(ns[j], ns[j - 1]);
     ktest::note("50 ms of PIT by the TSC clock: %s us (TSC %lu Hz)", seen, tsc_hz());
-    KEXPECT(best >= 49'000'000);
-    KEXPECT(best <= 52'500'000);
+    KEXPECT(ns[2] >= 49'000'000);
+    KEXPECT(ns[2] <= 52'500'000);
 }
 
 KTEST(time, monotonic_clock_advances) {

@@ -29,6 +29,7 @@
 #include "smp/call.h"
 #include "smp/cpu.h"
 #include "smp/cpumask.h"
+#include "smp/ipi.h"
 #include "smp/percpu.h"
 #include "smp/smp.h"
 #include "time/clock.h"
@@ -201,6 +202,7 @@ extern "C" [[noreturn]] void ap_entry(CpuData* cpu) {
     maybe_stall(cpu, BootStage::Features);
 
     x86::lapic_init_ap();
+    ipi_note_logical_id(cpu);
     advance(cpu, BootStage::Lapic);
     maybe_stall(cpu, BootStage::Lapic);
     kernel_address_space().active.set(cpu->cpu_id);

@@ -21,6 +21,7 @@ enum Reg : uint32_t {
     kId = 0x20,
     kVersion = 0x30,
     kTpr = 0x80,
+    kLdr = 0xd0,
     kIcrLow = 0x300,
     kIcrHigh = 0x310,
     kEoi = 0xb0,
@@ -47,6 +48,7 @@ constexpr uint32_t kIcrPending = 1u << 12;
 constexpr uint32_t kIcrAssert = 1u << 14;
 constexpr uint32_t kIcrLevelTrigger = 1u << 15;
 constexpr uint32_t kIcrAllButSelf = 3u << 18; // destination shorthand: the destination is ignored
+constexpr uint32_t kIcrLogical = 1u << 11;     // destination mode: logical
 
 ApicMode g_mode = ApicMode::XApic;
 volatile uint32_t* g_mmio = nullptr;
@@ -116,13 +118,22 @@ void enable_common() {
     write(kSpurious, 0x100 | kVecSpurious); // software enable
 }
 
+void enter_x2apic(uint64_t base) {
+    // x2APIC must be entered from xAPIC-enabled state (SDM 10.12.5).
+    wrmsr(msr::kApicBase, base | kApicBaseEnable);
+    wrmsr(msr::kApicBase, base | kApicBaseEnable | kApicBaseX2);
+    // The same value once more: x2APIC to x2APIC changes nothing on hardware, but Bochs 2.7
+    // derives the logical ID (LDR) only on a write made while already in x2APIC mode, and
+    // reads 0 otherwise (cluster IPIs would reach nobody; ipi_note_logical_id checks).
+    wrmsr(msr::kApicBase, base | kApicBaseEnable | kApicBaseX2);
+}
+
 } // namespace
 
 void lapic_init_ap() {
     const uint64_t base = rdmsr(msr::kApicBase);
     if (g_mode == ApicMode::X2Apic) {
-        wrmsr(msr::kApicBase, base | kApicBaseEnable);
-        wrmsr(msr::kApicBase, base | kApicBaseEnable | kApicBaseX2);
+        enter_x2apic(base);
     } else {
         // The xAPIC registers are at the same physical address on every CPU (the BSP's mapping
         // serves all), unless firmware moved this one: then we cannot drive it.
@@ -137,6 +148,12 @@ void lapic_init_ap() {
 void lapic_send_ipi(uint32_t apic_id, uint8_t vector) { write_icr(apic_id, vector); }
 
 void lapic_send_ipi_all_but_self(uint8_t vector) { write_icr(0, kIcrAllButSelf | vector); }
+
+void lapic_send_ipi_logical(uint32_t destination, uint8_t vector) {
+    if (g_mode == ApicMode::X2Apic) write_icr(destination, kIcrLogical | vector);
+}
+
+uint32_t lapic_logical_id() { return g_mode == ApicMode::X2Apic ? read(kLdr) : 0; }
 
 void lapic_send_nmi(uint32_t apic_id) { write_icr(apic_id, kIcrNmi); }
 
@@ -169,9 +186,7 @@ void lapic_init_boot_cpu(bool allow_x2apic) {
     uint64_t base = rdmsr(msr::kApicBase);
     const uint64_t phys = base & 0x000ffffffffff000ull;
     if (f.x2apic && allow_x2apic) {
-        // x2APIC must be entered from xAPIC-enabled state (SDM 10.12.5).
-        wrmsr(msr::kApicBase, base | kApicBaseEnable);
-        wrmsr(msr::kApicBase, base | kApicBaseEnable | kApicBaseX2);
+        enter_x2apic(base);
         g_mode = ApicMode::X2Apic;
     } else {
         if (base & kApicBaseX2) {

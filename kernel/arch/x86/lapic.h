@@ -40,6 +40,12 @@ void lapic_send_ipi(uint32_t apic_id, uint8_t vector);
 /// One fixed IPI to every other processor on the system bus (destination shorthand "all
 /// excluding self", SDM 11.6.1): one ICR write however many CPUs there are.
 void lapic_send_ipi_all_but_self(uint8_t vector);
+/// x2APIC mode only (nothing is sent otherwise): one fixed IPI in logical destination mode, to
+/// every CPU of cluster destination >> 16 whose bit is set in destination & 0xffff.
+void lapic_send_ipi_logical(uint32_t destination, uint8_t vector);
+/// This CPU's logical ID in x2APIC mode (the read-only LDR: cluster << 16 | 1 << position),
+/// 0 in xAPIC mode.
+uint32_t lapic_logical_id();
 /// Non-maskable interrupt to one CPU (used to stop CPUs on panic).
 void lapic_send_nmi(uint32_t apic_id);
 /// INIT (assert, then de-assert where the mode allows it) to one CPU.
