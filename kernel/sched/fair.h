@@ -1,6 +1,6 @@
 // The fair scheduling policy, free of hardware: a run queue ordered by weighted virtual run
 // time (as CFS), the placement rules for new and waking tasks, time slices and the preemption
-// test. The kernel's scheduler (sched/sched.cc) applies it under its run-queue locks; host tests
+// test. The kernel's scheduler (sched/core.cc) applies it under its run-queue locks; host tests
 // drive it with simulated time.
 //
 // Virtual run time advances by real run time scaled by kDefaultWeight / weight, so a task of

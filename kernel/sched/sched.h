@@ -47,7 +47,7 @@ struct TaskOptions {
     bool system = false; // strict-priority class above the fair one (kernel workers)
 };
 
-/// A kernel thread. Fields below the scheduler's are private to sched.cc unless documented.
+/// A kernel thread. Fields below the scheduler's are private to sched/ unless documented.
 struct Task {
     sched::FairEntity fair; // first: the run queue hands back FairEntity pointers
     uint64_t saved_rsp = 0;
@@ -173,7 +173,7 @@ uint64_t sched_live_tasks();
 /// Switches into a task on a CPU outside its affinity (checked on every switch; logged).
 uint64_t sched_affinity_violations();
 
-/// Called from the context switch path by a task on its first run; private to sched.cc.
+/// Called from the context switch path by a task on its first run; private to sched/.
 extern "C" [[noreturn]] void sched_task_first_run(Task* t);
 
 } // namespace cohort

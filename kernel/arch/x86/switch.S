@@ -1,5 +1,5 @@
 // Context switch between kernel tasks: only the callee-saved registers need saving, because
-// the switch is an ordinary function call for the compiler. See sched/sched.cc.
+// the switch is an ordinary function call for the compiler. See sched/core.cc.
     .text
     .code64
 

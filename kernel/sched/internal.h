@@ -1,0 +1,133 @@
+// The scheduler's own shared state and helpers, split over sched/*.cc by concern:
+//   core.cc     run queues, the switch, preemption, idle, statistics
+//   balance.cc  placement of new tasks, migration, stealing and pushing, affinity changes
+//   wake.cc     wake-ups and sleeping
+//   task.cc     task life: creation, ids and lists, exit, burial, join, the per-CPU worker
+//   boot.cc     bring-up: each CPU's run queue, idle task and worker, the main task
+// Not for code outside sched/ (sched/sched.h is the interface).
+//
+// Locking rules (all run-queue locks are taken with interrupts off):
+// - A task's `state`, `on_cpu` and queue membership change only under the lock of the run queue
+//   named by its `cpu` field; `cpu` itself changes only under that lock too (migration).
+// - schedule() holds its run-queue lock from picking the next task until that task has finished
+//   the switch (finish_switch), so a waker that holds the lock sees either "still on the CPU"
+//   (it cancels the block) or "fully switched out" (it may enqueue the task anywhere).
+// - Never two run-queue locks at once: migrating takes the task off one queue, drops that lock,
+//   then takes the other. In between the task is Ready on no queue, which every path tolerates.
+// - Lock ranks (sync/lock_ranks.h): wait-queue locks below run-queue locks (a wake-up holds
+//   both), timer-queue locks above them and never held while waking.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "sched/fair.h"
+#include "sched/placement.h"
+#include "sched/sched.h"
+#include "smp/cpu.h"
+#include "smp/percpu.h"
+#include "sync/spinlock.h"
+#include "time/timer.h"
+
+namespace cohort::sched_impl {
+
+using sched::FairEntity;
+
+extern LockClass g_rq_class;
+extern LockClass g_tasks_class;
+
+constexpr sched::FairParams kParams{};
+constexpr uint64_t kBalanceIntervalNs = 10'000'000;
+
+struct alignas(64) RunQueue {
+    SpinLock lock{&g_rq_class};
+    sched::FairQueue fair;
+    IntrusiveList<Task, &Task::link> system; // strict priority, FIFO
+    Task* curr = nullptr;
+    Task* idle = nullptr;
+    Task* worker = nullptr;
+    Task* prev = nullptr; // the task being switched away from, for finish_switch
+    // Set under the lock (remotely too), read without it at interrupt exit and preemption points.
+    std::atomic<bool> need_resched{false};
+    // Problems noticed under the lock, logged once it is dropped: the console is a slow UART
+    // behind its own lock, and a line written with the run queue held stalls every waker.
+    struct Report {
+        enum Kind : uint8_t { None, Homeless, OutsideAffinity } kind = None;
+        uint64_t task_id = 0;
+        char name[24] = {};
+        uint32_t cpu = 0;
+    } report;
+    uint32_t reports_dropped = 0; // more problems before the first was logged
+    std::atomic<bool> has_report{false}; // read without the lock on every switch
+    std::atomic<bool> ready{false};
+    Timer slice_timer;
+    bool slice_armed = false;
+    uint64_t next_balance = 0;
+    uint64_t last_account = 0; // busy/idle accounting
+    // Read without the lock by placement and balancing on other CPUs.
+    std::atomic<uint32_t> runnable{0}; // queued + running (not counting idle)
+    std::atomic<bool> is_idle{true};
+    std::atomic<uint64_t> switches{0}, busy_ns{0}, idle_ns{0}, migrations_in{0}, steals{0};
+};
+extern RunQueue g_rq; // per CPU
+
+RunQueue& rq_of(uint32_t cpu);
+inline RunQueue& this_rq() { return per_cpu(g_rq); }
+
+// What a CPU knows about the tasks created on it and the tasks that died on it. Nothing here
+// is shared by all CPUs: task creation and exit stay on the CPU.
+struct alignas(64) CpuTasks {
+    SpinLock lock{&g_tasks_class}; // `all`: its owner, and whoever frees one of its tasks
+    IntrusiveList<Task, &Task::all_link> all COHORT_GUARDED_BY(lock);
+    // A dead task's stack went onto the purge list and a batch is due: the worker purges it
+    // (a shootdown needs thread context). Owner only, interrupts off.
+    bool purge_due = false;
+    uint64_t next_id = 0, id_end = 0; // a block of task ids (owner, interrupts off)
+    uint32_t spread = 0;              // where the search for a new task's CPU starts
+    // Tasks created and freed here; their sums is sched_live_tasks().
+    std::atomic<uint64_t> created{0}, freed{0};
+};
+extern CpuTasks g_cpu_tasks; // per CPU
+
+extern std::atomic<uint64_t> g_affinity_violations;
+
+inline Task* task_of(FairEntity* e) { return static_cast<Task*>(e->owner); }
+inline bool queued(const Task* t) { return t->system ? t->link.linked() : t->fair.link.linked(); }
+
+// core.cc
+void note_problem(RunQueue& rq, RunQueue::Report::Kind kind, const Task* t, uint32_t cpu)
+    COHORT_REQUIRES(rq.lock);
+void flush_problems(RunQueue& rq);
+void publish_load(RunQueue& rq) COHORT_REQUIRES(rq.lock);
+sched::CpuLoad load_view(uint32_t cpu);
+void enqueue(RunQueue& rq, Task* t) COHORT_REQUIRES(rq.lock);
+void dequeue(RunQueue& rq, Task* t) COHORT_REQUIRES(rq.lock);
+void resched(uint32_t cpu, RunQueue& rq) COHORT_REQUIRES(rq.lock);
+void kick(uint32_t cpu, RunQueue& rq, Task* t) COHORT_REQUIRES(rq.lock);
+void finish_switch();
+void schedule(bool preempted, bool yielding = false);
+void schedule_with_irqs_saved(bool preempted, bool yielding = false);
+void preempt_point();
+[[noreturn]] void idle_main();
+
+// balance.cc
+void arrive(Task* t, uint32_t cpu, int64_t lag, bool woken);
+void note_migration(Task* t, uint32_t dst_cpu);
+void migrate_queued(RunQueue& src, Task* t, uint32_t dst_cpu);
+bool try_steal();
+void balance(RunQueue& rq, uint64_t now) COHORT_REQUIRES(rq.lock);
+void place(Task* t);
+
+// wake.cc
+bool wake_up_locked_irqs_off(Task* t);
+
+// task.cc
+void put_task(Task* t);
+void bury(Task* t, RunQueue& rq);
+Task* new_task_memory();
+Task* register_task(Task* t, const char* name);
+Task* alloc_task(const char* name);
+Task* start_task(Task* t, TaskFn entry, void* arg, const TaskOptions& o);
+void worker_main(void*);
+
+} // namespace cohort::sched_impl
