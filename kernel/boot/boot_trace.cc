@@ -1,6 +1,6 @@
 #include "boot/boot_trace.h"
 
-#include "arch/x86/cpu.h"
+#include "arch/arch.h"
 #include "boot/params.h"
 #include "debug/log.h"
 #include "lib/format.h"
@@ -21,15 +21,15 @@ uint64_t g_entry_tsc = 0;
 
 } // namespace
 
-void boot_trace_start() { g_entry_tsc = x86::rdtsc(); }
+void boot_trace_start() { g_entry_tsc = arch::cycles(); }
 
 void boot_step(const char* name) {
-    if (g_count < kMaxSteps) g_steps[g_count++] = {name, x86::rdtsc()};
+    if (g_count < kMaxSteps) g_steps[g_count++] = {name, arch::cycles()};
 }
 
 uint64_t boot_elapsed_ms() {
     if (!clock_ready()) return 0;
-    return tsc_to_ns(x86::rdtsc() - g_entry_tsc) / 1000000;
+    return tsc_to_ns(arch::cycles() - g_entry_tsc) / 1000000;
 }
 
 void boot_trace_log() {

@@ -3,7 +3,7 @@
 #include <atomic>
 #include <cstring>
 
-#include "arch/x86/cpu.h"
+#include "arch/arch.h"
 #include "debug/log.h"
 #include "debug/panic.h"
 #include "lib/bitmap.h"
@@ -145,7 +145,7 @@ void free_slot(uint32_t slot) {
 bool put_back(KernelStack& s) {
     if (!s.valid()) return false;
     if (s.top - s.bottom == default_pages() * kPage && g_cache_on.load(std::memory_order_acquire)) {
-        x86::InterruptGuard irq;
+        arch::IrqOff irq;
         StackCache& c = per_cpu(g_stack_cache);
         Guard<SpinLock, NoIrq> g(c.lock);
         if (c.count < kCachePerCpu) {
@@ -170,7 +170,7 @@ KernelStack kstack_alloc(size_t size) {
     if (pages == default_pages() && g_cache_on.load(std::memory_order_acquire)) {
         KernelStack s;
         {
-            x86::InterruptGuard irq;
+            arch::IrqOff irq;
             StackCache& c = per_cpu(g_stack_cache);
             Guard<SpinLock, NoIrq> g(c.lock);
             if (c.count != 0) s = c.stacks[--c.count];

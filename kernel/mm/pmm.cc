@@ -3,7 +3,7 @@
 #include <atomic>
 #include <cstring>
 
-#include "arch/x86/cpu.h"
+#include "arch/arch.h"
 #include "debug/log.h"
 #include "debug/panic.h"
 #include "mm/buddy.h"
@@ -201,7 +201,7 @@ uint64_t drain_cpu_caches() {
 uint64_t alloc_pages(uint64_t count, uint64_t align_pages, uint64_t limit) {
     if (count == 0 || align_pages == 0) return 0;
     uint64_t f = BuddyAllocator::kNone;
-    x86::InterruptGuard irq; // stay on this CPU: its cache and counters are used below
+    arch::IrqOff irq; // stay on this CPU: its cache and counters are used below
     if (cacheable(count, align_pages, limit)) {
         CpuPages& cp = per_cpu(g_cpu_pages);
         Guard<SpinLock, NoIrq> g(cp.lock);
@@ -232,7 +232,7 @@ void free_pages(uint64_t phys, uint64_t count) {
         !mark(f, count, false))
         panic("pmm: free of %lu page(s) at %#lx that are not allocated (double free?)", count,
               phys);
-    x86::InterruptGuard irq;
+    arch::IrqOff irq;
     account(false, count);
     if (cacheable(count, 1, UINT64_MAX) && f % count == 0) {
         CpuPages& cp = per_cpu(g_cpu_pages);

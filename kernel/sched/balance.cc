@@ -2,7 +2,7 @@
 // CPUs stealing, busy CPUs pushing), and affinity changes.
 #include "sched/sched.h"
 
-#include "arch/x86/cpu.h"
+#include "arch/arch.h"
 #include "debug/log.h"
 #include "sched/internal.h"
 
@@ -148,7 +148,7 @@ void place(Task* t) {
 using namespace sched_impl;
 
 void task_set_affinity(Task* t, const CpuMask& mask) {
-    x86::InterruptGuard irq;
+    arch::IrqOff irq;
     for (;;) {
         const uint32_t cpu = t->cpu.load(std::memory_order_acquire);
         RunQueue& rq = rq_of(cpu);
@@ -171,7 +171,7 @@ void task_set_affinity(Task* t, const CpuMask& mask) {
 
 void run_pinned(uint32_t cpu, void (*fn)(void*), void* arg) {
     Task* me = current_task();
-    if (me == nullptr || !x86::interrupts_enabled()) { // nothing can move us: run it here
+    if (me == nullptr || !arch::irqs_enabled()) { // nothing can move us: run it here
         COHORT_ASSERT(this_cpu()->cpu_id == cpu);
         fn(arg);
         return;

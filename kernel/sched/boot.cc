@@ -2,7 +2,7 @@
 // by each CPU itself as soon as it is online, and the main task.
 #include "sched/sched.h"
 
-#include "arch/x86/cpu.h"
+#include "arch/arch.h"
 #include "boot/params.h"
 #include "debug/log.h"
 #include "debug/panic.h"
@@ -135,7 +135,7 @@ void sched_init() {
     // Straight on from bring-up, while this vCPU is running anyway: no second wake-up. Under
     // an emulator with many more vCPUs than host cores, waking 254 halted vCPUs a second time
     // cost as much as starting them.
-    x86::sti(); // creating the worker may take a stack whose purge needs remote calls
+    arch::irq_enable(); // creating the worker may take a stack whose purge needs remote calls
     init_cpu(this_cpu());
     idle_main();
     __builtin_unreachable();

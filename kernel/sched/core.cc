@@ -4,8 +4,7 @@
 
 #include <cstring>
 
-#include "arch/x86/cpu.h"
-#include "arch/x86/fpu.h"
+#include "arch/arch.h"
 #include "debug/log.h"
 #include "debug/panic.h"
 #include "mm/address_space.h"
@@ -14,8 +13,6 @@
 #include "smp/call.h"
 #include "sync/lock_ranks.h"
 #include "time/clock.h"
-
-extern "C" void x86_context_switch(uint64_t* save_rsp, uint64_t new_rsp);
 
 namespace cohort {
 namespace sched_impl {
@@ -223,13 +220,13 @@ void finish_switch() COHORT_NO_THREAD_SAFETY_ANALYSIS {
 namespace {
 #if COHORT_ASSERTS
 extern "C" const char __text_start[], __text_end[];
-// The frame x86_context_switch will pop must end in a return address inside the kernel's
-// text: anything else means the task's stack was overwritten or its memory was reused, and
+// The frame the context switch will resume must lie on the task's stack and return into the
+// kernel's text: anything else means the stack was overwritten or its memory was reused, and
 // the switch would fault with no trace of which task it was.
 void check_switch_frame(const Task* next) {
-    const auto* frame = reinterpret_cast<const uint64_t*>(next->saved_rsp);
-    const bool on_stack = next->saved_rsp >= next->stack.bottom && next->saved_rsp + 56 <= next->stack.top;
-    const uint64_t ret = on_stack ? frame[6] : 0;
+    const bool on_stack = next->saved_rsp >= next->stack.bottom &&
+                          next->saved_rsp + arch::kSwitchFrameBytes <= next->stack.top;
+    const uint64_t ret = on_stack ? arch::switch_resume_address(next->saved_rsp) : 0;
     if (on_stack && ret >= reinterpret_cast<uint64_t>(__text_start) &&
         ret < reinterpret_cast<uint64_t>(__text_end))
         return;
@@ -290,8 +287,8 @@ void schedule(bool preempted, bool yielding) COHORT_NO_THREAD_SAFETY_ANALYSIS {
     rq.switches.fetch_add(1, std::memory_order_relaxed);
     this_cpu()->counters.context_switches.fetch_add(1, std::memory_order_relaxed);
     this_cpu()->current_task = next;
-    x86::fpu_save(prev->fpu_area);
-    x86::fpu_restore(next->fpu_area);
+    arch::fpu_save(prev->fpu_area);
+    arch::fpu_restore(next->fpu_area);
     if (next->address_space != prev->address_space)
         address_space_activate(next->address_space != nullptr ? next->address_space
                                                               : &kernel_address_space());
@@ -301,22 +298,22 @@ void schedule(bool preempted, bool yielding) COHORT_NO_THREAD_SAFETY_ANALYSIS {
     this_cpu()->kernel_stack_top = next->stack.top;
     this_cpu()->kernel_stack_bottom = next->stack.bottom;
     rq.prev = prev;
-    x86_context_switch(&prev->saved_rsp, next->saved_rsp);
+    arch::context_switch(&prev->saved_rsp, next->saved_rsp);
     // Running again, possibly on another CPU: finish the switch that brought us here.
     finish_switch();
 }
 
 void schedule_with_irqs_saved(bool preempted, bool yielding) {
-    const bool was_enabled = x86::interrupts_enabled();
-    x86::cli();
+    const bool was_enabled = arch::irqs_enabled();
+    arch::irq_disable();
     schedule(preempted, yielding);
-    if (was_enabled) x86::sti();
+    if (was_enabled) arch::irq_enable();
 }
 
 // A switch the caller's last action asked for (it woke a task that should preempt it), taken
 // now if this is a point where the caller could be preempted anyway.
 void preempt_point() {
-    if (!x86::interrupts_enabled() || this_cpu()->irq_depth != 0) return;
+    if (!arch::irqs_enabled() || this_cpu()->irq_depth != 0) return;
     if (lock_holds_on_this_cpu() != 0) return;
     RunQueue& rq = this_rq();
     if (rq.ready.load(std::memory_order_relaxed) && rq.need_resched.load(std::memory_order_relaxed))
@@ -326,21 +323,21 @@ void preempt_point() {
 [[noreturn]] void idle_main() {
     RunQueue& rq = this_rq();
     for (;;) {
-        x86::cli();
+        arch::irq_disable();
         if (rq.need_resched.load(std::memory_order_relaxed) ||
             rq.runnable.load(std::memory_order_relaxed) != 0) {
             schedule(false);
-            x86::sti();
+            arch::irq_enable();
             continue;
         }
         if (try_steal()) {
-            x86::sti();
+            arch::irq_enable();
             continue;
         }
         run_stranded_calls(); // nothing else would wake us for them
         // Enable-and-halt atomically: a wake-up IPI that arrives after the check above is
         // delivered after the HLT and ends it, instead of being missed.
-        x86::sti_halt();
+        arch::irq_enable_and_wait();
     }
 }
 
@@ -357,7 +354,7 @@ Task* current_task() {
 }
 
 uint64_t task_run_ns(const Task* t) {
-    x86::InterruptGuard irq; // no switch between reading the clock base and the task
+    arch::IrqOff irq; // no switch between reading the clock base and the task
     if (t != current_task()) return t->stats.run_ns;
     return t->stats.run_ns + (monotonic_ns() - this_rq().last_account);
 }
@@ -376,13 +373,13 @@ bool sched_running_here() {
 void yield() { schedule_with_irqs_saved(false, true); }
 
 void sched_block() {
-    COHORT_ASSERT(x86::interrupts_enabled());
+    COHORT_ASSERT(arch::irqs_enabled());
     // Blocking while holding a spinlock or inside NoPreempt would switch away from a section
     // that promised not to.
     COHORT_ASSERT(lock_holds_on_this_cpu() == 0);
-    x86::cli();
+    arch::irq_disable();
     schedule(false);
-    x86::sti();
+    arch::irq_enable();
 }
 
 NoPreempt::~NoPreempt() {

@@ -4,16 +4,13 @@
 
 #include <cstring>
 
-#include "arch/x86/cpu.h"
-#include "arch/x86/fpu.h"
+#include "arch/arch.h"
 #include "debug/log.h"
 #include "debug/panic.h"
 #include "mm/heap.h"
 #include "sched/internal.h"
 #include "smp/call.h"
 #include "sync/lock_ranks.h"
-
-extern "C" void x86_task_entry();
 
 namespace cohort {
 namespace sched_impl {
@@ -77,14 +74,14 @@ Task* new_task_memory() {
     if (mem == nullptr) return nullptr;
     Task* t = new (mem) Task();
     t->fair.owner = t;
-    const size_t fpu = x86::fpu_state_size();
+    const size_t fpu = arch::fpu_state_size();
     t->fpu_alloc = kmalloc(fpu + 64);
     if (t->fpu_alloc == nullptr) {
         kfree(mem);
         return nullptr;
     }
     t->fpu_area = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(t->fpu_alloc) + 63) & ~uintptr_t{63});
-    x86::fpu_init_state(t->fpu_area);
+    arch::fpu_init_state(t->fpu_area);
     for (uint32_t c = 0; c < cpu_count(); ++c) t->affinity.set(c);
     return t;
 }
@@ -92,7 +89,7 @@ Task* new_task_memory() {
 // Names `t`, gives it an id from the calling CPU's block and puts it on that CPU's list.
 Task* register_task(Task* t, const char* name) {
     copy_name(t, name);
-    x86::InterruptGuard irq; // the id block and the list are this CPU's
+    arch::IrqOff irq; // the id block and the list are this CPU's
     CpuTasks& mine = per_cpu(g_cpu_tasks);
     if (mine.next_id == mine.id_end) {
         mine.next_id = g_next_id_block.fetch_add(kIdBlock, std::memory_order_relaxed);
@@ -123,16 +120,9 @@ Task* start_task(Task* t, TaskFn entry, void* arg, const TaskOptions& o) {
                                                     : o.weight;
     if (o.affinity != nullptr) t->affinity = *o.affinity;
     t->address_space = o.address_space;
-    // The initial frame x86_context_switch pops: r15, r14, r13, r12, rbx (= the task), rbp (0,
-    // ends backtraces), then the "return address".
-    auto* sp = reinterpret_cast<uint64_t*>(t->stack.top);
-    *--sp = reinterpret_cast<uint64_t>(&x86_task_entry);
-    *--sp = 0;                              // rbp
-    *--sp = reinterpret_cast<uint64_t>(t); // rbx
-    for (int i = 0; i < 4; ++i) *--sp = 0; // r12-r15
-    t->saved_rsp = reinterpret_cast<uint64_t>(sp);
+    t->saved_rsp = arch::initial_task_frame(t->stack.top, t);
     t->state.store(TaskState::Blocked, std::memory_order_relaxed);
-    x86::InterruptGuard irq;
+    arch::IrqOff irq;
     place(t);
     return t;
 }
@@ -146,12 +136,12 @@ void worker_main(void*) {
             mine.purge_due = false;
             kstack_purge();
         }
-        x86::cli();
+        arch::irq_disable();
         if (!has_deferred_work() && !mine.purge_due) {
             current_task()->state.store(TaskState::Blocked, std::memory_order_relaxed);
             schedule(false);
         }
-        x86::sti();
+        arch::irq_enable();
     }
 }
 
@@ -188,13 +178,13 @@ Task* task_create(TaskFn entry, void* arg, const TaskOptions& o) {
 
 extern "C" [[noreturn]] void sched_task_first_run(Task* t) {
     finish_switch();
-    x86::sti();
+    arch::irq_enable();
     t->entry(t->arg);
     task_exit();
 }
 
 void task_exit() {
-    x86::cli();
+    arch::irq_disable();
     Task* t = current_task();
     t->state.store(TaskState::Dead, std::memory_order_relaxed);
     schedule(false);

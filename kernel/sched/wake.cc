@@ -2,7 +2,7 @@
 // rules (sched/balance.cc), and sleep_for's timer wakes its sleeper.
 #include "sched/sched.h"
 
-#include "arch/x86/cpu.h"
+#include "arch/arch.h"
 #include "sched/internal.h"
 #include "time/clock.h"
 
@@ -50,7 +50,7 @@ using namespace sched_impl;
 bool wake_up(Task* t) {
     bool woken;
     {
-        x86::InterruptGuard irq;
+        arch::IrqOff irq;
         woken = wake_up_locked_irqs_off(t);
     }
     preempt_point();
@@ -67,7 +67,7 @@ void sleep_for(uint64_t ns) {
     } s{current_task()};
     Timer timer;
     {
-        x86::InterruptGuard irq; // armed on this CPU: no migration until it is queued
+        arch::IrqOff irq; // armed on this CPU: no migration until it is queued
         // The deadline is read on the CPU whose timer queue gets it, so a TSC that differs
         // between CPUs cannot make the sleep short.
         const uint64_t deadline = monotonic_ns() + ns;
@@ -101,7 +101,7 @@ void sleep_for(uint64_t ns) {
 void sched_kick_worker() {
     RunQueue& rq = this_rq();
     if (rq.ready.load(std::memory_order_relaxed) && rq.worker != nullptr) {
-        x86::InterruptGuard irq; // no preemption point: this runs inside the call handler
+        arch::IrqOff irq; // no preemption point: this runs inside the call handler
         wake_up_locked_irqs_off(rq.worker);
     }
 }

@@ -2,9 +2,7 @@
 
 #include <atomic>
 
-#include "arch/x86/cpu.h"
-#include "arch/x86/lapic.h"
-#include "arch/x86/vectors.h"
+#include "arch/arch.h"
 #include "boot/params.h"
 #include "debug/log.h"
 #include "mm/heap.h"
@@ -350,7 +348,7 @@ const char* call_status_name(CallStatus s) {
 }
 
 void run_pending_calls() {
-    x86::InterruptGuard irq; // the backlog, the deferred list and the limiter are this CPU's
+    arch::IrqOff irq; // the backlog, the deferred list and the limiter are this CPU's
     CpuData* me = this_cpu();
     CallQueue& q = per_cpu(g_call_queue);
     if (!q.limiter_on && g_limit_configured.load(std::memory_order_acquire) && timer_ready_here()) {
@@ -431,7 +429,7 @@ void run_stranded_calls() {
     if (q.retry_armed) return; // held back on purpose: the retry timer comes
     const bool queued = q.head.load(std::memory_order_acquire) != nullptr ||
                         q.incoming[kIrq].any(cpu_count()) || q.incoming[kDeferred].any(cpu_count());
-    if (!queued || x86::lapic_vector_pending(x86::kVecIpiCall)) return;
+    if (!queued || arch::irq_pending(arch::kVecCall)) return;
     // Work is queued for us and no call IPI is on its way: either its sender is between the
     // push and the IPI (harmless), or the IPI was lost or overtook the request. Counted, and
     // answered now rather than after the next unrelated interrupt.
@@ -444,7 +442,7 @@ bool run_deferred_work() {
     for (;;) {
         CallRequest* r;
         {
-            x86::InterruptGuard irq;
+            arch::IrqOff irq;
             CallQueue& q = per_cpu(g_call_queue);
             r = q.deferred_head;
             if (r == nullptr) {
@@ -479,13 +477,13 @@ CallStatus call_on(uint32_t cpu, CallFn fn, void* arg, bool wait) {
         NoPreempt stay;
         CpuData* me = this_cpu();
         if (cpu == me->cpu_id) {
-            x86::InterruptGuard irq; // same conditions as on a remote CPU
+            arch::IrqOff irq; // same conditions as on a remote CPU
             fn(arg);
             return CallStatus::Ok;
         }
         if (!online(cpu)) return CallStatus::Offline;
         if (!wait) return post_async(cpu, fn, arg, me->cpu_id, /*deferred=*/false);
-        if (!x86::interrupts_enabled()) {
+        if (!arch::irqs_enabled()) {
             refuse_irqs_off("a synchronous call");
             return CallStatus::RefusedIrqsOff;
         }
@@ -539,7 +537,7 @@ CallStatus post_many(const Targets& to, CallFn fn, void* arg, bool wait, bool de
             if (!to.has(c, me)) continue;
             CallStatus s;
             if (c == me) {
-                x86::InterruptGuard irq;
+                arch::IrqOff irq;
                 fn(arg);
                 continue;
             }
@@ -548,7 +546,7 @@ CallStatus post_many(const Targets& to, CallFn fn, void* arg, bool wait, bool de
         }
         return status;
     }
-    if (!x86::interrupts_enabled()) {
+    if (!arch::irqs_enabled()) {
         // Fine if nobody else is involved (early boot, or only ourselves named).
         const uint32_t me = this_cpu()->cpu_id;
         for (uint32_t c = 0; c < cpu_count(); ++c) {
@@ -604,7 +602,7 @@ CallStatus post_many(const Targets& to, CallFn fn, void* arg, bool wait, bool de
         batch.flush();
     }
     if (self && !deferred) {
-        x86::InterruptGuard irq;
+        arch::IrqOff irq;
         fn(arg);
     }
     if (deferred) lock_hold_exit(); // the slot stays ours through `owner`; we may move now
@@ -655,7 +653,7 @@ CallStatus run_on(uint32_t cpu, CallFn fn, void* arg) {
         run_pinned(cpu, fn, arg);
         return CallStatus::Ok;
     }
-    if (!x86::interrupts_enabled()) {
+    if (!arch::irqs_enabled()) {
         refuse_irqs_off("run_on");
         return CallStatus::RefusedIrqsOff;
     }

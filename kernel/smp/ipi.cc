@@ -2,10 +2,7 @@
 
 #include <atomic>
 
-#include "arch/x86/cpu.h"
-#include "arch/x86/interrupts.h"
-#include "arch/x86/lapic.h"
-#include "arch/x86/vectors.h"
+#include "arch/arch.h"
 #include "boot/params.h"
 #include "debug/log.h"
 #include "lib/bitmap.h"
@@ -18,19 +15,19 @@ namespace cohort {
 
 namespace {
 
-constexpr uint8_t kVectorFor[kIpiKinds] = {x86::kVecIpiCall, x86::kVecIpiReschedule,
+constexpr uint8_t kVectorFor[kIpiKinds] = {arch::kVecCall, arch::kVecReschedule,
                                            0 /* Stop and Backtrace go */, 0 /* as NMIs */};
 
-void call_handler(x86::InterruptFrame&) {
+void call_handler(arch::IrqFrame&) {
     ipi_count_received(IpiKind::Call);
     run_pending_calls();
-    x86::lapic_eoi(); // exactly one EOI per interrupt
+    arch::irq_eoi(); // exactly one EOI per interrupt
 }
 
-void reschedule_handler(x86::InterruptFrame&) {
+void reschedule_handler(arch::IrqFrame&) {
     // Waking up was the point: the CPU leaves HLT and looks at its work when we return.
     ipi_count_received(IpiKind::Reschedule);
-    x86::lapic_eoi();
+    arch::irq_eoi();
 }
 
 std::atomic<uint32_t> g_drop_call_to{UINT32_MAX}; // test hook: ipi_test_drop_next_call
@@ -59,8 +56,8 @@ std::atomic<bool> g_cluster_wanted{true}; // ipi.cluster, read once in ipi_init
 
 void ipi_init() {
     g_cluster_wanted.store(param_bool("ipi.cluster", true), std::memory_order_relaxed);
-    x86::set_irq_handler(x86::kVecIpiCall, call_handler);
-    x86::set_irq_handler(x86::kVecIpiReschedule, reschedule_handler);
+    arch::set_irq_handler(arch::kVecCall, call_handler);
+    arch::set_irq_handler(arch::kVecReschedule, reschedule_handler);
 }
 
 bool ipi_send(CpuData* target, IpiKind kind) {
@@ -76,8 +73,8 @@ bool ipi_send(CpuData* target, IpiKind kind) {
     CpuData* me = this_cpu();
     me->counters.ipis_sent[static_cast<int>(kind)].fetch_add(1, std::memory_order_relaxed);
     if (target == me) me->counters.self_ipis.fetch_add(1, std::memory_order_relaxed);
-    if (kind == IpiKind::Stop || kind == IpiKind::Backtrace) x86::lapic_send_nmi(target->apic_id);
-    else x86::lapic_send_ipi(target->apic_id, kVectorFor[static_cast<int>(kind)]);
+    if (kind == IpiKind::Stop || kind == IpiKind::Backtrace) arch::send_nmi(target->apic_id);
+    else arch::send_ipi(target->apic_id, kVectorFor[static_cast<int>(kind)]);
     return true;
 }
 
@@ -99,7 +96,7 @@ bool ipi_send_all_others(IpiKind kind) {
     // Counted per CPU it interrupts: the cost that matters is theirs, not one ICR write.
     me->counters.ipis_sent[static_cast<int>(kind)].fetch_add(others, std::memory_order_relaxed);
     me->counters.broadcasts.fetch_add(1, std::memory_order_relaxed);
-    x86::lapic_send_ipi_all_but_self(kVectorFor[static_cast<int>(kind)]);
+    arch::send_ipi_all_but_self(kVectorFor[static_cast<int>(kind)]);
     return true;
 }
 
@@ -112,13 +109,13 @@ void send_logical(uint32_t destination, IpiKind kind) {
     me->counters.cluster_ipis.fetch_add(1, std::memory_order_relaxed);
     // The sender may be in the destination too (a CPU of its own cluster): the callers never
     // add it, so its bit is never set.
-    x86::lapic_send_ipi_logical(destination, kVectorFor[static_cast<int>(kind)]);
+    arch::send_ipi_cluster(destination, kVectorFor[static_cast<int>(kind)]);
 }
 } // namespace
 
 void ipi_note_logical_id(CpuData* cpu) {
-    cpu->x2apic_ldr = x86::lapic_logical_id();
-    if (x86::lapic_mode() != x86::ApicMode::X2Apic) return;
+    cpu->x2apic_ldr = arch::cluster_id();
+    if (!arch::cluster_ipis_available()) return;
     const uint32_t bits = cpu->x2apic_ldr & 0xffff;
     if (bits != 0 && (bits & (bits - 1)) == 0) return;
     if (g_logical_ids_sound.exchange(false))
@@ -127,7 +124,7 @@ void ipi_note_logical_id(CpuData* cpu) {
 }
 
 bool ipi_cluster_mode() {
-    return x86::lapic_mode() == x86::ApicMode::X2Apic &&
+    return arch::cluster_ipis_available() &&
            g_logical_ids_sound.load(std::memory_order_relaxed) &&
            g_cluster_wanted.load(std::memory_order_relaxed);
 }
@@ -152,6 +149,7 @@ void IpiBatch::flush() {
 }
 
 void ipi_test_drop_next_call(uint32_t cpu) { g_drop_call_to.store(cpu); }
+bool ipi_test_drop_pending() { return g_drop_call_to.load() != UINT32_MAX; }
 
 void ipi_count_received(IpiKind kind) {
     this_cpu()->counters.ipis_received[static_cast<int>(kind)].fetch_add(1, std::memory_order_relaxed);
@@ -159,7 +157,7 @@ void ipi_count_received(IpiKind kind) {
 
 uint8_t vector_alloc() {
     Guard<SpinLock, IrqSave> guard(g_vector_lock);
-    for (unsigned v = x86::kVecDeviceFirst; v <= x86::kVecDeviceLast; ++v) {
+    for (unsigned v = arch::kVecDeviceFirst; v <= arch::kVecDeviceLast; ++v) {
         if (!g_vectors_used.test(v)) {
             g_vectors_used.set(v);
             return static_cast<uint8_t>(v);
@@ -170,7 +168,7 @@ uint8_t vector_alloc() {
 
 void vector_free(uint8_t vector) {
     Guard<SpinLock, IrqSave> guard(g_vector_lock);
-    if (vector >= x86::kVecDeviceFirst && vector <= x86::kVecDeviceLast) g_vectors_used.clear(vector);
+    if (vector >= arch::kVecDeviceFirst && vector <= arch::kVecDeviceLast) g_vectors_used.clear(vector);
 }
 
 } // namespace cohort

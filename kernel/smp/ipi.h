@@ -56,6 +56,8 @@ bool ipi_cluster_mode();
 /// Test hook: the next call IPI to `cpu` is not sent (ipi_send reports failure), as if it
 /// were lost, so tests can show that remote calls recover from it.
 void ipi_test_drop_next_call(uint32_t cpu);
+/// A drop asked for by ipi_test_drop_next_call has not happened yet.
+bool ipi_test_drop_pending();
 
 /// Counts a received IPI on the running CPU (called by the handlers).
 void ipi_count_received(IpiKind kind);

@@ -2,7 +2,7 @@
 
 #include <atomic>
 
-#include "arch/x86/cpu.h"
+#include "arch/arch.h"
 #include "boot/params.h"
 #include "debug/log.h"
 #include "debug/panic.h"
@@ -31,16 +31,9 @@ uint64_t pages_in(uint64_t start, uint64_t end) {
 }
 
 void flush_everything(bool kernel) {
-    if (kernel) {
-        // Global pages survive a CR3 reload; toggling CR4.PGE drops them too (SDM 4.10.4.1).
-        const uint64_t cr4 = x86::read_cr4();
-        if (cr4 & x86::cr4::kPge) {
-            x86::write_cr4(cr4 & ~x86::cr4::kPge);
-            x86::write_cr4(cr4);
-            return;
-        }
-    }
-    x86::write_cr3(x86::read_cr3());
+    // Kernel mappings are global: only a full flush drops them.
+    if (kernel) arch::tlb_flush_all();
+    else arch::tlb_flush_nonglobal();
 }
 
 void flush_local(void* arg) {
@@ -51,7 +44,7 @@ void flush_local(void* arg) {
     }
     for (int i = 0; i < r->count; ++i)
         for (uint64_t va = r->starts[i] & ~(layout::kPageSize - 1); va < r->ends[i]; va += layout::kPageSize)
-            x86::invlpg(va);
+            arch::tlb_flush_page(va);
 }
 
 void shoot(const AddressSpace* as, const uint64_t* starts, const uint64_t* ends, int count,

@@ -2,8 +2,8 @@
 // the owner id (this CPU) and the per-CPU held-lock stack for lock debugging.
 #include <cstddef>
 
-#include "arch/x86/cpu.h"
 #include "smp/cpu.h"
+#include "arch/arch.h"
 #include "smp/percpu.h"
 #include "sync/guard.h"
 #include "sync/lock_debug.h"
@@ -11,17 +11,17 @@
 
 namespace cohort {
 IrqSave::State IrqSave::save() {
-    const bool enabled = x86::interrupts_enabled();
-    x86::cli();
+    const bool enabled = arch::irqs_enabled();
+    arch::irq_disable();
     return {enabled};
 }
 void IrqSave::restore(State s) {
-    if (s.enabled) x86::sti();
+    if (s.enabled) arch::irq_enable();
 }
 
 LockContext current_lock_context() {
     const CpuData* cpu = this_cpu();
-    return {cpu != nullptr && cpu->irq_depth > 0, x86::interrupts_enabled()};
+    return {cpu != nullptr && cpu->irq_depth > 0, arch::irqs_enabled()};
 }
 
 // One gs-relative instruction each: an interrupt (and with it a switch to another CPU) cannot

@@ -3,7 +3,7 @@
 #include <cstdarg>
 #include <cstring>
 
-#include "arch/x86/interrupts.h"
+#include "arch/arch.h"
 #include "debug/fault_catcher.h"
 #include "debug/log.h"
 #include "debug/ubsan.h"
@@ -142,7 +142,7 @@ bool run(const char* selection) {
         const uint64_t ubsan = ubsan_report_count() - ubsan_before;
         char reason[160] = {};
         if (crashed) {
-            format(reason, sizeof(reason), "crashed: %s at rip %#lx", x86::exception_name(fault.vector),
+            format(reason, sizeof(reason), "crashed: %s at rip %#lx", arch::exception_name(fault.vector),
                    fault.rip);
         } else if (g_current.failures != 0) {
             format(reason, sizeof(reason), "%u check(s) failed", g_current.failures);

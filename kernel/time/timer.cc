@@ -2,10 +2,7 @@
 
 #include <new>
 
-#include "arch/x86/cpu.h"
-#include "arch/x86/interrupts.h"
-#include "arch/x86/lapic.h"
-#include "arch/x86/vectors.h"
+#include "arch/arch.h"
 #include "smp/cpu.h"
 #include "smp/percpu.h"
 #include "sync/cpu_relax.h"
@@ -39,20 +36,20 @@ TimerQueue& queue_of(uint32_t cpu) { return per_cpu_on(cpu_by_id(cpu), g_timers)
 void reprogram(TimerQueue& q) COHORT_REQUIRES(q.lock) {
     const Timer* first = q.pending.front();
     if (first == nullptr) {
-        if (q.programmed != 0) x86::lapic_timer_stop();
+        if (q.programmed != 0) arch::timer_stop();
         q.programmed = 0;
         return;
     }
     if (first->deadline_ns == q.programmed) return;
-    if (x86::lapic_timer_has_deadline()) {
+    if (arch::timer_has_deadline()) {
         // An absolute deadline: nothing is lost between reading the clock and arming, and a
         // deadline already past fires at once.
-        x86::lapic_timer_deadline(tsc_at_ns(first->deadline_ns), x86::kVecLapicTimer);
+        arch::timer_at(tsc_at_ns(first->deadline_ns), arch::kVecTimer);
     } else {
         const uint64_t now = monotonic_ns();
         // At least a microsecond, so the interrupt is not lost to a zero count.
         const uint64_t delta = first->deadline_ns > now + 1000 ? first->deadline_ns - now : 1000;
-        x86::lapic_timer_oneshot(delta, x86::kVecLapicTimer);
+        arch::timer_oneshot(delta, arch::kVecTimer);
     }
     q.programmed = first->deadline_ns;
 }
@@ -65,9 +62,9 @@ void insert(TimerQueue& q, Timer& t) COHORT_REQUIRES(q.lock) {
     else q.pending.push_back(t);
 }
 
-void timer_interrupt(x86::InterruptFrame&) {
+void timer_interrupt(arch::IrqFrame&) {
     TimerQueue& q = per_cpu(g_timers);
-    x86::lapic_eoi();
+    arch::irq_eoi();
     for (;;) {
         Timer* t;
         TimerFn fn;
@@ -100,14 +97,14 @@ void timer_interrupt(x86::InterruptFrame&) {
 void timer_init_cpu(CpuData* cpu) {
     TimerQueue* q = &per_cpu_on(cpu, g_timers);
     new (q) TimerQueue();
-    x86::set_irq_handler(x86::kVecLapicTimer, timer_interrupt); // shared IDT: same every time
+    arch::set_irq_handler(arch::kVecTimer, timer_interrupt); // shared IDT: same every time
     q->ready.store(true, std::memory_order_release);
 }
 
 void timer_arm(Timer& t, uint64_t deadline_ns, TimerFn fn, void* arg) {
     // Interrupts off before choosing the queue: a task moved to another CPU in between would
     // queue the timer where it cannot program the LAPIC.
-    x86::InterruptGuard irq;
+    arch::IrqOff irq;
     TimerQueue& q = per_cpu(g_timers);
     COHORT_ASSERT(q.ready.load(std::memory_order_relaxed));
     Guard<SpinLock, NoIrq> g(q.lock);
@@ -144,9 +141,9 @@ void timer_halt_until(uint64_t deadline_ns) {
     Timer t;
     // Armed with interrupts off, then enable-and-halt atomically: a timer that fires before the
     // HLT is delivered after it and ends it, instead of leaving this CPU halted for good.
-    x86::cli();
+    arch::irq_disable();
     timer_arm(t, deadline_ns, end_halt, nullptr);
-    x86::sti_halt();
+    arch::irq_enable_and_wait();
     timer_cancel_sync(t);
 }
 

@@ -1,0 +1,93 @@
+// What generic kernel code (scheduler, SMP, memory, time, locks) may ask of the architecture,
+// in one place, after Zircon's arch_* interface: interrupt state, the cycle counter, interrupt
+// vectors and handlers, the context switch and FPU state, IPIs, the per-CPU timer and TLB
+// flushes. Generic code includes this header, never arch/x86/ ones; bring-up (main.cc,
+// smp/ and arch/x86/ap_boot.cc), the tests of x86 features and the benchmarks of x86
+// mechanisms still use arch/x86 directly. The x86-64 definitions are in arch/x86/arch_impl.h.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "arch/x86/arch_impl.h"
+
+namespace cohort::arch {
+
+// --- Interrupt state --------------------------------------------------------------------------
+/// Masks maskable interrupts on this CPU.
+inline void irq_disable();
+/// Unmasks them.
+inline void irq_enable();
+inline bool irqs_enabled();
+/// Unmasks interrupts and waits for one, as one step: an interrupt that arrives between the two
+/// still ends the wait (how an idle CPU sleeps without missing a wake-up).
+inline void irq_enable_and_wait();
+/// Stops this CPU for good, interrupts masked.
+[[noreturn]] inline void halt_forever();
+// IrqOff: RAII, interrupts masked in its scope and restored to what they were (arch_impl.h).
+
+// --- Time -------------------------------------------------------------------------------------
+/// This CPU's cycle counter (the TSC): monotonic on the CPU, the base of time/clock.h.
+inline uint64_t cycles();
+
+// --- Interrupt vectors and handlers -------------------------------------------------------------
+// IrqFrame (the saved state a handler gets) and the vector numbers kVecTimer, kVecCall,
+// kVecReschedule, kVecDeviceFirst..kVecDeviceLast come from arch_impl.h.
+using IrqHandler = void (*)(IrqFrame& frame);
+/// Installs `handler` for `vector` on every CPU (the vector table is shared).
+void set_irq_handler(uint8_t vector, IrqHandler handler);
+/// Acknowledges the interrupt being handled on this CPU.
+void irq_eoi();
+/// An interrupt on `vector` is requested on this CPU and not yet delivered.
+bool irq_pending(uint8_t vector);
+/// The name of a CPU exception vector ("page fault"), for reports.
+const char* exception_name(uint64_t vector);
+
+// --- Context switch and FPU ---------------------------------------------------------------------
+/// Saves the callee-saved registers on the current stack, stores the stack pointer in
+/// *save_sp, and resumes the context whose stack pointer is new_sp.
+void context_switch(uint64_t* save_sp, uint64_t new_sp);
+/// Bytes a switched-out context keeps at its saved stack pointer (kSwitchFrameBytes, from
+/// arch_impl.h), and the address the switch will resume it at: for the scheduler's check that a
+/// saved context is intact before switching to it.
+uint64_t switch_resume_address(uint64_t saved_sp);
+/// Builds on a new task's stack the frame context_switch resumes: the first switch to it calls
+/// the scheduler's sched_task_first_run(task). Returns the stack pointer to resume.
+uint64_t initial_task_frame(uint64_t stack_top, void* task);
+/// Size of a task's FPU/SIMD save area (64-byte aligned by the caller).
+size_t fpu_state_size();
+void fpu_init_state(void* area);
+void fpu_save(void* area);
+void fpu_restore(const void* area);
+
+// --- IPIs (to hardware CPU ids: CpuData::apic_id) ----------------------------------------------
+void send_ipi(uint32_t hw_id, uint8_t vector);
+/// One IPI to every other processor (a destination shorthand).
+void send_ipi_all_but_self(uint8_t vector);
+/// Where the hardware can (x2APIC): one IPI to the CPUs of one cluster named in `destination`
+/// (cluster << 16 | bits, smp/ipi_clusters.h). Nothing otherwise.
+void send_ipi_cluster(uint32_t destination, uint8_t vector);
+/// This CPU's cluster destination (0 where clusters do not exist).
+uint32_t cluster_id();
+bool cluster_ipis_available();
+/// A non-maskable interrupt to one CPU.
+void send_nmi(uint32_t hw_id);
+
+// --- The per-CPU timer --------------------------------------------------------------------------
+/// An interrupt on `vector` after `ns` nanoseconds.
+void timer_oneshot(uint64_t ns, uint8_t vector);
+/// The timer can fire at a cycle-counter value (timer_at) rather than after a delay.
+bool timer_has_deadline();
+void timer_at(uint64_t cycles, uint8_t vector);
+void timer_stop();
+
+// --- TLB --------------------------------------------------------------------------------------
+/// Drops this CPU's translation of the page at `va`.
+inline void tlb_flush_page(uint64_t va);
+/// Drops every translation that is not global (those of the lower half and of other address
+/// spaces; the kernel half's are global where the CPU supports it).
+inline void tlb_flush_nonglobal();
+/// Drops every translation, global ones included.
+inline void tlb_flush_all();
+
+} // namespace cohort::arch

@@ -1,0 +1,54 @@
+// x86-64 definitions of the architecture contract (arch/arch.h) that are not inline.
+#include "arch/arch.h"
+
+#include "arch/x86/fpu.h"
+#include "arch/x86/lapic.h"
+
+extern "C" void x86_context_switch(uint64_t* save_rsp, uint64_t new_rsp);
+extern "C" void x86_task_entry();
+
+namespace cohort::arch {
+
+void set_irq_handler(uint8_t vector, IrqHandler handler) { x86::set_irq_handler(vector, handler); }
+void irq_eoi() { x86::lapic_eoi(); }
+bool irq_pending(uint8_t vector) { return x86::lapic_vector_pending(vector); }
+const char* exception_name(uint64_t vector) { return x86::exception_name(vector); }
+
+void context_switch(uint64_t* save_sp, uint64_t new_sp) { x86_context_switch(save_sp, new_sp); }
+
+uint64_t switch_resume_address(uint64_t saved_sp) {
+    return reinterpret_cast<const uint64_t*>(saved_sp)[6]; // above r15-r12, rbx, rbp
+}
+
+uint64_t initial_task_frame(uint64_t stack_top, void* task) {
+    // The frame x86_context_switch pops: r15, r14, r13, r12, rbx (= the task), rbp (0, ends
+    // backtraces), then the "return address", x86_task_entry, which hands rbx to
+    // sched_task_first_run.
+    auto* sp = reinterpret_cast<uint64_t*>(stack_top);
+    *--sp = reinterpret_cast<uint64_t>(&x86_task_entry);
+    *--sp = 0;                                 // rbp
+    *--sp = reinterpret_cast<uint64_t>(task); // rbx
+    for (int i = 0; i < 4; ++i) *--sp = 0;    // r12-r15
+    return reinterpret_cast<uint64_t>(sp);
+}
+
+size_t fpu_state_size() { return x86::fpu_state_size(); }
+void fpu_init_state(void* area) { x86::fpu_init_state(area); }
+void fpu_save(void* area) { x86::fpu_save(area); }
+void fpu_restore(const void* area) { x86::fpu_restore(area); }
+
+void send_ipi(uint32_t hw_id, uint8_t vector) { x86::lapic_send_ipi(hw_id, vector); }
+void send_ipi_all_but_self(uint8_t vector) { x86::lapic_send_ipi_all_but_self(vector); }
+void send_ipi_cluster(uint32_t destination, uint8_t vector) {
+    x86::lapic_send_ipi_logical(destination, vector);
+}
+uint32_t cluster_id() { return x86::lapic_logical_id(); }
+bool cluster_ipis_available() { return x86::lapic_mode() == x86::ApicMode::X2Apic; }
+void send_nmi(uint32_t hw_id) { x86::lapic_send_nmi(hw_id); }
+
+void timer_oneshot(uint64_t ns, uint8_t vector) { x86::lapic_timer_oneshot(ns, vector); }
+bool timer_has_deadline() { return x86::lapic_timer_has_deadline(); }
+void timer_at(uint64_t cycles, uint8_t vector) { x86::lapic_timer_deadline(cycles, vector); }
+void timer_stop() { x86::lapic_timer_stop(); }
+
+} // namespace cohort::arch

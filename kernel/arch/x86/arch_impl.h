@@ -1,0 +1,47 @@
+// x86-64 definitions of the architecture contract (arch/arch.h): the inline ones here, the
+// rest in arch/x86/arch.cc. Included only by arch/arch.h.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "arch/x86/cpu.h"
+#include "arch/x86/interrupts.h"
+#include "arch/x86/vectors.h"
+
+namespace cohort::arch {
+
+using IrqFrame = x86::InterruptFrame;
+using IrqOff = x86::InterruptGuard;
+
+// x86_context_switch's frame: r15, r14, r13, r12, rbx, rbp, return address.
+inline constexpr size_t kSwitchFrameBytes = 7 * 8;
+
+inline constexpr uint8_t kVecTimer = x86::kVecLapicTimer;
+inline constexpr uint8_t kVecCall = x86::kVecIpiCall;
+inline constexpr uint8_t kVecReschedule = x86::kVecIpiReschedule;
+inline constexpr uint8_t kVecDeviceFirst = x86::kVecDeviceFirst;
+inline constexpr uint8_t kVecDeviceLast = x86::kVecDeviceLast;
+
+inline void irq_disable() { x86::cli(); }
+inline void irq_enable() { x86::sti(); }
+inline bool irqs_enabled() { return x86::interrupts_enabled(); }
+inline void irq_enable_and_wait() { x86::sti_halt(); } // STI's one-instruction shadow covers HLT
+[[noreturn]] inline void halt_forever() { x86::halt_forever(); }
+inline uint64_t cycles() { return x86::rdtsc(); }
+
+inline void tlb_flush_page(uint64_t va) { x86::invlpg(va); }
+inline void tlb_flush_nonglobal() { x86::write_cr3(x86::read_cr3()); }
+inline void tlb_flush_all() {
+    // Toggling CR4.PGE drops global translations too (SDM 4.10.4.1); without PGE there are
+    // none and a CR3 write drops everything.
+    const uint64_t cr4 = x86::read_cr4();
+    if (cr4 & x86::cr4::kPge) {
+        x86::write_cr4(cr4 & ~x86::cr4::kPge);
+        x86::write_cr4(cr4);
+        return;
+    }
+    tlb_flush_nonglobal();
+}
+
+} // namespace cohort::arch
