@@ -8,8 +8,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 
 #include "arch/x86/arch_impl.h"
+
+namespace cohort {
+struct CpuData;
+}
 
 namespace cohort::arch {
 
@@ -89,5 +94,22 @@ inline void tlb_flush_page(uint64_t va);
 inline void tlb_flush_nonglobal();
 /// Drops every translation, global ones included.
 inline void tlb_flush_all();
+
+// --- AP bring-up: the mechanics (smp/bringup.cc has the policy) ------------------------------
+/// What `cpu` needs of the architecture before it starts (x86: its guarded kernel and IST
+/// stacks). False when out of memory.
+bool ap_prepare_cpu(CpuData& cpu);
+/// Gets ready to start `aps` (x86: the trampoline, its page tables and APIC-id table, what each
+/// AP must offer). nullptr, or why they cannot be started (then nothing is left behind).
+const char* ap_prepare(std::span<CpuData* const> aps);
+/// Wakes them all at once (x86: INIT, SIPI, SIPI). Each reports its progress with
+/// smp_ap_reached and ends in smp_ap_online (smp/smp.h).
+void ap_start(std::span<CpuData* const> aps);
+/// Sends a CPU that never identified itself back to waiting (x86: INIT), so it cannot run
+/// bring-up code after it is gone.
+void ap_recall(CpuData& cpu);
+/// Bring-up is over: removes what only starting CPUs used (x86: wipes the trampoline, frees
+/// its page tables and table). `failed`: some CPU did not come online (say what is known).
+void ap_finish(std::span<CpuData* const> aps, bool failed);
 
 } // namespace cohort::arch

@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <span>
 
+#include "smp/cpu.h"
+
 namespace cohort {
 
 /// A CPU to start, as firmware describes it.
@@ -33,6 +35,12 @@ bool smp_prepare(std::span<const ApTarget> targets);
 /// Never returns with an AP executing the trampoline: the page is wiped and the low identity
 /// mapping removed before this returns.
 SmpBootReport smp_start();
+
+/// Called by an AP (and by the boot CPU for it) as bring-up moves it to `stage`: stages only
+/// move forward, and smp.inject_stall stops the AP there for the tests.
+void smp_ap_reached(CpuData* cpu, BootStage stage);
+/// The AP's last bring-up step: it counts as online and becomes its idle task.
+[[noreturn]] void smp_ap_online(CpuData* cpu);
 
 /// The report of the bring-up that happened at boot.
 const SmpBootReport& smp_boot_report();
