@@ -459,11 +459,11 @@ KTEST(ipi, lost_call_ipi_does_not_lose_the_call) {
     KEXPECT(s == CallStatus::Ok);
     KEXPECT_EQ(p.runs.load(), 1u);
     KEXPECT_EQ(p.ran_on.load(), target);
-    KEXPECT(!ipi_test_drop_pending()); // the IPI really was dropped
-    uint64_t resent_mid = 0;
-    for (uint32_t i = 0; i < cpu_count(); ++i) resent_mid += cpu_by_id(i)->counters.calls_resent.load();
-    // An idle target that never got the IPI: only a resend or its own look at the queue ran it.
-    KEXPECT(resent_mid - resent_before + t->counters.calls_stranded.load() - stranded_before >= 1);
+    // The IPI really was dropped, and the call ran all the same. What ran it is not asserted:
+    // a resend, the target's own look at its queue, or an interrupt that was already on its
+    // way (an earlier call IPI still pending, the limiter's retry timer) may each be first;
+    // under OVMF the last happened, and a test counting only the first two failed.
+    KEXPECT(!ipi_test_drop_pending());
     // The same for a multicast.
     CpuMask both;
     both.set(0);
@@ -474,8 +474,6 @@ KTEST(ipi, lost_call_ipi_does_not_lose_the_call) {
                          &n, true) == CallStatus::Ok);
     KEXPECT_EQ(n.load(), 2u);
     KEXPECT(!ipi_test_drop_pending());
-    // No recovery count is asserted for the multicast: the target may still have been draining
-    // its queue after the first call and found the request there (it did once, under OVMF).
     uint64_t resent = 0;
     for (uint32_t i = 0; i < cpu_count(); ++i) resent += cpu_by_id(i)->counters.calls_resent.load();
     ktest::note("recovered by %lu re-sent IPI(s) and %lu idle check(s) on cpu%u",
