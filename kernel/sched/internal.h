@@ -19,6 +19,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 
 #include "sched/fair.h"
@@ -40,7 +41,15 @@ constexpr sched::FairParams kParams{};
 constexpr uint64_t kBalanceIntervalNs = 10'000'000;
 
 struct alignas(64) RunQueue {
-    SpinLock lock{&g_rq_class};
+    // Read without the lock by placement, balancing and stealing on other CPUs: a line of its
+    // own, written only when this queue's load changes, never by a lock acquisition or a
+    // switch that leaves the load as it was.
+    std::atomic<uint32_t> runnable{0}; // queued + running (not counting idle)
+    std::atomic<bool> is_idle{true};
+    std::atomic<bool> ready{false};
+
+    // This CPU's, and its lock's: the lock word and what the owner updates on every switch.
+    alignas(64) SpinLock lock{&g_rq_class};
     sched::FairQueue fair;
     IntrusiveList<Task, &Task::link> system; // strict priority, FIFO
     Task* curr = nullptr;
@@ -59,16 +68,21 @@ struct alignas(64) RunQueue {
     } report;
     uint32_t reports_dropped = 0; // more problems before the first was logged
     std::atomic<bool> has_report{false}; // read without the lock on every switch
-    std::atomic<bool> ready{false};
     Timer slice_timer;
     bool slice_armed = false;
     uint64_t next_balance = 0;
     uint64_t last_account = 0; // busy/idle accounting
-    // Read without the lock by placement and balancing on other CPUs.
-    std::atomic<uint32_t> runnable{0}; // queued + running (not counting idle)
-    std::atomic<bool> is_idle{true};
     std::atomic<uint64_t> switches{0}, busy_ns{0}, idle_ns{0}, migrations_in{0}, steals{0};
 };
+// Checked where the compiler allows it (RunQueue is not standard-layout, so offsetof is
+// conditionally supported): the load other CPUs read sits on the first line, the lock on the
+// next.
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Winvalid-offsetof"
+static_assert(offsetof(RunQueue, runnable) < 64 && offsetof(RunQueue, is_idle) < 64 &&
+              offsetof(RunQueue, ready) < 64);
+static_assert(offsetof(RunQueue, lock) == 64, "the lock word shares no line with the load");
+#pragma clang diagnostic pop
 extern RunQueue g_rq; // per CPU
 
 RunQueue& rq_of(uint32_t cpu);

@@ -54,7 +54,8 @@ struct alignas(64) CpuCounters {
 };
 
 struct alignas(64) CpuData {
-    // --- read-mostly: set during bring-up ---
+    // --- read by every CPU, written only at bring-up and on- or offline: one cache line that
+    // no switch, interrupt or lock dirties ---
     CpuData* self;            // %gs:0
     uint64_t percpu_offset;   // %gs:8: add to a per-CPU variable's address (smp/percpu.h)
     uint64_t magic;           // kCpuDataMagic while the structure is live
@@ -62,13 +63,13 @@ struct alignas(64) CpuData {
     uint32_t apic_id;         // 32-bit so x2APIC ids fit
     uint32_t acpi_uid;
     uint32_t x2apic_ldr;      // logical ID in x2APIC mode (cluster << 16 | bit), else 0
-    uint64_t kernel_stack_top;
-    uint64_t kernel_stack_bottom; // lowest usable address of the current kernel stack
-    uint64_t ist_tops[x86::kIstCount];
-
-    // --- written by this CPU (and by the BSP while it starts this CPU) ---
-    alignas(64) std::atomic<BootStage> boot_stage;
+    std::atomic<BootStage> boot_stage; // the BSP and this CPU write it during bring-up only
     std::atomic<bool> online;
+    uint64_t ist_tops[x86::kIstCount]; // read-mostly too (bring-up), on the next line
+
+    // --- written by this CPU on every switch, interrupt or lock ---
+    alignas(64) uint64_t kernel_stack_top;
+    uint64_t kernel_stack_bottom; // lowest usable address of the current kernel stack
     FaultCatcher* fault_catcher; // recovery point before the scheduler runs (then: the task's)
     Task* current_task;          // filled in by the scheduler
     uint32_t exception_depth;    // nested exception reports on this CPU
@@ -84,7 +85,13 @@ struct alignas(64) CpuData {
 };
 static_assert(offsetof(CpuData, self) == 0, "this_cpu() loads %gs:0");
 static_assert(offsetof(CpuData, percpu_offset) == 8, "per-CPU variables load %gs:8");
-static_assert(offsetof(CpuData, boot_stage) % 64 == 0);
+// What other CPUs read (identity, online, APIC ids for IPIs) shares no cache line with what
+// this CPU writes all the time (issue 13: a remote IPI or placement decision must not pull a
+// line the owner keeps dirty).
+static_assert(offsetof(CpuData, online) < 64 && offsetof(CpuData, apic_id) < 64 &&
+              offsetof(CpuData, x2apic_ldr) < 64 && offsetof(CpuData, cpu_id) < 64);
+static_assert(offsetof(CpuData, kernel_stack_top) % 64 == 0 &&
+              offsetof(CpuData, kernel_stack_top) >= offsetof(CpuData, ist_tops) + sizeof(uint64_t) * x86::kIstCount);
 static_assert(offsetof(CpuData, counters) % 64 == 0);
 
 constexpr uint64_t kCpuDataMagic = 0xc0407c0d'a7a5e1f0;
