@@ -31,6 +31,15 @@ inline void irq_enable_and_wait();
 [[noreturn]] inline void halt_forever();
 // IrqOff: RAII, interrupts masked in its scope and restored to what they were (arch_impl.h).
 
+// --- This CPU's data ----------------------------------------------------------------------------
+// Every CPU keeps a base register pointing at its CpuData (x86: GSBASE), so a field of it is one
+// instruction away and no interrupt or migration can fall between finding the CPU and using
+// the field. From arch_impl.h: cpu_base_load<kOffset>() (the 64-bit word at that offset) and
+// cpu_base_add32<kOffset>(delta) (adds to the 32-bit word at that offset, as one
+// instruction). CpuTables and kIstCount: the per-CPU architecture state CpuData embeds.
+/// Points this CPU's base register at `base`.
+inline void set_cpu_base(const void* base);
+
 // --- Time -------------------------------------------------------------------------------------
 /// This CPU's cycle counter (the TSC): monotonic on the CPU, the base of time/clock.h.
 inline uint64_t cycles();

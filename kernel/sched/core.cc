@@ -348,9 +348,7 @@ using namespace sched_impl;
 Task* current_task() {
     // One gs-relative load: with `this_cpu()->current_task` a task preempted between the two
     // loads and moved to another CPU would read that CPU's current task instead of itself.
-    Task* t;
-    asm volatile("movq %%gs:%c1, %0" : "=r"(t) : "i"(offsetof(CpuData, current_task)));
-    return t;
+    return reinterpret_cast<Task*>(arch::cpu_base_load<offsetof(CpuData, current_task)>());
 }
 
 uint64_t task_run_ns(const Task* t) {

@@ -1,6 +1,5 @@
 #include "smp/cpu.h"
 
-#include "arch/x86/cpu.h"
 
 namespace cohort {
 
@@ -32,7 +31,7 @@ const char* boot_stage_name(BootStage s) {
 void install_cpu_data(CpuData* cpu) {
     cpu->self = cpu;
     cpu->magic = kCpuDataMagic;
-    x86::wrmsr(x86::msr::kGsBase, reinterpret_cast<uint64_t>(cpu));
+    arch::set_cpu_base(cpu);
 }
 
 uint32_t cpu_count() { return g_cpu_count; }

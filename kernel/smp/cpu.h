@@ -10,7 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "arch/x86/gdt.h"
+#include "arch/arch.h"
 #include "smp/ipi.h"
 
 namespace cohort {
@@ -65,7 +65,7 @@ struct alignas(64) CpuData {
     uint32_t x2apic_ldr;      // logical ID in x2APIC mode (cluster << 16 | bit), else 0
     std::atomic<BootStage> boot_stage; // the BSP and this CPU write it during bring-up only
     std::atomic<bool> online;
-    uint64_t ist_tops[x86::kIstCount]; // read-mostly too (bring-up), on the next line
+    uint64_t ist_tops[arch::kIstCount]; // read-mostly too (bring-up), on the next line
 
     // --- written by this CPU on every switch, interrupt or lock ---
     alignas(64) uint64_t kernel_stack_top;
@@ -81,7 +81,7 @@ struct alignas(64) CpuData {
     bool self_check; // this_cpu(), GSBASE and per-CPU access were consistent on this CPU
 
     CpuCounters counters;
-    alignas(64) x86::CpuTables tables; // this CPU's GDT and TSS
+    alignas(64) arch::CpuTables tables; // this CPU's GDT and TSS
 };
 static_assert(offsetof(CpuData, self) == 0, "this_cpu() loads %gs:0");
 static_assert(offsetof(CpuData, percpu_offset) == 8, "per-CPU variables load %gs:8");
@@ -91,18 +91,14 @@ static_assert(offsetof(CpuData, percpu_offset) == 8, "per-CPU variables load %gs
 static_assert(offsetof(CpuData, online) < 64 && offsetof(CpuData, apic_id) < 64 &&
               offsetof(CpuData, x2apic_ldr) < 64 && offsetof(CpuData, cpu_id) < 64);
 static_assert(offsetof(CpuData, kernel_stack_top) % 64 == 0 &&
-              offsetof(CpuData, kernel_stack_top) >= offsetof(CpuData, ist_tops) + sizeof(uint64_t) * x86::kIstCount);
+              offsetof(CpuData, kernel_stack_top) >= offsetof(CpuData, ist_tops) + sizeof(uint64_t) * arch::kIstCount);
 static_assert(offsetof(CpuData, counters) % 64 == 0);
 
 constexpr uint64_t kCpuDataMagic = 0xc0407c0d'a7a5e1f0;
 
 /// The running CPU's data. Valid from the first instruction of kernel_main on the BSP and from
 /// the first C++ instruction on an AP.
-inline CpuData* this_cpu() {
-    CpuData* p;
-    asm volatile("movq %%gs:0, %0" : "=r"(p));
-    return p;
-}
+inline CpuData* this_cpu() { return reinterpret_cast<CpuData*>(arch::cpu_base_load<0>()); }
 
 /// The boot CPU's data, statically allocated so it exists before any allocator.
 extern CpuData g_bsp_cpu_data;

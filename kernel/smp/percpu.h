@@ -18,11 +18,11 @@
 
 namespace cohort {
 
-/// This CPU's copy of a per-CPU variable: one %gs-relative load plus an add.
+/// This CPU's copy of a per-CPU variable: one load relative to the CPU's base (x86: %gs) plus
+/// an add.
 template <typename T>
 inline T& per_cpu(T& var) {
-    uint64_t offset;
-    asm volatile("movq %%gs:8, %0" : "=r"(offset));
+    const uint64_t offset = arch::cpu_base_load<8>(); // CpuData::percpu_offset
     // Integer arithmetic: the offset "wraps" (copies sit below the image), which is fine for
     // addresses but would be pointer-overflow UB on char*.
     return *reinterpret_cast<T*>(reinterpret_cast<uintptr_t>(&var) + offset);

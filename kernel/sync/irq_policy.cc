@@ -24,13 +24,13 @@ LockContext current_lock_context() {
     return {cpu != nullptr && cpu->irq_depth > 0, arch::irqs_enabled()};
 }
 
-// One gs-relative instruction each: an interrupt (and with it a switch to another CPU) cannot
+// One instruction relative to the CPU base each: an interrupt (and with it a switch to another CPU) cannot
 // fall between finding this CPU's data and changing the count, as it could in a C++ `++`.
 void lock_hold_enter() {
-    asm volatile("incl %%gs:%c0" : : "i"(offsetof(CpuData, locks_held)) : "memory");
+    arch::cpu_base_add32<offsetof(CpuData, locks_held)>(1);
 }
 void lock_hold_exit() {
-    asm volatile("decl %%gs:%c0" : : "i"(offsetof(CpuData, locks_held)) : "memory");
+    arch::cpu_base_add32<offsetof(CpuData, locks_held)>(-1);
 }
 uint32_t lock_holds_on_this_cpu() { return this_cpu()->locks_held; }
 

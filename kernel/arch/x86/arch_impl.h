@@ -6,10 +6,28 @@
 #include <cstdint>
 
 #include "arch/x86/cpu.h"
+#include "arch/x86/gdt.h"
 #include "arch/x86/interrupts.h"
 #include "arch/x86/vectors.h"
 
 namespace cohort::arch {
+
+using CpuTables = x86::CpuTables;
+inline constexpr int kIstCount = x86::kIstCount;
+
+inline void set_cpu_base(const void* base) {
+    x86::wrmsr(x86::msr::kGsBase, reinterpret_cast<uint64_t>(base));
+}
+template <size_t kOffset>
+inline uint64_t cpu_base_load() {
+    uint64_t v;
+    asm volatile("movq %%gs:%c1, %0" : "=r"(v) : "i"(kOffset));
+    return v;
+}
+template <size_t kOffset>
+inline void cpu_base_add32(int32_t delta) {
+    asm volatile("addl %0, %%gs:%c1" : : "ri"(delta), "i"(kOffset) : "memory");
+}
 
 using IrqFrame = x86::InterruptFrame;
 using IrqOff = x86::InterruptGuard;
