@@ -18,6 +18,9 @@ struct CpuData;
 
 namespace cohort::arch {
 
+// The functions a context switch or every interrupt calls are inline (arch_impl.h): no call
+// through a wrapper on those paths.
+
 // --- Interrupt state --------------------------------------------------------------------------
 /// Masks maskable interrupts on this CPU.
 inline void irq_disable();
@@ -51,7 +54,7 @@ using IrqHandler = void (*)(IrqFrame& frame);
 /// Installs `handler` for `vector` on every CPU (the vector table is shared).
 void set_irq_handler(uint8_t vector, IrqHandler handler);
 /// Acknowledges the interrupt being handled on this CPU.
-void irq_eoi();
+inline void irq_eoi();
 /// An interrupt on `vector` is requested on this CPU and not yet delivered.
 bool irq_pending(uint8_t vector);
 /// The name of a CPU exception vector ("page fault"), for reports.
@@ -60,7 +63,7 @@ const char* exception_name(uint64_t vector);
 // --- Context switch and FPU ---------------------------------------------------------------------
 /// Saves the callee-saved registers on the current stack, stores the stack pointer in
 /// *save_sp, and resumes the context whose stack pointer is new_sp.
-void context_switch(uint64_t* save_sp, uint64_t new_sp);
+inline void context_switch(uint64_t* save_sp, uint64_t new_sp);
 /// Bytes a switched-out context keeps at its saved stack pointer (kSwitchFrameBytes, from
 /// arch_impl.h), and the address the switch will resume it at: for the scheduler's check that a
 /// saved context is intact before switching to it.
@@ -71,8 +74,8 @@ uint64_t initial_task_frame(uint64_t stack_top, void* task);
 /// Size of a task's FPU/SIMD save area (64-byte aligned by the caller).
 size_t fpu_state_size();
 void fpu_init_state(void* area);
-void fpu_save(void* area);
-void fpu_restore(const void* area);
+inline void fpu_save(void* area);
+inline void fpu_restore(const void* area);
 
 // --- IPIs (to hardware CPU ids: CpuData::apic_id) ----------------------------------------------
 void send_ipi(uint32_t hw_id, uint8_t vector);

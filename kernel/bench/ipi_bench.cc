@@ -1,4 +1,5 @@
 // bench=ipi, bench=tlb: IPI round trip, call_on_all latency, shootdown latency (TSC cycles).
+#include "arch/arch.h"
 #include "arch/x86/cpu.h"
 #include "bench/bench.h"
 #include "debug/log.h"
@@ -113,9 +114,7 @@ KBENCH(tlb_ceiling) {
             touch(pages);
             by_page[i] = x86::rdtsc() - t0;
             t0 = x86::rdtsc();
-            const uint64_t cr4 = x86::read_cr4();
-            x86::write_cr4(cr4 & ~x86::cr4::kPge);
-            x86::write_cr4(cr4);
+            arch::tlb_flush_all();
             touch(pages);
             all[i] = x86::rdtsc() - t0;
         }

@@ -1,20 +1,14 @@
 // x86-64 definitions of the architecture contract (arch/arch.h) that are not inline.
 #include "arch/arch.h"
 
-#include "arch/x86/fpu.h"
-#include "arch/x86/lapic.h"
 
-extern "C" void x86_context_switch(uint64_t* save_rsp, uint64_t new_rsp);
 extern "C" void x86_task_entry();
 
 namespace cohort::arch {
 
 void set_irq_handler(uint8_t vector, IrqHandler handler) { x86::set_irq_handler(vector, handler); }
-void irq_eoi() { x86::lapic_eoi(); }
 bool irq_pending(uint8_t vector) { return x86::lapic_vector_pending(vector); }
 const char* exception_name(uint64_t vector) { return x86::exception_name(vector); }
-
-void context_switch(uint64_t* save_sp, uint64_t new_sp) { x86_context_switch(save_sp, new_sp); }
 
 uint64_t switch_resume_address(uint64_t saved_sp) {
     return reinterpret_cast<const uint64_t*>(saved_sp)[6]; // above r15-r12, rbx, rbp
@@ -34,8 +28,6 @@ uint64_t initial_task_frame(uint64_t stack_top, void* task) {
 
 size_t fpu_state_size() { return x86::fpu_state_size(); }
 void fpu_init_state(void* area) { x86::fpu_init_state(area); }
-void fpu_save(void* area) { x86::fpu_save(area); }
-void fpu_restore(const void* area) { x86::fpu_restore(area); }
 
 void send_ipi(uint32_t hw_id, uint8_t vector) { x86::lapic_send_ipi(hw_id, vector); }
 void send_ipi_all_but_self(uint8_t vector) { x86::lapic_send_ipi_all_but_self(vector); }

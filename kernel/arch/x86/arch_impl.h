@@ -6,9 +6,13 @@
 #include <cstdint>
 
 #include "arch/x86/cpu.h"
+#include "arch/x86/fpu.h"
 #include "arch/x86/gdt.h"
 #include "arch/x86/interrupts.h"
+#include "arch/x86/lapic.h"
 #include "arch/x86/vectors.h"
+
+extern "C" void x86_context_switch(uint64_t* save_rsp, uint64_t new_rsp);
 
 namespace cohort::arch {
 
@@ -47,6 +51,11 @@ inline bool irqs_enabled() { return x86::interrupts_enabled(); }
 inline void irq_enable_and_wait() { x86::sti_halt(); } // STI's one-instruction shadow covers HLT
 [[noreturn]] inline void halt_forever() { x86::halt_forever(); }
 inline uint64_t cycles() { return x86::rdtsc(); }
+
+inline void irq_eoi() { x86::lapic_eoi(); }
+inline void context_switch(uint64_t* save_sp, uint64_t new_sp) { x86_context_switch(save_sp, new_sp); }
+inline void fpu_save(void* area) { x86::fpu_save(area); }
+inline void fpu_restore(const void* area) { x86::fpu_restore(area); }
 
 inline void tlb_flush_page(uint64_t va) { x86::invlpg(va); }
 inline void tlb_flush_nonglobal() { x86::write_cr3(x86::read_cr3()); }
