@@ -10,29 +10,20 @@ uint64_t weighted_delta(uint64_t ns, uint32_t weight) {
 }
 
 void FairQueue::enqueue(FairEntity& e) {
-    // Scan from the back: arrivals are placed at or after the floor, so they usually belong
-    // near the end, and equal keys keep arrival order.
-    FairEntity* pos = list_.back();
-    while (pos != nullptr && pos->vruntime > e.vruntime) pos = list_.prev(*pos);
-    if (pos == nullptr) list_.push_front(e);
-    else if (FairEntity* after = list_.next(*pos)) list_.insert_before(*after, e);
-    else list_.push_back(e);
+    tree_.insert(e);
     total_weight_ += e.weight;
 }
 
 void FairQueue::dequeue(FairEntity& e) {
-    list_.remove(e);
+    tree_.remove(e);
     total_weight_ -= e.weight;
 }
-
-FairEntity* FairQueue::first() { return list_.front(); }
-FairEntity* FairQueue::last() { return list_.back(); }
 
 void FairQueue::update_min_vruntime(const FairEntity* running) {
     uint64_t candidate = min_vruntime_;
     bool any = false;
     if (running != nullptr) candidate = running->vruntime, any = true;
-    if (const FairEntity* f = list_.front()) {
+    if (const FairEntity* f = tree_.first()) {
         candidate = any && candidate < f->vruntime ? candidate : f->vruntime;
         any = true;
     }

@@ -12,7 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "lib/intrusive_list.h"
+#include "lib/rbtree.h"
 
 namespace cohort::sched {
 
@@ -32,26 +32,27 @@ struct FairParams {
 struct FairEntity {
     uint64_t vruntime = 0;
     uint32_t weight = kDefaultWeight;
-    ListNode link;         // on a FairQueue while ready
+    RbNode link;           // in a FairQueue while ready
     void* owner = nullptr; // the task (or test object) this entity schedules
 };
 
 /// Virtual time for `ns` of real run time at `weight`.
 uint64_t weighted_delta(uint64_t ns, uint32_t weight);
 
-/// Ready entities ordered by vruntime (FIFO among equals). The running entity is not queued.
-/// Not thread-safe: the owner's run-queue lock protects it.
+/// Ready entities ordered by vruntime (FIFO among equals), in a red-black tree: O(log n)
+/// enqueue and dequeue, O(1) first and last. The running entity is not queued. Not thread-safe:
+/// the owner's run-queue lock protects it.
 class FairQueue {
   public:
     void enqueue(FairEntity& e);
     void dequeue(FairEntity& e);
     /// The entity with the least vruntime, or nullptr.
-    FairEntity* first();
+    FairEntity* first() { return tree_.first(); }
     /// The entity with the largest vruntime (the one that waits least for a CPU: the natural
     /// one to hand to another CPU), or nullptr.
-    FairEntity* last();
-    bool empty() const { return list_.empty(); }
-    size_t count() const { return list_.size(); }
+    FairEntity* last() { return tree_.last(); }
+    bool empty() const { return tree_.empty(); }
+    size_t count() const { return tree_.size(); }
     uint64_t total_weight() const { return total_weight_; }
 
     /// Monotonic floor of the queue's virtual time: the least vruntime among the queued and the
@@ -66,11 +67,15 @@ class FairQueue {
 
     /// The neighbour of `e` towards the front (smaller vruntime), or nullptr: walks the queue
     /// from last() when looking for an entity another CPU may take.
-    FairEntity* prev(FairEntity& e) { return list_.prev(e); }
+    FairEntity* prev(FairEntity& e) { return tree_.prev(e); }
 
   private:
-    using List = IntrusiveList<FairEntity, &FairEntity::link>;
-    List list_;
+    struct ByVruntime {
+        bool operator()(const FairEntity& a, const FairEntity& b) const {
+            return a.vruntime < b.vruntime;
+        }
+    };
+    RbTree<FairEntity, &FairEntity::link, ByVruntime> tree_;
     uint64_t total_weight_ = 0;
     uint64_t min_vruntime_ = 0;
 };

@@ -17,9 +17,14 @@ namespace {
 // Ranked above the run queues: the scheduler arms and cancels timers with its queue locked.
 LockClass g_timer_class{"timer queue", rank::kTimerQueue, LockScope::PerCpu, false};
 
+struct ByDeadline {
+    bool operator()(const Timer& a, const Timer& b) const { return a.deadline_ns < b.deadline_ns; }
+};
+
 struct TimerQueue {
     SpinLock lock{&g_timer_class};
-    IntrusiveList<Timer, &Timer::link> pending COHORT_GUARDED_BY(lock); // by deadline
+    // By deadline, FIFO among equal ones.
+    RbTree<Timer, &Timer::link, ByDeadline> pending COHORT_GUARDED_BY(lock);
     uint64_t programmed COHORT_GUARDED_BY(lock) = 0; // deadline the LAPIC is set for, 0 = none
     uint64_t fired = 0;                              // this CPU only
     // The timer whose callback runs now, for timer_cancel_sync (the Timer itself may be gone
@@ -27,14 +32,14 @@ struct TimerQueue {
     std::atomic<Timer*> running{nullptr};
     std::atomic<bool> ready{false}; // read by other CPUs
 };
-// Lists point at themselves, so the per-CPU copy is constructed in place by each CPU.
+// Constructed in place by each CPU (timer_init_cpu), not copied from the per-CPU template.
 COHORT_PERCPU(TimerQueue, g_timers);
 
 TimerQueue& queue_of(uint32_t cpu) { return per_cpu_on(cpu_by_id(cpu), g_timers); }
 
 // Programs the LAPIC for the earliest pending deadline. Only the owning CPU touches its LAPIC.
 void reprogram(TimerQueue& q) COHORT_REQUIRES(q.lock) {
-    const Timer* first = q.pending.front();
+    const Timer* first = q.pending.first();
     if (first == nullptr) {
         if (q.programmed != 0) arch::timer_stop();
         q.programmed = 0;
@@ -54,14 +59,6 @@ void reprogram(TimerQueue& q) COHORT_REQUIRES(q.lock) {
     q.programmed = first->deadline_ns;
 }
 
-void insert(TimerQueue& q, Timer& t) COHORT_REQUIRES(q.lock) {
-    Timer* pos = q.pending.back();
-    while (pos != nullptr && pos->deadline_ns > t.deadline_ns) pos = q.pending.prev(*pos);
-    if (pos == nullptr) q.pending.push_front(t);
-    else if (Timer* after = q.pending.next(*pos)) q.pending.insert_before(*after, t);
-    else q.pending.push_back(t);
-}
-
 void timer_interrupt(arch::IrqFrame&) {
     TimerQueue& q = per_cpu(g_timers);
     arch::irq_eoi();
@@ -72,7 +69,7 @@ void timer_interrupt(arch::IrqFrame&) {
         {
             Guard<SpinLock, IrqSave> g(q.lock);
             q.programmed = 0; // the one-shot has expired
-            t = q.pending.front();
+            t = q.pending.first();
             if (t == nullptr || t->deadline_ns > monotonic_ns()) {
                 reprogram(q);
                 return;
@@ -113,8 +110,8 @@ void timer_arm(Timer& t, uint64_t deadline_ns, TimerFn fn, void* arg) {
     t.fn = fn;
     t.arg = arg;
     t.cpu.store(this_cpu()->cpu_id, std::memory_order_release);
-    insert(q, t);
-    if (q.pending.front() == &t) reprogram(q);
+    q.pending.insert(t);
+    if (q.pending.first() == &t) reprogram(q);
 }
 
 bool timer_cancel(Timer& t) {
@@ -124,7 +121,7 @@ bool timer_cancel(Timer& t) {
         TimerQueue& q = queue_of(cpu);
         Guard<SpinLock, IrqSave> g(q.lock);
         if (t.cpu.load(std::memory_order_relaxed) != cpu) continue; // fired or moved meanwhile
-        const bool was_first = q.pending.front() == &t;
+        const bool was_first = q.pending.first() == &t;
         q.pending.remove(t);
         t.cpu.store(UINT32_MAX, std::memory_order_release);
         // Another CPU cannot touch our LAPIC; a stale early interrupt there just finds nothing.

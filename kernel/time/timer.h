@@ -1,12 +1,12 @@
 // Per-CPU timer queues on the local APIC's one-shot timer: each CPU keeps its pending timers
-// sorted by deadline and programs its LAPIC for the earliest one only, so a CPU with nothing
+// ordered by deadline (a red-black tree: arming and cancelling are O(log n)) and programs its LAPIC for the earliest one only, so a CPU with nothing
 // due takes no timer interrupts at all (tickless). Callbacks run in that CPU's timer interrupt.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 
-#include "lib/intrusive_list.h"
+#include "lib/rbtree.h"
 
 namespace cohort {
 
@@ -20,7 +20,7 @@ struct Timer {
     uint64_t deadline_ns = 0; // monotonic_ns() time
     TimerFn fn = nullptr;
     void* arg = nullptr;
-    ListNode link;
+    RbNode link;
     std::atomic<uint32_t> cpu{UINT32_MAX}; // queue it is armed on, UINT32_MAX when idle
 };
 
