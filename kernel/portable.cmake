@@ -8,6 +8,7 @@ set(COHORT_PORTABLE_SOURCES
   acpi/subtable.cc
   acpi/tables.cc
   arch/x86/cpu_compat.cc
+  arch/x86/topology.cc
   lib/cmdline.cc
   lib/format.cc
   lib/glob.cc
@@ -15,6 +16,7 @@ set(COHORT_PORTABLE_SOURCES
   mm/buddy.cc
   mm/slab_heap.cc
   sched/fair.cc
+  sched/topology.cc
   smp/cpu_list.cc
   sync/lock_class.cc
   sync/lock_debug.cc

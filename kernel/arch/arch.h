@@ -90,6 +90,18 @@ bool cluster_ipis_available();
 /// A non-maskable interrupt to one CPU.
 void send_nmi(uint32_t hw_id);
 
+// --- Topology ---------------------------------------------------------------------------------
+/// How a hardware CPU id (CpuData::apic_id) splits into thread, core and package: bits
+/// [0, smt_bits) number the thread in its core, [smt_bits, package_shift) the core in its
+/// package, the bits above the package. `source` names where that came from (boot log).
+struct CpuTopology {
+    uint32_t smt_bits = 0;
+    uint32_t package_shift = 0;
+    const char* source = "";
+};
+/// The calling CPU's topology (the boot CPU's stands for all: CPUs of one machine share it).
+CpuTopology cpu_topology();
+
 // --- The per-CPU timer --------------------------------------------------------------------------
 /// An interrupt on `vector` after `ns` nanoseconds.
 void timer_oneshot(uint64_t ns, uint8_t vector);

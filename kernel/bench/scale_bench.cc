@@ -1,12 +1,15 @@
 // bench=scale: does the work the machine gets done grow with its CPUs? For each operation one
 // pinned task per online CPU repeats it for a fixed time, and one line is printed:
 //   bench: {"name":"scale.page","bench":"scale","op":"page","cpus":N,"ops_per_s":X,
-//           "global_lock_acq_per_kop":Y,"ipis_per_kop":Z,"self_ipis_per_kop":W}
+//           "global_lock_acq_per_kop":Y,"ipis_per_kop":Z,"self_ipis_per_kop":W,
+//           "wakes":K,"lines_per_wake":L,"max_lines_per_wake":M}
 // ops_per_s is the sum over all CPUs. `control` touches only the task's own memory: its rate is
 // what the emulator itself gives N vCPUs, the yardstick the others are divided by (tools/bench
 // kernel scale turns the lines into ratio tables, docs/scale.md). Machine-wide locks are the
 // LockScope::MachineWide classes; IPIs are every kind this kernel sends to another CPU
-// (self-IPIs are reported apart, as self_ipis_per_kop).
+// (self-IPIs are reported apart, as self_ipis_per_kop). lines_per_wake is what the scheduler
+// counted for the wake-ups placed during the operation (other CPUs' lines read or written to
+// choose the CPU and queue the task); max_lines_per_wake the most one wake-up cost since boot.
 // Options: bench.scale_ms=T, the time per operation (default 200 + 2 per CPU: at 255 vCPUs on
 // two host cores each vCPU runs about 1% of the time); bench.scale_ops=task,wake runs only
 // those operations.
@@ -78,6 +81,22 @@ IpiCount ipis_sent() {
         n.self += self;
     }
     return n;
+}
+
+// Wake-ups placed on every CPU and the other CPUs' lines they cost (sched/placement.h).
+struct WakeCost {
+    uint64_t wakes = 0, lines = 0;
+    uint32_t most = 0;
+};
+WakeCost wake_cost() {
+    WakeCost w;
+    for (uint32_t i = 0; i < cpu_count(); ++i) {
+        const CpuSchedStats st = sched_cpu_stats(i);
+        w.wakes += st.wakes_placed;
+        w.lines += st.wake_lines;
+        if (st.wake_lines_max > w.most) w.most = st.wake_lines_max;
+    }
+    return w;
 }
 
 bool stopping(const Run& r) { return r.stop.load(std::memory_order_relaxed); }
@@ -223,21 +242,30 @@ bool listed(std::string_view list, std::string_view name) {
 struct Op {
     const char* name;
     void (*fn)(Slot&, Run&);
+    bool pinned = true; // one task per CPU; else the tasks may run anywhere (the scheduler places them)
 };
 constexpr Op kOps[] = {
     {"control", op_control},     {"page", op_page},           {"page16", op_page16},
     {"kmalloc64", op_kmalloc<64>}, {"kmalloc2k", op_kmalloc<2048>}, {"task", op_task},
     {"timer", op_timer},         {"wake", op_wake},           {"shootdown", op_shootdown},
+    // The wake-up pairs again, free to run anywhere: every wake-up is placed by the search
+    // (sched/placement.h), whose cost per wake-up lines_per_wake shows.
+    {"wakeany", op_wake, false},
 };
 
-// Prints "<value/1000 with 3 decimals>" of a per-kop figure without floating point.
-void per_kop(char* buf, size_t size, uint64_t events, uint64_t ops) {
-    if (ops == 0) {
+// Prints num / den with three decimals, without floating point.
+void ratio3(char* buf, size_t size, uint64_t num, uint64_t den) {
+    if (den == 0) {
         format(buf, size, "0");
         return;
     }
-    const uint64_t milli = events * 1'000'000 / ops; // events per 1000 ops, times 1000
+    const uint64_t milli = num * 1000 / den;
     format(buf, size, "%lu.%03lu", milli / 1000, milli % 1000);
+}
+
+// Events per 1000 operations.
+void per_kop(char* buf, size_t size, uint64_t events, uint64_t ops) {
+    ratio3(buf, size, events * 1000, ops);
 }
 
 // `n` tasks (one per online CPU, plus the odd CPU's partner for paired operations).
@@ -258,7 +286,8 @@ void run_op(const Op& op, Slot* slots, uint32_t n, Pair* pairs, uint64_t ms) {
         one.set(slots[i].cpu);
         AddressSpace* space = op.fn == op_shootdown ? pairs[slots[i].index / 2].space : nullptr;
         tasks[i] = task_create(worker, &slots[i],
-                               {.name = "scale", .affinity = &one, .address_space = space});
+                               {.name = "scale", .affinity = op.pinned ? &one : nullptr,
+                                .address_space = space});
         if (tasks[i] != nullptr) ++started;
     }
     while (r.ready.load(std::memory_order_acquire) < started) sleep_for(1'000'000);
@@ -275,6 +304,7 @@ void run_op(const Op& op, Slot* slots, uint32_t n, Pair* pairs, uint64_t ms) {
     const uint64_t locks0 = LockClass::machine_wide_acquisitions();
     const uint64_t shootdowns0 = tlb_stats().shootdowns, purges0 = kstack_stats().purges;
     const IpiCount ipis0 = ipis_sent();
+    const WakeCost wake0 = wake_cost();
     const uint64_t t0 = monotonic_ns();
     r.go.store(true, std::memory_order_release);
     sleep_for(ms * 1'000'000);
@@ -283,6 +313,7 @@ void run_op(const Op& op, Slot* slots, uint32_t n, Pair* pairs, uint64_t ms) {
     while (r.done.load(std::memory_order_acquire) < started) sleep_for(1'000'000);
     const uint64_t locks = LockClass::machine_wide_acquisitions() - locks0;
     const IpiCount ipis1 = ipis_sent();
+    const WakeCost wake1 = wake_cost();
     const uint64_t shootdowns1 = tlb_stats().shootdowns, purges1 = kstack_stats().purges;
     r.release.store(true, std::memory_order_release);
     for (uint32_t i = 0; i < n; ++i)
@@ -290,10 +321,11 @@ void run_op(const Op& op, Slot* slots, uint32_t n, Pair* pairs, uint64_t ms) {
     kfree(tasks);
     uint64_t ops = 0;
     for (uint32_t i = 0; i < n; ++i) ops += slots[i].ops;
-    char lk[32], ip[32], self[32];
+    char lk[32], ip[32], self[32], lines[32];
     per_kop(lk, sizeof(lk), locks, ops);
     per_kop(ip, sizeof(ip), ipis1.remote - ipis0.remote, ops);
     per_kop(self, sizeof(self), ipis1.self - ipis0.self, ops);
+    ratio3(lines, sizeof(lines), wake1.lines - wake0.lines, wake1.wakes - wake0.wakes);
     if (started < n) log_error("bench: scale: %s: only %u of %u tasks started", op.name, started, n);
     log_info("bench: scale: %s: IPIs by kind: call %lu, reschedule %lu, stop %lu, backtrace %lu "
              "(self %lu); %lu TLB shootdowns, %lu stack purges", op.name, ipis1.by_kind[0] - ipis0.by_kind[0],
@@ -301,8 +333,10 @@ void run_op(const Op& op, Slot* slots, uint32_t n, Pair* pairs, uint64_t ms) {
              ipis1.by_kind[3] - ipis0.by_kind[3], ipis1.self - ipis0.self,
              shootdowns1 - shootdowns0, purges1 - purges0);
     console_printf("bench: {\"name\":\"scale.%s\",\"bench\":\"scale\",\"op\":\"%s\",\"cpus\":%u,\"ops_per_s\":%lu,"
-                   "\"global_lock_acq_per_kop\":%s,\"ipis_per_kop\":%s,\"self_ipis_per_kop\":%s}\n",
-                   op.name, op.name, cpus_online(), elapsed == 0 ? 0 : ops * 1'000'000'000 / elapsed, lk, ip, self);
+                   "\"global_lock_acq_per_kop\":%s,\"ipis_per_kop\":%s,\"self_ipis_per_kop\":%s,"
+                   "\"wakes\":%lu,\"lines_per_wake\":%s,\"max_lines_per_wake\":%u}\n",
+                   op.name, op.name, cpus_online(), elapsed == 0 ? 0 : ops * 1'000'000'000 / elapsed, lk, ip, self,
+                   wake1.wakes - wake0.wakes, lines, wake1.most);
 }
 
 KBENCH(scale) {

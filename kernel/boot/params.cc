@@ -26,6 +26,8 @@ constexpr ParamInfo kKnown[] = {
     {"test.expect_acpi_fallback", "the tables are expected to be unusable (acpi tests)"},
     {"test.expect_numa_nodes", "NUMA nodes QEMU was given (acpi tests)"},
     {"test.expect_numa_distance", "SLIT distance between different nodes (acpi tests)"},
+    {"test.expect_topology", "SxCxT: the sockets, cores and threads QEMU was given (sched tests)"},
+    {"sched.placement", "spread (default): idle cores first; pack: beside running work"},
     {"tlb.disable_shootdown", "only the initiating CPU flushes (shows the coherency tests fail)"},
     {"ipi.rate_limit", "0 turns off the per-source limit on remote calls (on by default)"},
     {"ipi.budget_pct", "share of each millisecond a CPU may spend running remote calls (50)"},

@@ -20,7 +20,8 @@ void arrive(Task* t, uint32_t cpu, int64_t lag, bool woken) COHORT_NO_THREAD_SAF
         RunQueue& dst = rq_of(cpu);
         dst.lock.lock();
         if (!t->affinity.test(cpu)) {
-            const uint32_t alt = sched::select_cpu(kMaxCpus, t->affinity, cpu_count(), load_view);
+            sched::ProbeCost cost = probe_budget();
+            const uint32_t alt = choose_cpu(t, cpu, cost);
             if (alt != kMaxCpus && alt != cpu) {
                 t->cpu.store(alt, std::memory_order_release);
                 dst.lock.unlock();
@@ -75,23 +76,26 @@ Task* find_movable(RunQueue& rq, uint32_t cpu) COHORT_REQUIRES(rq.lock) {
 
 } // namespace
 
-// Idle CPU: take one waiting task from the busiest CPU. Interrupts off.
+// Idle CPU: take one waiting task from a queue that has one, nearest domain first, trying a
+// bounded number of queues. Interrupts off.
 bool try_steal() {
     const uint32_t me = this_cpu()->cpu_id;
-    const uint32_t victim = sched::find_busiest(me, cpu_count(), load_view);
-    if (victim == kMaxCpus) return false;
-    RunQueue& src = rq_of(victim);
-    // Opportunistic: a victim whose lock is taken is busy with its own work or being robbed by
-    // another idle CPU already. Waiting in line would turn every wake-up of a busy CPU into a
-    // convoy of idle CPUs on its lock (with many vCPUs per host core, seconds long).
-    if (!src.lock.try_lock()) return false;
-    Task* t = find_movable(src, me);
-    if (t != nullptr) {
-        migrate_queued(src, t, me);
-        this_rq().steals.fetch_add(1, std::memory_order_relaxed);
-    }
-    src.lock.unlock();
-    return t != nullptr;
+    sched::ProbeCost cost = probe_budget();
+    const uint32_t from = sched::steal_nearest(machine(), me, cost, [&](uint32_t victim) {
+        RunQueue& src = rq_of(victim);
+        // Opportunistic: a victim whose lock is taken is busy with its own work or being
+        // robbed by another idle CPU already. Waiting in line would turn every wake-up of a
+        // busy CPU into a convoy of idle CPUs on its lock (with many vCPUs per host core,
+        // seconds long).
+        if (!src.lock.try_lock()) return false;
+        Task* t = find_movable(src, me);
+        if (t != nullptr) migrate_queued(src, t, me);
+        src.lock.unlock();
+        return t != nullptr;
+    });
+    if (from == kMaxCpus) return false;
+    this_rq().steals.fetch_add(1, std::memory_order_relaxed);
+    return true;
 }
 
 // Busy CPU, from its slice timer (so only while tasks wait here): now and then push one
@@ -108,7 +112,8 @@ void balance(RunQueue& rq, uint64_t now) COHORT_REQUIRES(rq.lock) {
          e = rq.fair.prev(*e), ++scanned) {
         Task* t = task_of(e);
         if (t->on_cpu) continue;
-        const uint32_t c = sched::find_push_target(me, mine, t->affinity, cpu_count(), load_view);
+        sched::ProbeCost cost = probe_budget();
+        const uint32_t c = sched::find_push_target(machine(), me, mine, t->affinity, load_view, cost);
         if (c != kMaxCpus) {
             migrate_queued(rq, t, c);
             return;
@@ -122,9 +127,13 @@ void balance(RunQueue& rq, uint64_t now) COHORT_REQUIRES(rq.lock) {
 void place(Task* t) {
     // A new task has no warm cache anywhere: start the search at a rotating CPU, so tasks created
     // in a burst spread over the idle CPUs instead of all landing on the first one.
+    // Pack mode searches for idle CPUs from the creating CPU instead (beside work that is
+    // running anyway), and only the fallback among busy CPUs rotates.
     CpuTasks& mine = per_cpu(g_cpu_tasks); // interrupts are off
     const uint32_t hint = (this_cpu()->cpu_id + mine.spread++) % cpu_count();
-    uint32_t cpu = sched::select_cpu(hint, t->affinity, cpu_count(), load_view);
+    const bool pack = g_placement == sched::Placement::Pack;
+    sched::ProbeCost cost = probe_budget();
+    uint32_t cpu = choose_cpu(t, pack ? this_cpu()->cpu_id : hint, cost, hint);
     if (cpu == kMaxCpus && t->affinity.test(this_cpu()->cpu_id)) {
         cpu = this_cpu()->cpu_id; // bring-up: this CPU is not listed as online yet
     } else if (cpu == kMaxCpus) {
@@ -154,11 +163,12 @@ void task_set_affinity(Task* t, const CpuMask& mask) {
         RunQueue& rq = rq_of(cpu);
         Guard<SpinLock, NoIrq> g(rq.lock);
         if (t->cpu.load(std::memory_order_relaxed) != cpu) continue;
-        t->affinity = mask;
+        set_affinity(t, mask);
         t->homeless = false;
         if (mask.test(cpu)) return;
         if (queued(t) && !t->on_cpu) {
-            const uint32_t dst = sched::select_cpu(kMaxCpus, mask, cpu_count(), load_view);
+            sched::ProbeCost cost = probe_budget();
+            const uint32_t dst = choose_cpu(t, cpu, cost);
             if (dst != kMaxCpus) migrate_queued(rq, t, dst);
         } else if (rq.curr == t) {
             resched(cpu, rq); // it leaves when switched out (finish_switch)

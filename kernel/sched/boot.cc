@@ -63,12 +63,21 @@ void init_cpu(CpuData* cpu) {
     idle->on_cpu = true;
     idle->stack.top = cpu->kernel_stack_top;
     idle->stack.bottom = cpu->kernel_stack_bottom;
-    idle->affinity.clear_all();
-    idle->affinity.set(cpu->cpu_id);
+    CpuMask just_here;
+    just_here.set(cpu->cpu_id);
+    set_affinity(idle, just_here);
     rq->idle = rq->curr = idle;
     rq->last_account = monotonic_ns();
+    rq->pos = g_topology.pos(cpu->cpu_id);
     cpu->current_task = idle;
-    rq->ready.store(true, std::memory_order_release);
+    {
+        // Ready and idle in one step under the lock: a task placed here meanwhile (by another
+        // CPU) finds the idle bit set and clears it in publish_load, never the other way round.
+        Guard<SpinLock, IrqSave> g(rq->lock);
+        rq->ready.store(true, std::memory_order_release);
+        g_idle.set(rq->pos);
+        g_online.set(rq->pos);
+    }
     CpuMask only_it;
     only_it.set(cpu->cpu_id);
     format(name, sizeof(name), "worker/%u", cpu->cpu_id);
@@ -88,6 +97,49 @@ void init_cpu(CpuData* cpu) {
     g_cpus_ready.fetch_add(1, std::memory_order_release);
 }
 
+// The scheduling domains, from every CPU's APIC id and the boot CPU's CPUID topology. Before any
+// CPU schedules: placement reads them from the first task on.
+void build_topology() {
+    const arch::CpuTopology hw = arch::cpu_topology();
+    const sched::TopologyWidths widths{hw.smt_bits, hw.package_shift};
+    const uint32_t n = cpu_count();
+    auto* places = static_cast<sched::CpuPlace*>(kmalloc(n * sizeof(sched::CpuPlace)));
+    if (places == nullptr) panic("sched: no memory for the topology of %u CPUs", n);
+    for (uint32_t c = 0; c < n; ++c) {
+        const CpuData* cpu = cpu_by_id(c);
+        // A CPU id without a CPU (none today) sorts last, a package of its own.
+        places[c] = cpu != nullptr ? sched::place_of(cpu->apic_id, widths)
+                                   : sched::CpuPlace{UINT32_MAX, c, 0};
+    }
+    g_topology.build(places, n);
+    kfree(places);
+    char levels[96];
+    size_t len = 0;
+    levels[0] = 0;
+    for (uint32_t l = 0; l < g_topology.levels(); ++l)
+        len += format(levels + len, sizeof(levels) - len, "%s%s %u", l == 0 ? "" : ", ",
+                      sched::domain_kind_name(g_topology.kind(l)),
+                      g_topology.span(this_cpu()->cpu_id, l).size());
+    log_info("sched: topology %u package(s) x %u core(s) x %u thread(s) (%s, SMT %u bits, "
+             "package shift %u); cpu%u's domains: %s; placement %s",
+             g_topology.packages(), g_topology.max_cores(), g_topology.max_threads(), hw.source,
+             hw.smt_bits, hw.package_shift, this_cpu()->cpu_id, levels,
+             g_placement == sched::Placement::Pack ? "pack" : "spread");
+}
+
+void read_placement_param() {
+    const auto v = params().get("sched.placement");
+    if (!v || *v == "spread") {
+        g_placement = sched::Placement::Spread;
+    } else if (*v == "pack") {
+        g_placement = sched::Placement::Pack;
+    } else {
+        log_error("sched: sched.placement=%.*s is not spread or pack; using spread",
+                  static_cast<int>(v->size()), v->data());
+        g_placement = sched::Placement::Spread;
+    }
+}
+
 } // namespace
 
 } // namespace sched_impl
@@ -96,6 +148,8 @@ using namespace sched_impl;
 
 void sched_init() {
     call_limits_start();
+    read_placement_param();
+    build_topology();
     for (uint32_t c = 0; c < cpu_count(); ++c)
         if (CpuData* cpu = cpu_by_id(c); cpu != nullptr && cpu != this_cpu()) provision(cpu);
     init_cpu(this_cpu());

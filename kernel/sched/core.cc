@@ -19,6 +19,10 @@ namespace sched_impl {
 
 LockClass g_rq_class{"run queue", rank::kRunQueue, LockScope::PerCpu};
 COHORT_PERCPU(RunQueue, g_rq);
+
+sched::Topology g_topology;
+sched::PositionMask g_online, g_idle, g_overloaded;
+sched::Placement g_placement = sched::Placement::Spread;
 std::atomic<uint64_t> g_affinity_violations{0};
 
 RunQueue& rq_of(uint32_t cpu) {
@@ -65,8 +69,42 @@ void flush_problems(RunQueue& rq) COHORT_NO_THREAD_SAFETY_ANALYSIS {
 void publish_load(RunQueue& rq) COHORT_REQUIRES(rq.lock) {
     const uint32_t queued = static_cast<uint32_t>(rq.fair.count() + rq.system.size());
     const bool idle_running = rq.curr == nullptr || rq.curr->idle;
-    rq.runnable.store(queued + (idle_running ? 0 : 1), std::memory_order_relaxed);
-    rq.is_idle.store(idle_running && queued == 0, std::memory_order_relaxed);
+    const uint32_t runnable = queued + (idle_running ? 0 : 1);
+    const bool idle = idle_running && queued == 0;
+    const bool overloaded = runnable >= 2;
+    if (rq.runnable.load(std::memory_order_relaxed) != runnable)
+        rq.runnable.store(runnable, std::memory_order_relaxed);
+    // The shared masks change only on transitions: a CPU that stays busy (or idle) writes no
+    // shared line however often it switches.
+    if (rq.is_idle.load(std::memory_order_relaxed) != idle) {
+        rq.is_idle.store(idle, std::memory_order_relaxed);
+        if (rq.ready.load(std::memory_order_relaxed)) {
+            if (idle) g_idle.set(rq.pos);
+            else g_idle.clear(rq.pos);
+        }
+    }
+    if (rq.overloaded != overloaded) {
+        rq.overloaded = overloaded;
+        if (rq.ready.load(std::memory_order_relaxed)) {
+            if (overloaded) g_overloaded.set(rq.pos);
+            else g_overloaded.clear(rq.pos);
+        }
+    }
+}
+
+uint32_t choose_cpu(const Task* t, uint32_t prev, sched::ProbeCost& cost, uint32_t sample_from) {
+    if (t->only_cpu != kMaxCpus) {
+        ++cost.lines;
+        return load_view(t->only_cpu).online ? t->only_cpu : kMaxCpus;
+    }
+    return sched::select_cpu(machine(), prev, t->affinity, load_view, cost, g_placement,
+                             sample_from);
+}
+
+void set_affinity(Task* t, const CpuMask& mask) {
+    t->affinity = mask;
+    const uint32_t first = mask.first();
+    t->only_cpu = first != CpuMask::kNone && mask.next(first + 1) == CpuMask::kNone ? first : kMaxCpus;
 }
 
 sched::CpuLoad load_view(uint32_t cpu) {
@@ -197,7 +235,8 @@ void finish_switch() COHORT_NO_THREAD_SAFETY_ANALYSIS {
     if (st == TaskState::Ready && !prev->idle && !queued(prev)) {
         // Its affinity changed while it ran and schedule() kept it off this queue: now that its
         // registers are saved, move it where it may run.
-        uint32_t dst = sched::select_cpu(kMaxCpus, prev->affinity, cpu_count(), load_view);
+        sched::ProbeCost cost = probe_budget();
+        uint32_t dst = choose_cpu(prev, me, cost);
         if (dst == kMaxCpus) {
             // None of its CPUs is online: keep it here rather than lose it, and say so.
             prev->homeless = true;
@@ -415,6 +454,9 @@ CpuSchedStats sched_cpu_stats(uint32_t cpu) {
     s.migrations_in = rq.migrations_in.load(std::memory_order_relaxed);
     s.steals = rq.steals.load(std::memory_order_relaxed);
     s.runnable = rq.runnable.load(std::memory_order_relaxed);
+    s.wakes_placed = rq.wakes_placed.load(std::memory_order_relaxed);
+    s.wake_lines = rq.wake_lines.load(std::memory_order_relaxed);
+    s.wake_lines_max = rq.wake_lines_max.load(std::memory_order_relaxed);
     return s;
 }
 
@@ -430,6 +472,8 @@ void sched_log_stats() {
                  curr != nullptr ? curr->name : "-");
     }
 }
+
+const sched::Topology& sched_topology() { return g_topology; }
 
 uint64_t sched_affinity_violations() { return g_affinity_violations.load(std::memory_order_relaxed); }
 

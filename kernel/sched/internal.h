@@ -25,6 +25,7 @@
 #include "sched/fair.h"
 #include "sched/placement.h"
 #include "sched/sched.h"
+#include "sched/topology.h"
 #include "smp/cpu.h"
 #include "smp/percpu.h"
 #include "sync/spinlock.h"
@@ -47,6 +48,10 @@ struct alignas(64) RunQueue {
     std::atomic<uint32_t> runnable{0}; // queued + running (not counting idle)
     std::atomic<bool> is_idle{true};
     std::atomic<bool> ready{false};
+    // Mirrors this queue's bits in g_overloaded (is_idle mirrors g_idle), so publish_load
+    // writes the shared masks only when they change.
+    bool overloaded = false;
+    uint32_t pos = 0; // the CPU's position in the topology order (sched/topology.h)
 
     // This CPU's, and its lock's: the lock word and what the owner updates on every switch.
     alignas(64) SpinLock lock{&g_rq_class};
@@ -73,6 +78,10 @@ struct alignas(64) RunQueue {
     uint64_t next_balance = 0;
     uint64_t last_account = 0; // busy/idle accounting
     std::atomic<uint64_t> switches{0}, busy_ns{0}, idle_ns{0}, migrations_in{0}, steals{0};
+    // Wake-ups this CPU placed and the cache lines of other CPUs' state (and of the shared
+    // masks) they read or wrote: their ratio must not grow with the number of CPUs.
+    std::atomic<uint64_t> wakes_placed{0}, wake_lines{0};
+    std::atomic<uint32_t> wake_lines_max{0}; // the most one wake-up read (this CPU only writes)
 };
 // Checked where the compiler allows it (RunQueue is not standard-layout, so offsetof is
 // conditionally supported): the load other CPUs read sits on the first line, the lock on the
@@ -84,6 +93,20 @@ static_assert(offsetof(RunQueue, runnable) < 64 && offsetof(RunQueue, is_idle) <
 static_assert(offsetof(RunQueue, lock) == 64, "the lock word shares no line with the load");
 #pragma clang diagnostic pop
 extern RunQueue g_rq; // per CPU
+
+// The scheduling domains and the masks of scheduling, idle and overloaded CPUs (by position),
+// set up by sched_init before any AP schedules.
+extern sched::Topology g_topology;
+extern sched::PositionMask g_online, g_idle, g_overloaded;
+extern sched::Placement g_placement;
+inline sched::Machine machine() { return sched::Machine{g_topology, g_online, g_idle, g_overloaded}; }
+inline sched::ProbeCost probe_budget() { return sched::probe_budget(g_topology); }
+/// Where `t` should run, from `prev`: select_cpu over t's affinity with this kernel's masks,
+/// loads and placement mode, or straight to the one CPU a pinned task may use.
+uint32_t choose_cpu(const Task* t, uint32_t prev, sched::ProbeCost& cost,
+                    uint32_t sample_from = kMaxCpus);
+/// Sets t->affinity (and what is derived from it). Under the lock that guards t's affinity.
+void set_affinity(Task* t, const CpuMask& mask);
 
 RunQueue& rq_of(uint32_t cpu);
 inline RunQueue& this_rq() { return per_cpu(g_rq); }

@@ -60,6 +60,9 @@ struct Task {
     uint64_t id = 0;
     char name[24] = {};
     CpuMask affinity;
+    // The one CPU `affinity` allows, or kMaxCpus when it allows more: a pinned task's wake-up
+    // skips the search. Changes with `affinity`, under the same lock.
+    uint32_t only_cpu = kMaxCpus;
     KernelStack stack;
     void* fpu_area = nullptr; // 64-byte aligned XSAVE/FXSAVE area
     void* fpu_alloc = nullptr;
@@ -164,8 +167,18 @@ struct CpuSchedStats {
     uint64_t migrations_in = 0; // tasks that moved here (wake-up placement, stealing, balancing)
     uint64_t steals = 0;
     uint32_t runnable = 0;
+    // Wake-ups this CPU placed, the cache lines of other CPUs' state and of the shared idle
+    // masks they read or wrote in all, and the most one of them did.
+    uint64_t wakes_placed = 0;
+    uint64_t wake_lines = 0;
+    uint32_t wake_lines_max = 0;
 };
 CpuSchedStats sched_cpu_stats(uint32_t cpu);
+namespace sched {
+class Topology;
+}
+/// The scheduling domains built at boot from the CPUs' topology (sched/topology.h).
+const sched::Topology& sched_topology();
 /// Logs one line per online CPU: switches, busy %, migrations.
 void sched_log_stats();
 /// Tasks created and not yet freed.

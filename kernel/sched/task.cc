@@ -118,7 +118,7 @@ Task* start_task(Task* t, TaskFn entry, void* arg, const TaskOptions& o) {
     t->fair.weight = o.weight < sched::kMinWeight   ? sched::kMinWeight
                      : o.weight > sched::kMaxWeight ? sched::kMaxWeight
                                                     : o.weight;
-    if (o.affinity != nullptr) t->affinity = *o.affinity;
+    if (o.affinity != nullptr) set_affinity(t, *o.affinity);
     t->address_space = o.address_space;
     t->saved_rsp = arch::initial_task_frame(t->stack.top, t);
     t->state.store(TaskState::Blocked, std::memory_order_relaxed);

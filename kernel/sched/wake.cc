@@ -12,6 +12,7 @@ namespace sched_impl {
 bool wake_up_locked_irqs_off(Task* t) {
     RunQueue* rq;
     uint32_t cpu;
+    const uint32_t me = this_cpu()->cpu_id;
     for (;;) {
         cpu = t->cpu.load(std::memory_order_acquire);
         rq = &rq_of(cpu);
@@ -34,8 +35,17 @@ bool wake_up_locked_irqs_off(Task* t) {
     // let it keep its lag relative to its old queue's floor.
     const int64_t lag = static_cast<int64_t>(t->fair.vruntime - rq->fair.min_vruntime());
     t->state.store(TaskState::Ready, std::memory_order_relaxed); // other wakers back off
-    uint32_t target = sched::select_cpu(cpu, t->affinity, cpu_count(), load_view);
+    sched::ProbeCost cost = probe_budget();
+    uint32_t target = choose_cpu(t, cpu, cost);
     if (target == kMaxCpus) target = cpu;
+    // What this wake-up cost in other CPUs' lines: the task's old queue (locked above), what
+    // the search read, and the queue it goes to (locked in arrive).
+    RunQueue& mine = this_rq();
+    mine.wakes_placed.fetch_add(1, std::memory_order_relaxed);
+    const uint32_t lines = cost.lines + (cpu != me) + (target != me && target != cpu);
+    mine.wake_lines.fetch_add(lines, std::memory_order_relaxed);
+    if (lines > mine.wake_lines_max.load(std::memory_order_relaxed))
+        mine.wake_lines_max.store(lines, std::memory_order_relaxed);
     if (target != cpu) note_migration(t, target);
     t->cpu.store(target, std::memory_order_release);
     rq->lock.unlock();

@@ -1,16 +1,23 @@
 // The scheduler: many tasks, affinity, weighted fairness, preemption, wake-ups, SIMD state,
 // sleeping and private address spaces. Run at 1, 2, 4 and 8 CPUs (kernel.sched.*).
 #include <atomic>
+#include <new>
+#include <optional>
+#include <string_view>
 
+#include "arch/arch.h"
 #include "arch/x86/cpu.h"
 #include "arch/x86/cpu_features.h"
 #include "arch/x86/fpu.h"
+#include "boot/params.h"
 #include "mm/caches.h"
 #include "mm/address_space.h"
 #include "mm/kstack.h"
 #include "mm/phys.h"
 #include "mm/pmm.h"
+#include "sched/placement.h"
 #include "sched/sched.h"
+#include "sched/topology.h"
 #include "sched/wait.h"
 #include "smp/cpu.h"
 #include "sync/cpu_relax.h"
@@ -513,7 +520,7 @@ KTEST(sched, mutex_and_semaphore_exclude_and_count) {
     static Args args;
     // 200 rounds each; 40 with vCPUs far beyond the host's cores, where each hand-over across
     // CPUs waits for the host to run the woken task's vCPU.
-    args.iterations = online_cpus() > 64 ? 40 : 200;
+    args.iterations = online_cpus() > 16 ? 40 : 200;
     auto worker = [](void*) {
         for (uint32_t i = 0; i < args.iterations; ++i) {
             m.lock();
@@ -846,6 +853,159 @@ KTEST(sched, sleepers_that_migrate_always_wake) {
     KEXPECT_EQ(g_moving.early.load(), uint64_t{0});
     if (g_moving.finished.load() == tasks)
         for (uint32_t i = 0; i < tasks; ++i) task_join(ts[i]);
+}
+
+// --- domains and bounded placement ------------------------------------------------------------
+
+// "SxCxT" from test.expect_topology, or false.
+bool expected_topology(uint32_t& sockets, uint32_t& cores, uint32_t& threads) {
+    const auto v = params().get("test.expect_topology");
+    if (!v) return false;
+    uint32_t parts[3] = {0, 0, 0}, i = 0;
+    for (const char ch : *v) {
+        if (ch == 'x' && i < 2) ++i;
+        else if (ch >= '0' && ch <= '9') parts[i] = parts[i] * 10 + static_cast<uint32_t>(ch - '0');
+        else return false;
+    }
+    sockets = parts[0], cores = parts[1], threads = parts[2];
+    return i == 2;
+}
+
+KTEST(sched, domains_follow_the_cpu_topology) {
+    const sched::Topology& t = sched_topology();
+    const uint32_t n = cpu_count();
+    KASSERT(t.levels() >= 1);
+    KEXPECT_EQ(t.ncpus(), n);
+    KEXPECT(t.kind(t.levels() - 1) == sched::DomainKind::Machine);
+    for (uint32_t c = 0; c < n; ++c) {
+        KEXPECT_EQ(t.cpu_at(t.pos(c)), c);
+        KEXPECT_EQ(t.span(c, t.levels() - 1).size(), n);
+        for (uint32_t l = 0; l < t.levels(); ++l) {
+            const sched::Topology::Span s = t.span(c, l);
+            KEXPECT(s.contains(t.pos(c)));
+            if (l > 0) KEXPECT(t.span(c, l - 1).lo >= s.lo && t.span(c, l - 1).hi <= s.hi);
+        }
+    }
+    uint32_t sockets, cores, threads;
+    if (!expected_topology(sockets, cores, threads)) {
+        ktest::note("%u package(s) x %u core(s) x %u thread(s), %u level(s) (no "
+                    "test.expect_topology to compare with)", t.packages(), t.max_cores(),
+                    t.max_threads(), t.levels());
+        return;
+    }
+    KEXPECT_EQ(t.packages(), sockets);
+    KEXPECT_EQ(t.max_cores(), cores);
+    KEXPECT_EQ(t.max_threads(), threads);
+    const uint32_t levels = (threads > 1 ? 1 : 0) + (sockets > 1 && cores > 1 ? 1 : 0) + 1;
+    KEXPECT_EQ(t.levels(), levels);
+    if (threads > 1) KEXPECT(t.kind(0) == sched::DomainKind::Smt);
+}
+
+struct WakePair {
+    WaitQueue wq;
+    std::atomic<uint32_t> turn{0};
+    uint32_t rounds = 0;
+};
+struct WakeSide {
+    WakePair* pair;
+    uint32_t me;
+};
+
+void wake_side(void* arg) {
+    auto* side = static_cast<WakeSide*>(arg);
+    WakePair& p = *side->pair;
+    for (uint32_t i = 0; i < p.rounds; ++i) {
+        p.wq.wait([&] { return p.turn.load(std::memory_order_acquire) == side->me; });
+        p.turn.store(side->me ^ 1, std::memory_order_release);
+        p.wq.wake_one();
+    }
+}
+
+KTEST(sched, wake_ups_read_a_bounded_number_of_other_cpus_lines) {
+    // Pairs of tasks free to run anywhere hand a turn back and forth: every hand-over is a
+    // wake-up placed by the search. The most any wake-up read must stay within the bound the
+    // placement policy states, which depends on the shape of packages, not on N.
+    constexpr uint32_t kMaxPairs = 16;
+    static WakePair pairs[kMaxPairs];
+    static WakeSide sides[2 * kMaxPairs];
+    const uint32_t n = online_cpus();
+    const uint32_t npairs = n / 2 < 1 ? 1 : (n / 2 > kMaxPairs ? kMaxPairs : n / 2);
+    uint64_t wakes0 = 0;
+    for (uint32_t c = 0; c < cpu_count(); ++c) wakes0 += sched_cpu_stats(c).wakes_placed;
+    Task* tasks[2 * kMaxPairs];
+    for (uint32_t i = 0; i < npairs; ++i) {
+        new (&pairs[i]) WakePair();
+        pairs[i].rounds = n > 64 ? 50 : 300;
+        for (uint32_t k = 0; k < 2; ++k) {
+            sides[2 * i + k] = WakeSide{&pairs[i], k};
+            tasks[2 * i + k] = task_create(wake_side, &sides[2 * i + k], {.name = "wake"});
+            KASSERT(tasks[2 * i + k] != nullptr);
+        }
+    }
+    for (uint32_t i = 0; i < 2 * npairs; ++i) task_join(tasks[i]);
+    uint64_t wakes = 0, lines = 0;
+    uint32_t most = 0;
+    for (uint32_t c = 0; c < cpu_count(); ++c) {
+        const CpuSchedStats st = sched_cpu_stats(c);
+        wakes += st.wakes_placed;
+        lines += st.wake_lines;
+        if (st.wake_lines_max > most) most = st.wake_lines_max;
+    }
+    // The search's lines plus the task's old queue and its new one.
+    const uint32_t bound = sched::max_search_lines(sched_topology()) + 2;
+    ktest::note("%lu wake-ups placed since boot (%lu by this test), %lu.%02lu lines each on "
+                "average, at most %u (bound %u)", wakes, wakes - wakes0,
+                wakes == 0 ? 0 : lines / wakes, wakes == 0 ? 0 : lines * 100 / wakes % 100, most,
+                bound);
+    KEXPECT(wakes > wakes0);
+    KEXPECT(most <= bound);
+}
+
+KTEST(sched, placement_mode_packs_or_spreads_over_packages) {
+    // Three short-lived sleepers created by the main task (on CPU 0, running): pack puts them
+    // beside it in CPU 0's package, spread gives them idle cores, which the 4 CPUs of a
+    // package this size cannot all provide.
+    const sched::Topology& t = sched_topology();
+    const uint32_t me = this_cpu()->cpu_id;
+    const bool pack = params().get("sched.placement") == std::optional<std::string_view>("pack");
+    uint32_t pkg_level = 0;
+    while (pkg_level + 1 < t.levels() && t.kind(pkg_level) != sched::DomainKind::Package) ++pkg_level;
+    if (t.packages() < 2 || t.kind(pkg_level) != sched::DomainKind::Package ||
+        t.span(me, pkg_level).size() < 4 || online_cpus() != cpu_count()) {
+        ktest::skip("needs two or more packages of at least 4 CPUs, all online");
+        return;
+    }
+    const sched::Topology::Span home = t.span(me, pkg_level);
+    struct Sleeper {
+        std::atomic<uint32_t> outside{0}, runs{0};
+        sched::Topology::Span home;
+    };
+    static Sleeper s;
+    s.outside = 0;
+    s.runs = 0;
+    s.home = home;
+    auto body = [](void*) {
+        for (int i = 0; i < 20; ++i) {
+            {
+                arch::IrqOff irq;
+                const uint32_t pos = sched_topology().pos(this_cpu()->cpu_id);
+                if (!s.home.contains(pos)) s.outside.fetch_add(1);
+                s.runs.fetch_add(1);
+            }
+            sleep_for(200'000);
+        }
+    };
+    Task* tasks[3];
+    for (Task*& task : tasks) {
+        task = task_create(body, nullptr, {.name = "sleeper"});
+        KASSERT(task != nullptr);
+    }
+    for (Task* task : tasks) task_join(task);
+    ktest::note("%s: %u of %u runs outside cpu%u's package", pack ? "pack" : "spread",
+                s.outside.load(), s.runs.load(), me);
+    KEXPECT_EQ(s.runs.load(), 60u);
+    if (pack) KEXPECT_EQ(s.outside.load(), 0u);
+    else KEXPECT(s.outside.load() > 0);
 }
 
 } // namespace

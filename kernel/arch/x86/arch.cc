@@ -1,5 +1,6 @@
 // x86-64 definitions of the architecture contract (arch/arch.h) that are not inline.
 #include "arch/arch.h"
+#include "arch/x86/topology.h"
 
 
 extern "C" void x86_task_entry();
@@ -37,6 +38,16 @@ void send_ipi_cluster(uint32_t destination, uint8_t vector) {
 uint32_t cluster_id() { return x86::lapic_logical_id(); }
 bool cluster_ipis_available() { return x86::lapic_mode() == x86::ApicMode::X2Apic; }
 void send_nmi(uint32_t hw_id) { x86::lapic_send_nmi(hw_id); }
+
+CpuTopology cpu_topology() {
+    const x86::TopologyInfo t = x86::decode_topology(
+        [](uint32_t leaf, uint32_t sub, void*) {
+            const x86::CpuidResult r = x86::cpuid(leaf, sub);
+            return x86::CpuidRegs{r.eax, r.ebx, r.ecx, r.edx};
+        },
+        nullptr);
+    return CpuTopology{t.smt_bits, t.package_shift, x86::topology_source_name(t.source)};
+}
 
 void timer_oneshot(uint64_t ns, uint8_t vector) { x86::lapic_timer_oneshot(ns, vector); }
 bool timer_has_deadline() { return x86::lapic_timer_has_deadline(); }
