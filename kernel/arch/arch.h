@@ -6,6 +6,7 @@
 // mechanisms still use arch/x86 directly. The x86-64 definitions are in arch/x86/arch_impl.h.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -49,7 +50,8 @@ inline uint64_t cycles();
 
 // --- Interrupt vectors and handlers -------------------------------------------------------------
 // IrqFrame (the saved state a handler gets) and the vector numbers kVecTimer, kVecCall,
-// kVecReschedule, kVecDeviceFirst..kVecDeviceLast come from arch_impl.h.
+// kVecReschedule, kVecKick (wakes a parked lock waiter), kVecDeviceFirst..kVecDeviceLast come
+// from arch_impl.h.
 using IrqHandler = void (*)(IrqFrame& frame);
 /// Installs `handler` for `vector` on every CPU (the vector table is shared).
 void set_irq_handler(uint8_t vector, IrqHandler handler);
@@ -89,6 +91,13 @@ uint32_t cluster_id();
 bool cluster_ipis_available();
 /// A non-maskable interrupt to one CPU.
 void send_nmi(uint32_t hw_id);
+
+// --- Parking a lock waiter (sync/park.h) -----------------------------------------------------
+/// Halts until an interrupt, unless `flag` is already true, with no window between the check
+/// and the halt: with `irqs_on`, interrupts are disabled around the check and re-enabled with
+/// the halt (kVecKick ends it); without, an NMI ends it, and an NMI that lands between the
+/// check and the halt makes the halt return at once (park_nmi_fixup).
+void park_halt(const std::atomic<bool>& flag, bool irqs_on);
 
 // --- Topology ---------------------------------------------------------------------------------
 /// How a hardware CPU id (CpuData::apic_id) splits into thread, core and package: bits

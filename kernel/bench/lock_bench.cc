@@ -9,6 +9,8 @@
 #include "sync/cpu_relax.h"
 #include "sync/lock_class.h"
 #include "sync/mcs_lock.h"
+#include "sync/park.h"
+#include "sync/park_lock.h"
 #include "sync/rwlock.h"
 #include "sync/spinlock.h"
 #include "test/ktest.h"
@@ -21,6 +23,7 @@ constexpr uint64_t kRunNs = 100'000'000;
 
 LockClass g_ticket_class("bench.ticket");
 LockClass g_mcs_class("bench.mcs");
+LockClass g_park_class("bench.park");
 LockClass g_rw_class("bench.rwlock");
 
 struct Run {
@@ -119,6 +122,17 @@ KBENCH(locks) {
         ++r.shared_counter;
         return 1;
     });
+    static ParkLock parklock(&g_park_class);
+    parklock.reset_stats();
+    const uint64_t kicks0 = park::kicks_sent();
+    hammer("park", g_park_class, [](Run& r) -> uint64_t {
+        Guard<ParkLock, IrqSave> g(parklock);
+        ++r.shared_counter;
+        return 1;
+    });
+    log_info("bench: locks.park: %lu parks, %lu wake-ups that interrupted a halt, %lu direct "
+             "handovers, longest wait %u acquisitions", parklock.parks(),
+             park::kicks_sent() - kicks0, parklock.handovers(), parklock.max_wait_acquisitions());
     hammer("rwlock_read_mostly", g_rw_class, [](Run& r) -> uint64_t {
         // One write in 16, chosen per CPU so the choice itself shares nothing.
         static uint32_t round[4096];
@@ -146,6 +160,8 @@ KBENCH(locks) {
             [](MCSLock& l) COHORT_NO_THREAD_SAFETY_ANALYSIS {
                 l.unlock(this_cpu()->cpu_id == 0 ? node0 : node1);
             });
+    handoff("park", parklock, [](ParkLock& l) COHORT_NO_THREAD_SAFETY_ANALYSIS { l.lock(); },
+            [](ParkLock& l) COHORT_NO_THREAD_SAFETY_ANALYSIS { l.unlock(); });
     handoff("rwlock", rw, [](RwLock& l) COHORT_NO_THREAD_SAFETY_ANALYSIS { l.write_lock(); },
             [](RwLock& l) COHORT_NO_THREAD_SAFETY_ANALYSIS { l.write_unlock(); });
 }

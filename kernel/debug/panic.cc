@@ -14,6 +14,7 @@
 #include "smp/cpu.h"
 #include "smp/ipi.h"
 #include "smp/percpu.h"
+#include "sync/park.h"
 
 namespace cohort {
 
@@ -88,6 +89,8 @@ bool request_backtrace(CpuData* cpu, const char* why) {
 
 void handle_nmi(const x86::InterruptFrame& frame) {
     CpuData* cpu = this_cpu();
+    // A parked lock waiter's wake-up may have been merged into this NMI, or be all it is.
+    const bool kicked = park::consume_kick_nmis();
     // Several NMIs may have been merged into this one: a stop wins over a backtrace request.
     if (g_panicking_cpu.load() < 0) {
         if (const char* why = per_cpu(g_backtrace_reason).exchange(nullptr)) {
@@ -108,6 +111,7 @@ void handle_nmi(const x86::InterruptFrame& frame) {
         g_stopped.fetch_add(1);
         x86::halt_forever();
     }
+    if (kicked) return; // it woke a parked lock waiter; nothing else to do
     // Not ours: on hardware this is a parity/IO error or a watchdog. Say so and carry on.
     log_error("nmi: unexpected NMI on cpu%u at rip %#lx", cpu->cpu_id, frame.rip);
 }

@@ -145,7 +145,7 @@ void place(Task* t) {
                  t->id, t->name, cpu);
     }
     RunQueue& rq = rq_of(cpu);
-    Guard<SpinLock, NoIrq> g(rq.lock);
+    Guard<ParkLock, NoIrq> g(rq.lock);
     t->cpu.store(cpu, std::memory_order_release);
     t->fair.vruntime = rq.fair.placement(0, true, kParams);
     enqueue(rq, t);
@@ -161,7 +161,7 @@ void task_set_affinity(Task* t, const CpuMask& mask) {
     for (;;) {
         const uint32_t cpu = t->cpu.load(std::memory_order_acquire);
         RunQueue& rq = rq_of(cpu);
-        Guard<SpinLock, NoIrq> g(rq.lock);
+        Guard<ParkLock, NoIrq> g(rq.lock);
         if (t->cpu.load(std::memory_order_relaxed) != cpu) continue;
         set_affinity(t, mask);
         t->homeless = false;

@@ -73,7 +73,7 @@ void init_cpu(CpuData* cpu) {
     {
         // Ready and idle in one step under the lock: a task placed here meanwhile (by another
         // CPU) finds the idle bit set and clears it in publish_load, never the other way round.
-        Guard<SpinLock, IrqSave> g(rq->lock);
+        Guard<ParkLock, IrqSave> g(rq->lock);
         rq->ready.store(true, std::memory_order_release);
         g_idle.set(rq->pos);
         g_online.set(rq->pos);

@@ -50,7 +50,7 @@ void flush_problems(RunQueue& rq) COHORT_NO_THREAD_SAFETY_ANALYSIS {
     RunQueue::Report r;
     uint32_t dropped;
     {
-        Guard<SpinLock, NoIrq> g(rq.lock);
+        Guard<ParkLock, NoIrq> g(rq.lock);
         r = rq.report;
         dropped = rq.reports_dropped;
         rq.report.kind = RunQueue::Report::None;
@@ -214,7 +214,7 @@ namespace {
 
 void slice_expired(Timer&, void* arg) {
     auto& rq = *static_cast<RunQueue*>(arg);
-    Guard<SpinLock, IrqSave> g(rq.lock);
+    Guard<ParkLock, IrqSave> g(rq.lock);
     rq.slice_armed = false;
     const uint64_t now = monotonic_ns();
     account(rq, now);

@@ -28,6 +28,7 @@
 #include "sched/topology.h"
 #include "smp/cpu.h"
 #include "smp/percpu.h"
+#include "sync/park_lock.h"
 #include "sync/spinlock.h"
 #include "time/timer.h"
 
@@ -54,7 +55,9 @@ struct alignas(64) RunQueue {
     uint32_t pos = 0; // the CPU's position in the topology order (sched/topology.h)
 
     // This CPU's, and its lock's: the lock word and what the owner updates on every switch.
-    alignas(64) SpinLock lock{&g_rq_class};
+    // A ParkLock: a waker whose vCPU the host preempts must not stall a FIFO line of others,
+    // and waiters halt instead of burning the host core the holder needs (sync/park_lock.h).
+    alignas(64) ParkLock lock{&g_rq_class};
     sched::FairQueue fair;
     IntrusiveList<Task, &Task::link> system; // strict priority, FIFO
     Task* curr = nullptr;

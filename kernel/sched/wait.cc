@@ -11,7 +11,7 @@ LockClass g_wait_queue_class{"wait queue", rank::kWaitQueue};
 
 void WaitQueue::prepare(Waiter& w) {
     Task* me = current_task();
-    Guard<SpinLock, IrqSave> g(lock_);
+    Guard<ParkLock, IrqSave> g(lock_);
     if (!w.queued.load(std::memory_order_relaxed)) {
         w.task = me;
         w.queued.store(true, std::memory_order_relaxed);
@@ -26,7 +26,7 @@ void WaitQueue::block() { sched_block(); }
 
 void WaitQueue::finish(Waiter& w) {
     if (w.queued.load(std::memory_order_acquire)) {
-        Guard<SpinLock, IrqSave> g(lock_);
+        Guard<ParkLock, IrqSave> g(lock_);
         if (w.queued.load(std::memory_order_relaxed)) { // never woken: leave by ourselves
             list_.remove(w);
             w.queued.store(false, std::memory_order_relaxed);
@@ -47,7 +47,7 @@ void WaitQueue::wake(Waiter& w) {
 }
 
 bool WaitQueue::wake_one() {
-    Guard<SpinLock, IrqSave> g(lock_);
+    Guard<ParkLock, IrqSave> g(lock_);
     Waiter* w = list_.pop_front();
     if (w != nullptr) wake(*w);
     return w != nullptr;
@@ -55,7 +55,7 @@ bool WaitQueue::wake_one() {
 
 uint32_t WaitQueue::wake_all() {
     uint32_t n = 0;
-    Guard<SpinLock, IrqSave> g(lock_);
+    Guard<ParkLock, IrqSave> g(lock_);
     while (Waiter* w = list_.pop_front()) {
         wake(*w);
         ++n;
@@ -64,7 +64,7 @@ uint32_t WaitQueue::wake_all() {
 }
 
 uint32_t WaitQueue::waiters() {
-    Guard<SpinLock, IrqSave> g(lock_);
+    Guard<ParkLock, IrqSave> g(lock_);
     return static_cast<uint32_t>(list_.size());
 }
 

@@ -8,7 +8,7 @@
 #include <cstdint>
 
 #include "lib/intrusive_list.h"
-#include "sync/spinlock.h"
+#include "sync/park_lock.h"
 
 namespace cohort {
 
@@ -62,7 +62,7 @@ class WaitQueue {
 
   private:
     void wake(Waiter& w) COHORT_REQUIRES(lock_); // w is off the list
-    SpinLock lock_{&g_wait_queue_class};
+    ParkLock lock_{&g_wait_queue_class}; // shared by every waker and sleeper: see sync/park_lock.h
     IntrusiveList<Waiter, &Waiter::link> list_ COHORT_GUARDED_BY(lock_);
 };
 

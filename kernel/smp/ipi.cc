@@ -10,6 +10,7 @@
 #include "smp/cpu.h"
 #include "sync/spinlock.h"
 #include "sync/lock_ranks.h"
+#include "sync/park.h"
 
 namespace cohort {
 
@@ -58,6 +59,7 @@ void ipi_init() {
     g_cluster_wanted.store(param_bool("ipi.cluster", true), std::memory_order_relaxed);
     arch::set_irq_handler(arch::kVecCall, call_handler);
     arch::set_irq_handler(arch::kVecReschedule, reschedule_handler);
+    park::init(); // the lock waiters' kick (sync/park.h)
 }
 
 bool ipi_send(CpuData* target, IpiKind kind) {

@@ -20,6 +20,8 @@
 #include "sync/lock_class.h"
 #include "sync/lock_debug.h"
 #include "sync/mcs_lock.h"
+#include "sync/park.h"
+#include "sync/park_lock.h"
 #include "sync/rwlock.h"
 #include "sync/seqlock.h"
 #include "sync/spinlock.h"
@@ -145,6 +147,38 @@ KTEST(locks, mcs_torture) {
         ++t.per_cpu[me];
     });
     report("mcs", t);
+}
+
+KTEST(locks, park_torture) {
+    // Half the acquisitions with interrupts off (a parked waiter is woken by an NMI), half with
+    // them on (by an IPI): both ways of parking and waking, on every CPU at once.
+    static Torture t;
+    t.reset();
+    // Ten times the FIFO locks' share: enough contention for waiters to park, which this lock
+    // makes cheap even with many more vCPUs than host cores.
+    t.target *= 10;
+    static ParkLock lock;
+    lock.reset_stats();
+    const uint64_t kicks0 = park::kicks_sent();
+    torture(t, [](uint32_t me) {
+        if (t.per_cpu[me] % 2 == 0) {
+            Guard<ParkLock, IrqSave> g(lock);
+            critical(t);
+            ++t.per_cpu[me];
+        } else {
+            Guard<ParkLock, NoIrq> g(lock);
+            critical(t);
+            ++t.per_cpu[me];
+        }
+    });
+    report("park", t);
+    const uint32_t n = cpus_online();
+    const uint32_t bound = (n - 1) * (ParkLock::kMaxSteals + 1) + ParkLock::kMaxSteals;
+    ktest::note("park: %lu parks, %lu wake-ups that interrupted a halt, longest wait %u "
+                "acquisitions (bound %u)", lock.parks(), park::kicks_sent() - kicks0,
+                lock.max_wait_acquisitions(), bound);
+    KEXPECT(lock.max_wait_acquisitions() <= bound);
+    KEXPECT_EQ(lock.waiters(), 0u);
 }
 
 KTEST(locks, rwlock_torture) {

@@ -169,10 +169,10 @@ class ScaleUnits(unittest.TestCase):
         self.assertIsNone(s.relative("page", 255))
 
     def test_boot_command(self):
-        """Memory, timeout and topology as given to tools/run (nothing is booted)."""
+        """Memory, timeout, topology and QEMU words as given to tools/run (nothing is booted)."""
         args = argparse.Namespace(
-            bench="scale", build_dir=None, preset="release",
-            topology="-numa node,nodeid=0 -numa node,nodeid=1")
+            bench="scale", build_dir=None, preset="release", topology="4x8x2",
+            qemu_args="-numa node,nodeid=0 -numa node,nodeid=1")
         done = subprocess.CompletedProcess([], 0, line("control", 1, 1) + "\n")
         for n, mem, timeout in ((64, "512M", "300"), (128, "1G", "600"), (255, "1G", "600")):
             with mock.patch.object(bench.subprocess, "run", return_value=done) as run, \
@@ -181,6 +181,7 @@ class ScaleUnits(unittest.TestCase):
             cmd = run.call_args[0][0]
             self.assertEqual(cmd[cmd.index("--mem") + 1], mem)
             self.assertEqual(cmd[cmd.index("--timeout") + 1], timeout)
+            self.assertEqual(cmd[cmd.index("--topology") + 1], "4x8x2")
             self.assertEqual([c for c in cmd if c.startswith("--qemu-arg")],
                              ["--qemu-arg=-numa", "--qemu-arg=node,nodeid=0",
                               "--qemu-arg=-numa", "--qemu-arg=node,nodeid=1"])

@@ -39,6 +39,45 @@ uint32_t cluster_id() { return x86::lapic_logical_id(); }
 bool cluster_ipis_available() { return x86::lapic_mode() == x86::ApicMode::X2Apic; }
 void send_nmi(uint32_t hw_id) { x86::lapic_send_nmi(hw_id); }
 
+// The halts of a parked lock waiter (sync/park.h), in assembly so that the NMI handler can
+// recognise the one HLT that must not be entered once the NMI has been taken: an NMI landing
+// between the flag check and that HLT would otherwise leave the CPU halted with its wake-up
+// spent (interrupts are off there, so nothing else ends the halt). x86_park_hlt is that HLT.
+asm(R"(
+    .text
+    .globl x86_park_halt_irqs_off
+    .type x86_park_halt_irqs_off, @function
+x86_park_halt_irqs_off:
+    cmpb $0, (%rdi)
+    jne 1f
+    .globl x86_park_hlt
+x86_park_hlt:
+    hlt
+1:  ret
+    .size x86_park_halt_irqs_off, . - x86_park_halt_irqs_off
+
+    .globl x86_park_halt_irqs_on
+    .type x86_park_halt_irqs_on, @function
+x86_park_halt_irqs_on:
+    cli
+    cmpb $0, (%rdi)
+    jne 1f
+    sti
+    hlt
+    ret
+1:  sti
+    ret
+    .size x86_park_halt_irqs_on, . - x86_park_halt_irqs_on
+)");
+extern "C" void x86_park_halt_irqs_off(const std::atomic<bool>* flag);
+extern "C" void x86_park_halt_irqs_on(const std::atomic<bool>* flag);
+
+void park_halt(const std::atomic<bool>& flag, bool irqs_on) {
+    static_assert(sizeof(std::atomic<bool>) == 1);
+    if (irqs_on) x86_park_halt_irqs_on(&flag);
+    else x86_park_halt_irqs_off(&flag);
+}
+
 CpuTopology cpu_topology() {
     const x86::TopologyInfo t = x86::decode_topology(
         [](uint32_t leaf, uint32_t sub, void*) {

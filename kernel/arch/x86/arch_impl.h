@@ -42,6 +42,7 @@ inline constexpr size_t kSwitchFrameBytes = 7 * 8;
 inline constexpr uint8_t kVecTimer = x86::kVecLapicTimer;
 inline constexpr uint8_t kVecCall = x86::kVecIpiCall;
 inline constexpr uint8_t kVecReschedule = x86::kVecIpiReschedule;
+inline constexpr uint8_t kVecKick = x86::kVecIpiKick;
 inline constexpr uint8_t kVecDeviceFirst = x86::kVecDeviceFirst;
 inline constexpr uint8_t kVecDeviceLast = x86::kVecDeviceLast;
 

@@ -16,6 +16,8 @@
 
 extern "C" const char isr_stubs[]; // 256 entry stubs, 16 bytes apart (isr.S)
 
+extern "C" const char x86_park_hlt[];
+
 namespace cohort::x86 {
 
 namespace {
@@ -169,6 +171,9 @@ extern "C" void interrupt_dispatch(cohort::x86::InterruptFrame* frame) {
                            cpu->cpu_id, frame->rip);
             x86::halt_forever();
         }
+        // Taken just before the HLT of a parked lock waiter (arch.cc: x86_park_hlt), after its
+        // flag check: return past the HLT, or this CPU would halt with its wake-up spent.
+        if (frame->rip == reinterpret_cast<uint64_t>(&x86_park_hlt)) frame->rip += 1;
         ++cpu->nmi_depth;
         handle_nmi(*frame);
         --cpu->nmi_depth;

@@ -16,6 +16,7 @@ constexpr uint8_t kVecLapicTimer = 0xef;  // the scheduler tick
 
 constexpr uint8_t kVecIpiCall = 0xf0;       // remote function calls (smp/call.h)
 constexpr uint8_t kVecIpiReschedule = 0xf1; // wake a halted CPU to look at its run queue
+constexpr uint8_t kVecIpiKick = 0xf2;       // wake a CPU parked waiting for a lock (sync/park.h)
 constexpr uint8_t kVecSpurious = 0xff;      // must end in 0xF on old CPUs; never acknowledged
 
 } // namespace cohort::x86
