@@ -40,10 +40,13 @@ bool wake_up_locked_irqs_off(Task* t) {
     if (target == kMaxCpus) target = cpu;
     // What this wake-up cost in other CPUs' lines: the task's old queue (locked above), what
     // the search read, and the queue it goes to (locked in arrive).
+    // Counted on this CPU's own queue, by this CPU alone with interrupts off: no locked RMW.
     RunQueue& mine = this_rq();
-    mine.wakes_placed.fetch_add(1, std::memory_order_relaxed);
+    mine.wakes_placed.store(mine.wakes_placed.load(std::memory_order_relaxed) + 1,
+                            std::memory_order_relaxed);
     const uint32_t lines = cost.lines + (cpu != me) + (target != me && target != cpu);
-    mine.wake_lines.fetch_add(lines, std::memory_order_relaxed);
+    mine.wake_lines.store(mine.wake_lines.load(std::memory_order_relaxed) + lines,
+                          std::memory_order_relaxed);
     if (lines > mine.wake_lines_max.load(std::memory_order_relaxed))
         mine.wake_lines_max.store(lines, std::memory_order_relaxed);
     if (target != cpu) note_migration(t, target);
