@@ -1,5 +1,7 @@
 // bench=sched: what the scheduler costs and how well it spreads work.
 //   sched.switch           one context switch, from two tasks yielding to each other on one CPU
+//   sched.switch_space     the same with one of the two in a private address space: also CR3
+//                          writes and lazy-TLB returns per switch (tlb.lazy=0 for the old way)
 //   sched.wakeup_remote    from wake_up() on CPU 0 to the woken task running on a halted CPU 1
 //   sched.makespan         N x 50 equal tasks on N CPUs: the time until the last one finishes,
 //                          against the ideal (the CPU time they consumed / N)
@@ -10,6 +12,7 @@
 #include "arch/x86/cpu.h"
 #include "bench/bench.h"
 #include "debug/log.h"
+#include "mm/address_space.h"
 #include "sched/sched.h"
 #include "sched/wait.h"
 #include "smp/cpu.h"
@@ -44,6 +47,7 @@ struct Yielders {
     std::atomic<uint32_t> ready{0};
     std::atomic<bool> go{false};
     uint64_t samples[kRuns];
+    AddressSpaceSwitchStats before{}, after{}; // on the bench CPU, around the timed runs
 };
 Yielders g_yield;
 
@@ -53,11 +57,13 @@ void yielder(void* arg) {
     const bool timer = arg != nullptr;
     g_yield.ready.fetch_add(1);
     while (!g_yield.go.load(std::memory_order_acquire)) yield();
+    if (timer) g_yield.before = address_space_switch_stats();
     for (uint32_t r = 0; r < kRuns; ++r) {
         const uint64_t t0 = x86::rdtsc();
         for (uint32_t i = 0; i < kYieldsPerRun; ++i) yield();
         if (timer) g_yield.samples[r] = (x86::rdtsc() - t0) / (2 * kYieldsPerRun);
     }
+    if (timer) g_yield.after = address_space_switch_stats();
 }
 
 KBENCH(sched_switch) {
@@ -81,6 +87,40 @@ KBENCH(sched_switch) {
         log_warn("bench: sched.switch saw %lu switches for %u yields", switches,
                  kRuns * kYieldsPerRun * 2);
     emit("sched.switch", g_yield.samples, kRuns);
+}
+
+KBENCH(sched_switch_space) {
+    // Task a runs in a private address space, task b is a kernel thread: every switch crosses
+    // between them. Lazy TLB keeps a's space loaded while b runs, so neither direction writes
+    // CR3 (which without PCIDs also drops the whole TLB).
+    AddressSpace* space = address_space_create();
+    if (space == nullptr) return log_error("bench: cannot create an address space");
+    g_yield.ready = 0;
+    g_yield.go = false;
+    CpuMask one;
+    one.set(bench_cpu());
+    Task* a = task_create(yielder, &g_yield,
+                          {.name = "yield/a", .affinity = &one, .address_space = space});
+    Task* b = task_create(yielder, nullptr, {.name = "yield/b", .affinity = &one});
+    if (a == nullptr || b == nullptr) return log_error("bench: cannot create the yielding tasks");
+    while (g_yield.ready.load() < 2) sleep_for(100'000);
+    g_yield.go.store(true, std::memory_order_release);
+    task_join(a);
+    task_join(b);
+    address_space_destroy(space);
+    const uint64_t switches = uint64_t{kRuns} * kYieldsPerRun * 2;
+    const AddressSpaceSwitchStats& s0 = g_yield.before;
+    const AddressSpaceSwitchStats& s1 = g_yield.after;
+    uint64_t median = 0, p99 = 0;
+    kbench::summarize(g_yield.samples, kRuns, &median, &p99);
+    // Per 1000 switches, as integers.
+    console_printf("bench: {\"name\":\"sched.switch_space\",\"cpus\":%u,\"median_cycles\":%lu,"
+                   "\"p99_cycles\":%lu,\"runs\":%u,\"cr3_writes_per_kswitch\":%lu,"
+                   "\"lazy_returns_per_kswitch\":%lu,\"lazy_flushes_per_kswitch\":%lu}\n",
+                   cpus_online(), median, p99, kRuns,
+                   (s1.cr3_writes - s0.cr3_writes) * 1000 / switches,
+                   (s1.lazy_kept - s0.lazy_kept + s1.lazy_flushed - s0.lazy_flushed) * 1000 / switches,
+                   (s1.lazy_flushed - s0.lazy_flushed) * 1000 / switches);
 }
 
 // --- cross-CPU wake-up ----------------------------------------------------------------------

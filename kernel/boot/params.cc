@@ -29,6 +29,8 @@ constexpr ParamInfo kKnown[] = {
     {"test.expect_topology", "SxCxT: the sockets, cores and threads QEMU was given (sched tests)"},
     {"sched.placement", "spread (default): idle cores first; pack: beside running work"},
     {"tlb.disable_shootdown", "only the initiating CPU flushes (shows the coherency tests fail)"},
+    {"tlb.lazy", "0: kernel threads load the kernel's address space instead of keeping the last one"},
+    {"tlb.lazy_skip_gen_check", "1: a lazy CPU skips its flush check on return (shows the test fail)"},
     {"ipi.rate_limit", "0 turns off the per-source limit on remote calls (on by default)"},
     {"ipi.budget_pct", "share of each millisecond a CPU may spend running remote calls (50)"},
     {"ipi.source_pct", "share of that budget one sending CPU may use (50)"},

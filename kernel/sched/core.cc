@@ -328,9 +328,13 @@ void schedule(bool preempted, bool yielding) COHORT_NO_THREAD_SAFETY_ANALYSIS {
     this_cpu()->current_task = next;
     arch::fpu_save(prev->fpu_area);
     arch::fpu_restore(next->fpu_area);
-    if (next->address_space != prev->address_space)
-        address_space_activate(next->address_space != nullptr ? next->address_space
-                                                              : &kernel_address_space());
+    // A kernel thread keeps whatever space is loaded (lazy TLB: no CR3 write, no TLB flush);
+    // a task with a space of its own loads it, which checks what a lazy CPU missed.
+    if (next->address_space == nullptr) {
+        if (prev->address_space != nullptr) address_space_enter_lazy();
+    } else if (next->address_space != prev->address_space) {
+        address_space_activate(next->address_space);
+    }
 #if COHORT_ASSERTS
     check_switch_frame(next);
 #endif

@@ -1,7 +1,11 @@
 // TLB shootdown: a translation every CPU has cached is changed, and every CPU must see the new
 // frame at once. QEMU's TCG keeps a real per-CPU TLB, so a missing flush shows up as a stale
 // read here (run with tlb.disable_shootdown=1 to watch these tests fail).
+#include <optional>
+#include <string_view>
+
 #include "arch/x86/cpu.h"
+#include "boot/params.h"
 #include "debug/fault_catcher.h"
 #include "mm/address_space.h"
 #include "mm/heap.h"
@@ -17,6 +21,7 @@
 #include "smp/tlb.h"
 #include "test/ktest.h"
 #include "time/clock.h"
+
 
 namespace cohort {
 namespace {
@@ -231,7 +236,7 @@ struct PcidProbe {
 PcidProbe g_pcid;
 
 // Runs in the private space on one CPU: reads the page each time it is asked, then blocks, so
-// its CPU switches to the kernel's space (and PCID) between reads.
+// its CPU runs kernel threads (lazily keeping the space, or in the kernel's) between reads.
 void pcid_reader(void*) {
     g_pcid.before = address_space_switch_stats();
     for (uint32_t round = 1;; ++round) {
@@ -252,9 +257,12 @@ uint64_t ask_pcid_reader(uint32_t round) {
 }
 
 KTEST(tlb, a_space_changed_while_its_cpu_ran_another_is_flushed_on_return) {
-    // With PCIDs the reader's CPU keeps the space's translations while it runs the kernel's
-    // space; the remap's shootdown does not reach it (the space is not active there). It must
-    // flush when it loads the space again. Without PCIDs every reload flushes anyway.
+    // While the reader is blocked its CPU runs kernel threads. With lazy TLB (the default) it
+    // keeps the reader's space loaded; with PCIDs it keeps the space's translations under its
+    // PCID even when it loads the kernel's space. Either way the remap's shootdown does not
+    // reach it (the space is not active there), and it must flush when the reader runs again:
+    // the generation check. tlb.lazy_skip_gen_check=1 skips it, and this test must then fail
+    // (ctest kernel.tlb.fails_without_lazy_generation_check).
     AddressSpace* as = address_space_create();
     KASSERT(as != nullptr);
     const uint64_t fa = pmm::alloc_zeroed_page(), fb = pmm::alloc_zeroed_page();
@@ -285,13 +293,19 @@ KTEST(tlb, a_space_changed_while_its_cpu_ran_another_is_flushed_on_return) {
     task_join(t);
     const uint64_t kept = g_pcid.after.kept - g_pcid.before.kept;
     const uint64_t flushed = g_pcid.after.flushed - g_pcid.before.flushed;
+    const uint64_t lazy_kept = g_pcid.after.lazy_kept - g_pcid.before.lazy_kept;
+    const uint64_t lazy_flushed = g_pcid.after.lazy_flushed - g_pcid.before.lazy_flushed;
     ktest::note("%u reads after %u remaps, %u stale; PCIDs %s, on the reader's CPU %lu switches "
-                "kept the TLB entries and %lu flushed them", round, kRounds, stale,
-                address_space_pcid_enabled() ? "on" : "off", kept, flushed);
+                "kept the TLB entries and %lu flushed them; lazy returns: %lu kept, %lu flushed",
+                round, kRounds, stale, address_space_pcid_enabled() ? "on" : "off", kept, flushed,
+                lazy_kept, lazy_flushed);
     KEXPECT_EQ(stale, 0u);
     if (address_space_pcid_enabled()) {
-        KEXPECT(kept > 0);        // unchanged spaces keep their entries (what PCIDs are for)
-        KEXPECT(flushed >= kRounds); // and every return after a remap flushed
+        KEXPECT(kept + lazy_kept > 0); // unchanged spaces keep their entries (what PCIDs are for)
+        KEXPECT(flushed >= kRounds);   // and every return after a remap flushed
+    } else if (params().get("tlb.lazy") != std::optional<std::string_view>("0")) {
+        KEXPECT(lazy_kept > 0);           // unchanged: back without a CR3 write
+        KEXPECT(lazy_flushed >= kRounds); // and every return after a remap flushed
     }
     address_space_destroy(as);
     pmm::free_pages(fa);
@@ -369,6 +383,33 @@ void load_reader(void*) {
     g_load.faults.fetch_add(faults);
     g_load.wrong.fetch_add(wrong);
     g_load.readers_done.fetch_add(1);
+}
+
+KTEST(tlb, destroying_a_space_moves_the_cpus_that_keep_it_lazily_off_it) {
+    // A task in a private space ends on another CPU, which then runs kernel threads with the
+    // space still loaded (lazy). Destroying the space must first move that CPU to the kernel's
+    // space: its page walks must not reach freed page tables.
+    if (tlb_lazy_enabled() == false) return ktest::skip("tlb.lazy=0");
+    const uint32_t n = count_online();
+    if (n < 2) return ktest::skip("needs 2 CPUs");
+    AddressSpace* as = address_space_create();
+    KASSERT(as != nullptr);
+    CpuMask one;
+    const uint32_t cpu = cpu_count() - 1 == this_cpu()->cpu_id ? 0 : cpu_count() - 1;
+    one.set(cpu);
+    Task* t = task_create([](void*) {}, nullptr,
+                          {.name = "brief", .affinity = &one, .address_space = as});
+    KASSERT(t != nullptr);
+    task_join(t);
+    KEXPECT(as->lazy.test(cpu));
+    KEXPECT(!as->active.test(cpu));
+    struct Probe {
+        AddressSpace* current;
+    } probe{nullptr};
+    address_space_destroy(as); // panics if a CPU still has it loaded
+    KASSERT(call_on(cpu, [](void* arg) { static_cast<Probe*>(arg)->current = address_space_current(); },
+                    &probe, true) == CallStatus::Ok);
+    KEXPECT(probe.current == &kernel_address_space());
 }
 
 KTEST(tlb, page_tables_under_load_never_show_a_wrong_value) {

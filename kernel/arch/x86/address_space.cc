@@ -16,6 +16,8 @@
 #include "mm/pcid_cache.h"
 #include "mm/phys.h"
 #include "mm/pmm.h"
+#include "boot/params.h"
+#include "smp/call.h"
 #include "smp/cpu.h"
 #include "smp/percpu.h"
 #include "smp/tlb.h"
@@ -30,15 +32,45 @@ AddressSpace g_kernel_as;
 COHORT_PERCPU(AddressSpace*, g_current_as);
 COHORT_PERCPU(PcidCache, g_pcids);
 COHORT_PERCPU(AddressSpaceSwitchStats, g_switch_stats);
+// This CPU keeps g_current_as loaded for a kernel thread, at the generation it had then.
+struct LazyState {
+    bool on;
+    uint64_t gen;
+};
+COHORT_PERCPU(LazyState, g_lazy);
 std::atomic<uint64_t> g_next_id{1};
 
 constexpr uint64_t kCr3NoFlush = 1ull << 63; // with CR4.PCIDE: keep the new PCID's entries
 
 uint64_t* table(uint64_t phys) { return phys_to_virt<uint64_t>(phys); }
 
+bool lazy_enabled() { return tlb_lazy_enabled(); }
+// Test injection: a lazy CPU coming back skips its generation check (the TLB tests show it
+// then reads through a stale translation).
+bool lazy_gen_check_skipped() {
+    static const bool skip = param_bool("tlb.lazy_skip_gen_check", false);
+    return skip;
+}
+
+void write_cr3_counted(uint64_t v) {
+    x86::write_cr3(v);
+    ++per_cpu(g_switch_stats).cr3_writes;
+}
+
+// Remote call from address_space_destroy: stop keeping `arg` loaded.
+void leave_lazy(void* arg) {
+    if (per_cpu(g_lazy).on && per_cpu(g_current_as) == static_cast<AddressSpace*>(arg))
+        address_space_activate(&g_kernel_as);
+}
+
 } // namespace
 
 AddressSpace& kernel_address_space() { return g_kernel_as; }
+
+bool tlb_lazy_enabled() {
+    static const bool on = param_bool("tlb.lazy", true);
+    return on;
+}
 
 void address_space_init_kernel(uint64_t root) { g_kernel_as.root = root; }
 
@@ -59,9 +91,21 @@ AddressSpace* address_space_create() {
 
 void address_space_destroy(AddressSpace* as) {
     if (as == nullptr || as == &g_kernel_as) return;
+    // CPUs that keep it loaded for a kernel thread: off it first. Their page walks (even
+    // speculative ones, which set accessed bits) must not reach tables we free and reuse.
+    const CpuMask lazy = as->lazy.snapshot(cpu_count());
+    if (!lazy.empty()) {
+        const CallStatus st = call_on_many_and_self(lazy, leave_lazy, as);
+        if (st != CallStatus::Ok)
+            panic("address space %lu: could not move %zu lazy CPU(s) off it (%s); destroy needs "
+                  "interrupts enabled", as->id, lazy.count(), call_status_name(st));
+    }
     // A CPU still running it would keep walking page tables we are about to free. (PCID slots
     // that still name it need no cleanup: ids are never reused, so no later space matches.)
-    const CpuMask users = as->active.snapshot(cpu_count());
+    CpuMask users = as->active.snapshot(cpu_count());
+    const CpuMask still_lazy = as->lazy.snapshot(cpu_count());
+    for (uint32_t c = still_lazy.first(); c != CpuMask::kNone; c = still_lazy.next(c + 1))
+        users.set(c);
     if (!users.empty())
         panic("address space %lu destroyed while cpu%u (and %zu other(s)) still run it", as->id,
               users.first(), users.count() - 1);
@@ -87,22 +131,65 @@ AddressSpaceSwitchStats address_space_switch_stats() {
 void address_space_activate(AddressSpace* as) {
     x86::InterruptGuard irq; // the switch and the mask updates must not be split by a call
     AddressSpace* old = address_space_current();
+    LazyState& lazy = per_cpu(g_lazy);
+    AddressSpaceSwitchStats& stats = per_cpu(g_switch_stats);
     const uint32_t me = this_cpu()->cpu_id;
     as->active.set(me); // a locked RMW: a full barrier before the generation is read
     if (!x86::pcid_enabled()) {
-        // Every CR3 load flushes the non-global entries: nothing of another space survives.
-        if (old != as || (x86::read_cr3() & x86::pte::kAddrMask) != as->root) x86::write_cr3(as->root);
+        if (lazy.on && old == as && (x86::read_cr3() & x86::pte::kAddrMask) == as->root) {
+            // Back to the space a kernel thread kept loaded. Shootdowns skipped us since
+            // address_space_enter_lazy; if any change was made, its generation moved on: drop
+            // the space's entries (the kernel's are global and stay).
+            if (as->tlb_gen.load(std::memory_order_seq_cst) != lazy.gen &&
+                !lazy_gen_check_skipped()) {
+                x86::write_cr3(as->root);
+                ++stats.cr3_writes;
+                ++stats.lazy_flushed;
+            } else {
+                ++stats.lazy_kept;
+            }
+        } else if (old != as || (x86::read_cr3() & x86::pte::kAddrMask) != as->root) {
+            // Every CR3 load flushes the non-global entries: nothing of another space survives.
+            write_cr3_counted(as->root);
+        }
     } else {
+        // The PCID cache compares the generation itself, lazy or not (mm/pcid_cache.h).
         const PcidCache::Decision d =
             per_cpu(g_pcids).switch_to(as->id, as->tlb_gen.load(std::memory_order_seq_cst));
         const uint64_t cr3 = as->root | d.pcid;
         if (d.flush || x86::read_cr3() != cr3) {
-            x86::write_cr3(cr3 | (d.flush ? 0 : kCr3NoFlush));
-            ++(d.flush ? per_cpu(g_switch_stats).flushed : per_cpu(g_switch_stats).kept);
+            write_cr3_counted(cr3 | (d.flush ? 0 : kCr3NoFlush));
+            ++(d.flush ? stats.flushed : stats.kept);
+        } else if (lazy.on && old == as) {
+            ++stats.lazy_kept;
         }
+    }
+    if (lazy.on) {
+        old->lazy.clear(me);
+        lazy.on = false;
     }
     if (old != as) old->active.clear(me);
     per_cpu(g_current_as) = as;
+}
+
+void address_space_enter_lazy() {
+    x86::InterruptGuard irq;
+    AddressSpace* as = address_space_current();
+    LazyState& lazy = per_cpu(g_lazy);
+    if (as == &g_kernel_as || lazy.on) return;
+    if (!lazy_enabled()) {
+        address_space_activate(&g_kernel_as);
+        return;
+    }
+    const uint32_t me = this_cpu()->cpu_id;
+    // The generation first, then out of the active set (both seq_cst, the other half of the
+    // shootdown's bump-then-read): a change made after this read either still finds us active
+    // and flushes us, or leaves the generation past what we recorded, and we flush on return.
+    lazy.gen = as->tlb_gen.load(std::memory_order_seq_cst);
+    lazy.on = true;
+    as->lazy.set(me); // before leaving `active`: address_space_destroy sees us in one of them
+    as->active.clear(me);
+    ++per_cpu(g_switch_stats).lazy_entered;
 }
 
 bool address_space_map(AddressSpace* as, uint64_t va, uint64_t pa, bool writable) {
