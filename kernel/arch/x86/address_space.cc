@@ -44,7 +44,6 @@ constexpr uint64_t kCr3NoFlush = 1ull << 63; // with CR4.PCIDE: keep the new PCI
 
 uint64_t* table(uint64_t phys) { return phys_to_virt<uint64_t>(phys); }
 
-bool lazy_enabled() { return tlb_lazy_enabled(); }
 // Test injection: a lazy CPU coming back skips its generation check (the TLB tests show it
 // then reads through a stale translation).
 bool lazy_gen_check_skipped() {
@@ -177,7 +176,7 @@ void address_space_enter_lazy() {
     AddressSpace* as = address_space_current();
     LazyState& lazy = per_cpu(g_lazy);
     if (as == &g_kernel_as || lazy.on) return;
-    if (!lazy_enabled()) {
+    if (!tlb_lazy_enabled()) {
         address_space_activate(&g_kernel_as);
         return;
     }
