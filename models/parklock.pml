@@ -1,7 +1,8 @@
 /*
  * Park lock. Mirrors cohort::ParkLock in kernel/sync/park_lock.h and the park hooks of
- * kernel/sync/park.cc: a lock word (LOCKED, NOSTEAL, HEADPARKED), an MCS queue whose head
- * competes for the word with CPUs that arrive (stealing), waiters that park (halt) and are woken
+ * kernel/sync/park.cc: a lock word (LOCKED, NOSTEAL, HEADPARKED, PENDING), an MCS queue whose
+ * head competes for the word with CPUs that arrive (stealing), one CPU that may spin for the word
+ * outside the queue while nobody queues (PENDING), waiters that park (halt) and are woken
  * by a flag plus an interrupt, and the bound on stealing: an acquisition that bypasses a
  * non-empty queue counts as a steal, and the MAXSTEAL-th sets NOSTEAL, after which only the
  * queue's head can take the lock (its acquisition resets the count).
@@ -30,7 +31,9 @@
 #define LOCKED 1
 #define NOSTEAL 2
 #define HEADPARKED 4
+#define PENDING 8
 #define MAXSTEAL 1 /* the kernel's is larger; the bound's form is the same */
+#define PENDSPINS 2 /* the pending CPU's spin is bounded (kSpins): then it queues */
 
 byte word = 0;
 byte tail = NIL;
@@ -58,6 +61,20 @@ inline park(flag) {
     parked[_pid] = false
 }
 
+/* count_steal(), by a CPU that took the word without queueing: a steal if anyone queues,
+   counted by the holder, so the bound holds even when the head is not running to see it */
+inline count_steal() {
+    if
+    :: tail != NIL ->
+        steals++;
+        if
+        :: steals >= MAXSTEAL -> word = word | NOSTEAL; steals = MAXSTEAL
+        :: else
+        fi
+    :: else
+    fi
+}
+
 /* wake(w, flag) */
 inline wake(w, flag) {
     flag = true;
@@ -79,19 +96,29 @@ idle:
     trying[_pid] = true;
     if
     :: atomic { word == 0 -> word = LOCKED };
-        /* a steal if anyone queues: counted by the holder, so the bound holds even when the
-           head is not running to see it */
-        if
-        :: tail != NIL ->
-            steals++;
-            if
-            :: steals >= MAXSTEAL -> word = word | NOSTEAL; steals = MAXSTEAL
-            :: else
-            fi
-        :: else
-        fi;
+        count_steal();
         goto acquired
     :: atomic { word != 0 -> skip }
+    fi;
+    /* lock_pending: only while nobody queues, nobody else is pending and stealing is allowed;
+       the tail is read before the word's compare-and-swap, not with it */
+    if
+    :: tail == NIL ->
+        if
+        :: atomic { (word & (PENDING | NOSTEAL)) == 0 -> word = word | PENDING };
+            do
+            :: atomic { (word & (LOCKED | NOSTEAL)) == 0 -> word = (word & ~PENDING) | LOCKED };
+                count_steal();
+                goto acquired
+            :: (word & NOSTEAL) != 0 -> break
+            :: (word & LOCKED) != 0 && j < PENDSPINS -> j++ /* spin on */
+            :: (word & LOCKED) != 0 -> break /* spun its rounds: queue */
+            od;
+            j = 0;
+            word = word & ~PENDING
+        :: atomic { (word & (PENDING | NOSTEAL)) != 0 -> skip }
+        fi
+    :: tail != NIL
     fi;
     /* lock_slow */
     next[_pid] = NIL;
@@ -111,7 +138,7 @@ idle:
 head_loop:
     if
     :: granted[_pid] -> goto acquired_granted
-    :: atomic { (word & LOCKED) == 0 -> word = LOCKED }; goto acquired_slow
+    :: atomic { (word & LOCKED) == 0 -> word = (word & PENDING) | LOCKED }; goto acquired_slow
     :: !granted[_pid] && (word & LOCKED) != 0 -> /* the code looks at the grant first */
         if
         :: goto head_loop /* spin on */

@@ -5,6 +5,9 @@
 // running, and every spinning waiter burns a host core the holder needs. ParkLock instead:
 // - a CPU that finds the lock free takes it, queue or no queue (running CPUs "steal" it, as a
 //   test-and-set lock lets them);
+// - while nobody queues, one more CPU (the "pending" one, as in Linux's queued spinlock) spins
+//   on the lock word for a bounded time instead of queueing: two CPUs taking turns then cost
+//   what they cost with a ticket lock;
 // - waiters queue in FIFO order (an MCS queue: each spins on its own line); only the head of
 //   the queue competes for the lock word;
 // - an unlocker hands the lock straight to the head, as a FIFO lock would, only when the head
@@ -70,6 +73,10 @@ class COHORT_CAPABILITY("spinlock") ParkLock {
             count_steal();
             count_acquisition(acquisitions_.load(std::memory_order_relaxed));
             meta_.acquired_exclusive(start, false);
+            return;
+        }
+        if (lock_pending()) {
+            meta_.acquired_exclusive(start, true);
             return;
         }
         lock_slow(site);
@@ -146,8 +153,13 @@ class COHORT_CAPABILITY("spinlock") ParkLock {
     [[nodiscard]] uint64_t parks() const { return parks_.load(std::memory_order_relaxed); }
     /// Releases that handed the lock straight to a running head.
     [[nodiscard]] uint64_t handovers() const { return handovers_.load(std::memory_order_relaxed); }
+    /// Acquisitions by the one CPU that spun for the word outside the queue (the pending bit).
+    [[nodiscard]] uint64_t pending_takes() const {
+        return pending_takes_.load(std::memory_order_relaxed);
+    }
     /// Forgets the statistics above (only while nobody uses the lock).
     void reset_stats() {
+        pending_takes_.store(0, std::memory_order_relaxed);
         max_wait_.store(0, std::memory_order_relaxed);
         parks_.store(0, std::memory_order_relaxed);
         handovers_.store(0, std::memory_order_relaxed);
@@ -157,6 +169,40 @@ class COHORT_CAPABILITY("spinlock") ParkLock {
     static constexpr uint32_t kLocked = 1;     // held
     static constexpr uint32_t kNoSteal = 2;    // kMaxSteals steals: only the queue's head may take it
     static constexpr uint32_t kHeadParked = 4; // the head halted: the unlocker must wake it
+    static constexpr uint32_t kPending = 8;    // one CPU spins for the lock outside the queue
+
+    // The second CPU to want the lock while nobody queues spins on the word instead of queueing
+    // (Linux's pending bit): with two contenders, the common case, an acquisition then costs two
+    // atomic operations on one line, as a ticket lock's does, not a trip through the queue.
+    // Only one CPU at a time does it, for at most kSpins rounds; then it queues (and may park).
+    // Its acquisition past a queue that formed meanwhile is a steal like any other.
+    bool lock_pending() {
+        uint32_t v = word_.load(std::memory_order_relaxed);
+        if ((v & (kPending | kNoSteal)) != 0 || tail_.load(std::memory_order_relaxed) != nullptr ||
+            !word_.compare_exchange_strong(v, v | kPending, std::memory_order_acquire,
+                                           std::memory_order_relaxed))
+            return false;
+        const uint32_t arrived = acquisitions_.load(std::memory_order_relaxed);
+        for (uint32_t i = 0; i < kSpins; ++i) {
+            v = word_.load(std::memory_order_relaxed);
+            if ((v & kNoSteal) != 0) break; // the queue's head has the next turn
+            if ((v & kLocked) == 0) {
+                if (word_.compare_exchange_weak(v, (v & ~kPending) | kLocked,
+                                                std::memory_order_acquire,
+                                                std::memory_order_relaxed)) {
+                    count_steal();
+                    count_acquisition(arrived);
+                    pending_takes_.store(pending_takes_.load(std::memory_order_relaxed) + 1,
+                                         std::memory_order_relaxed); // the holder's count
+                    return true;
+                }
+                continue;
+            }
+            cpu_relax();
+        }
+        word_.fetch_and(~kPending, std::memory_order_relaxed);
+        return false;
+    }
 
     // Holder, after taking the lock without queueing: if anyone is queued this was a steal, and
     // the kMaxSteals-th since the head last had the lock closes the door (the word keeps
@@ -223,7 +269,8 @@ class COHORT_CAPABILITY("spinlock") ParkLock {
                 uint32_t v = word_.load(std::memory_order_relaxed);
                 if ((v & kLocked) == 0) {
                     // Clears kNoSteal with it: the queue has had its turn.
-                    got = word_.compare_exchange_weak(v, kLocked, std::memory_order_acquire,
+                    got = word_.compare_exchange_weak(v, (v & kPending) | kLocked,
+                                                      std::memory_order_acquire,
                                                       std::memory_order_relaxed);
                     continue;
                 }
@@ -279,6 +326,7 @@ class COHORT_CAPABILITY("spinlock") ParkLock {
     std::atomic<uint32_t> max_wait_{0};
     std::atomic<uint64_t> parks_{0};
     std::atomic<uint64_t> handovers_{0};
+    std::atomic<uint64_t> pending_takes_{0};
     LockMeta meta_;
 };
 
