@@ -131,9 +131,10 @@ KBENCH(locks) {
         return 1;
     });
     log_info("bench: locks.park: %lu parks, %lu wake-ups that interrupted a halt, %lu direct "
-             "handovers, %lu taken by the pending CPU, longest wait %u acquisitions",
-             parklock.parks(), park::kicks_sent() - kicks0, parklock.handovers(),
-             parklock.pending_takes(), parklock.max_wait_acquisitions());
+             "handovers, %lu taken by the pending CPU, longest wait %u acquisitions queued "
+             "and %u pending", parklock.parks(), park::kicks_sent() - kicks0,
+             parklock.handovers(), parklock.pending_takes(), parklock.max_wait_acquisitions(),
+             parklock.max_pending_wait());
     hammer("rwlock_read_mostly", g_rw_class, [](Run& r) -> uint64_t {
         // One write in 16, chosen per CPU so the choice itself shares nothing.
         static uint32_t round[4096];

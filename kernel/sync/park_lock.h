@@ -6,8 +6,9 @@
 // - a CPU that finds the lock free takes it, queue or no queue (running CPUs "steal" it, as a
 //   test-and-set lock lets them);
 // - while nobody queues, one more CPU (the "pending" one, as in Linux's queued spinlock) spins
-//   on the lock word for a bounded time instead of queueing: two CPUs taking turns then cost
-//   what they cost with a ticket lock;
+//   on the lock word for a bounded time instead of queueing, and while it is fresh the queue's
+//   head and the unlocker leave it the next turn: two CPUs alternate, at what a ticket lock
+//   costs;
 // - waiters queue in FIFO order (an MCS queue: each spins on its own line); only the head of
 //   the queue competes for the lock word;
 // - an unlocker hands the lock straight to the head, as a FIFO lock would, only when the head
@@ -115,6 +116,7 @@ class COHORT_CAPABILITY("spinlock") ParkLock {
         // running CPUs meanwhile.
         if (park::Waiter* head = head_.load(std::memory_order_acquire);
             head != nullptr && (word_.load(std::memory_order_relaxed) & kHeadParked) == 0 &&
+            !pending_is_fresh(word_.load(std::memory_order_relaxed)) &&
             lock_clock_now() - head->seen.load(std::memory_order_relaxed) < kFreshTicks) {
             handovers_.store(handovers_.load(std::memory_order_relaxed) + 1,
                              std::memory_order_relaxed); // the holder's count
@@ -145,9 +147,14 @@ class COHORT_CAPABILITY("spinlock") ParkLock {
     LockClass* lock_class() const { return meta_.lock_class(); }
     void set_lock_class(LockClass* cls) { meta_.set_lock_class(cls); }
 
-    /// The most acquisitions by others any waiter saw between asking for the lock and getting it.
+    /// The most acquisitions by others any queued waiter saw between queueing and getting the
+    /// lock (the bound of the header comment applies to it).
     [[nodiscard]] uint32_t max_wait_acquisitions() const {
         return max_wait_.load(std::memory_order_relaxed);
+    }
+    /// The same for the pending CPU, from setting its bit to taking the lock.
+    [[nodiscard]] uint32_t max_pending_wait() const {
+        return max_pending_wait_.load(std::memory_order_relaxed);
     }
     /// Times a waiter parked (halted) rather than spun.
     [[nodiscard]] uint64_t parks() const { return parks_.load(std::memory_order_relaxed); }
@@ -160,6 +167,7 @@ class COHORT_CAPABILITY("spinlock") ParkLock {
     /// Forgets the statistics above (only while nobody uses the lock).
     void reset_stats() {
         pending_takes_.store(0, std::memory_order_relaxed);
+        max_pending_wait_.store(0, std::memory_order_relaxed);
         max_wait_.store(0, std::memory_order_relaxed);
         parks_.store(0, std::memory_order_relaxed);
         handovers_.store(0, std::memory_order_relaxed);
@@ -176,14 +184,21 @@ class COHORT_CAPABILITY("spinlock") ParkLock {
     // atomic operations on one line, as a ticket lock's does, not a trip through the queue.
     // Only one CPU at a time does it, for at most kSpins rounds; then it queues (and may park).
     // Its acquisition past a queue that formed meanwhile is a steal like any other.
+    // While it spins, the queue's head and the unlocker leave it the next turn, unless it last
+    // said it was spinning more than kFreshTicks ago (its vCPU may not be running): so two
+    // CPUs alternate as with a ticket lock instead of one taking the lock again and again.
     bool lock_pending() {
         uint32_t v = word_.load(std::memory_order_relaxed);
-        if ((v & (kPending | kNoSteal)) != 0 || tail_.load(std::memory_order_relaxed) != nullptr ||
-            !word_.compare_exchange_strong(v, v | kPending, std::memory_order_acquire,
+        if ((v & (kPending | kNoSteal)) != 0 || tail_.load(std::memory_order_relaxed) != nullptr)
+            return false;
+        pending_since_.store(lock_clock_now(), std::memory_order_relaxed); // before the bit
+        if (!word_.compare_exchange_strong(v, v | kPending, std::memory_order_acquire,
                                            std::memory_order_relaxed))
             return false;
         const uint32_t arrived = acquisitions_.load(std::memory_order_relaxed);
         for (uint32_t i = 0; i < kSpins; ++i) {
+            if (i % kStampEvery == kStampEvery - 1)
+                pending_since_.store(lock_clock_now(), std::memory_order_relaxed); // still here
             v = word_.load(std::memory_order_relaxed);
             if ((v & kNoSteal) != 0) break; // the queue's head has the next turn
             if ((v & kLocked) == 0) {
@@ -191,7 +206,7 @@ class COHORT_CAPABILITY("spinlock") ParkLock {
                                                 std::memory_order_acquire,
                                                 std::memory_order_relaxed)) {
                     count_steal();
-                    count_acquisition(arrived);
+                    count_pending_acquisition(arrived);
                     pending_takes_.store(pending_takes_.load(std::memory_order_relaxed) + 1,
                                          std::memory_order_relaxed); // the holder's count
                     return true;
@@ -202,6 +217,13 @@ class COHORT_CAPABILITY("spinlock") ParkLock {
         }
         word_.fetch_and(~kPending, std::memory_order_relaxed);
         return false;
+    }
+
+    // The pending CPU stamped pending_since_ recently enough to be spinning still: it gets
+    // the next turn.
+    bool pending_is_fresh(uint32_t word) const {
+        return (word & kPending) != 0 &&
+               lock_clock_now() - pending_since_.load(std::memory_order_relaxed) < kFreshTicks;
     }
 
     // Holder, after taking the lock without queueing: if anyone is queued this was a steal, and
@@ -219,6 +241,16 @@ class COHORT_CAPABILITY("spinlock") ParkLock {
         const uint32_t now = acquisitions_.load(std::memory_order_relaxed);
         if (now - arrived > max_wait_.load(std::memory_order_relaxed))
             max_wait_.store(now - arrived, std::memory_order_relaxed);
+        acquisitions_.store(now + 1, std::memory_order_relaxed);
+    }
+
+    // Holder, after a pending acquisition: its wait is kept apart from the queue's. A pending
+    // CPU the host stops running is passed by others without limit, as it should be (it
+    // blocks nobody); it is bounded instead by its own kSpins rounds, after which it queues.
+    void count_pending_acquisition(uint32_t arrived) {
+        const uint32_t now = acquisitions_.load(std::memory_order_relaxed);
+        if (now - arrived > max_pending_wait_.load(std::memory_order_relaxed))
+            max_pending_wait_.store(now - arrived, std::memory_order_relaxed);
         acquisitions_.store(now + 1, std::memory_order_relaxed);
     }
 
@@ -267,7 +299,7 @@ class COHORT_CAPABILITY("spinlock") ParkLock {
                 }
                 if (i % kStampEvery == 0) w.seen.store(lock_clock_now(), std::memory_order_relaxed);
                 uint32_t v = word_.load(std::memory_order_relaxed);
-                if ((v & kLocked) == 0) {
+                if ((v & kLocked) == 0 && !pending_is_fresh(v)) {
                     // Clears kNoSteal with it: the queue has had its turn.
                     got = word_.compare_exchange_weak(v, (v & kPending) | kLocked,
                                                       std::memory_order_acquire,
@@ -323,10 +355,12 @@ class COHORT_CAPABILITY("spinlock") ParkLock {
     std::atomic<park::Waiter*> tail_{nullptr};
     std::atomic<park::Waiter*> head_{nullptr}; // the queue's head, for the unlocker's wake
     std::atomic<uint32_t> waiting_{0};
+    std::atomic<uint64_t> pending_since_{0}; // when the pending CPU last said it spins
     std::atomic<uint32_t> max_wait_{0};
     std::atomic<uint64_t> parks_{0};
     std::atomic<uint64_t> handovers_{0};
     std::atomic<uint64_t> pending_takes_{0};
+    std::atomic<uint32_t> max_pending_wait_{0};
     LockMeta meta_;
 };
 
