@@ -15,9 +15,11 @@
 #include "boot/bootinfo.h"
 #include "bench/bench.h"
 #include "boot/params.h"
+#include "console/console.h"
 #include "debug/log.h"
 #include "debug/panic.h"
 #include "debug/ubsan.h"
+#include "irq/irq.h"
 #include "mm/heap.h"
 #include "mm/kstack.h"
 #include "mm/layout.h"
@@ -131,6 +133,7 @@ void main_task(void*);
     boot_step("ipi");
     kernel_address_space().active.set(bsp->cpu_id);
     const PlatformTopology& topo = platform_acpi_init(bsp->apic_id);
+    irq_init(); // every I/O APIC pin masked before anything is routed
     boot_step("acpi");
     smp_prepare(topo.aps);
     // The CPU table is final: per-CPU caches and the scheduler cover every CPU before the APs
@@ -185,6 +188,7 @@ void main_task(void*) {
     }
     log_info("cohort: boot complete");
     if (param_bool("exit", false)) x86::machine_exit(x86::ExitStatus::Success);
+    console_run(); // returns only if there can be no console (logged): then idle
 }
 
 } // namespace

@@ -9,6 +9,9 @@ set(COHORT_PORTABLE_SOURCES
   acpi/tables.cc
   arch/x86/cpu_compat.cc
   arch/x86/topology.cc
+  console/args.cc
+  console/line_editor.cc
+  irq/routing.cc
   lib/cmdline.cc
   lib/format.cc
   lib/glob.cc

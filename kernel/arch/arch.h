@@ -11,7 +11,9 @@
 #include <cstdint>
 #include <span>
 
+#include "acpi/madt.h"
 #include "arch/x86/arch_impl.h"
+#include "irq/routing.h"
 
 namespace cohort {
 struct CpuData;
@@ -110,6 +112,36 @@ struct CpuTopology {
 };
 /// The calling CPU's topology (the boot CPU's stands for all: CPUs of one machine share it).
 CpuTopology cpu_topology();
+
+// --- Device interrupt lines (x86: the I/O APICs) -------------------------------------------------
+// Lines are numbered by global system interrupt (GSI, ACPI's numbering); irq/irq.h decides
+// which line goes to which vector and CPU, these only program the hardware.
+/// Sets up every controller the firmware lists (`chips`: the MADT's I/O APICs), every line
+/// masked. Returns how many are in use.
+uint32_t irqchip_init(std::span<const acpi::IoApic> chips);
+/// A controller has line `gsi`.
+bool irqchip_has_line(uint32_t gsi);
+/// Sends line `gsi` to `vector` on the CPU with hardware id `hw_id` (unmasked), or as an NMI
+/// when `nmi`.
+void irqchip_route(uint32_t gsi, uint8_t vector, irq::Signal signal, uint32_t hw_id, bool nmi);
+/// Moves line `gsi` to another CPU, in one write (no window where it is masked or half-set).
+void irqchip_retarget(uint32_t gsi, uint32_t hw_id);
+void irqchip_mask(uint32_t gsi);
+/// The controller can address the CPU with hardware id `hw_id` (x2APIC ids above 254 cannot
+/// be named by an I/O APIC without interrupt remapping).
+bool irqchip_reachable(uint32_t hw_id);
+/// The line's current programming, for listings.
+irq::EntryFields irqchip_entry(uint32_t gsi);
+
+// --- The console's serial port, and leaving the machine -----------------------------------------
+/// The ISA IRQ of the serial port the console reads (x86: COM1, IRQ 4).
+uint8_t console_serial_irq();
+/// Takes a received byte from it, if one is waiting.
+bool console_serial_read(uint8_t& byte);
+/// Its "received data" interrupt on or off.
+void console_serial_rx_interrupt(bool on);
+/// Ends the run: under QEMU the exit status says success (0) or failure; on hardware it halts.
+[[noreturn]] void machine_poweroff(bool success);
 
 // --- The per-CPU timer --------------------------------------------------------------------------
 /// An interrupt on `vector` after `ns` nanoseconds.

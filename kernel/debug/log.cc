@@ -77,6 +77,12 @@ void emit_locked(const char* s, size_t n) COHORT_REQUIRES(g_console_lock) {
 } // namespace
 
 void log_init_console() { g_uart.init(0x3f8); }
+
+} // namespace cohort
+
+cohort::x86::Uart16550& cohort::x86::com1() { return g_uart; }
+
+namespace cohort {
 void log_set_level(LogLevel level) { g_level.store(level, std::memory_order_relaxed); }
 LogLevel log_level() { return g_level.load(std::memory_order_relaxed); }
 

@@ -183,6 +183,22 @@ const sched::Topology& sched_topology();
 void sched_log_stats();
 /// Tasks created and not yet freed.
 uint64_t sched_live_tasks();
+/// One task as sched_snapshot_tasks saw it.
+struct TaskSnapshot {
+    uint64_t id;
+    char name[24];
+    TaskState state;
+    uint32_t cpu;       // the run queue it belongs to
+    uint32_t only_cpu;  // the one CPU its affinity allows, or kMaxCpus
+    uint32_t allowed;   // CPUs its affinity allows
+    uint32_t weight;
+    uint64_t run_ns;    // CPU time so far (up to its last switch-out)
+    bool system, idle;
+};
+/// Copies up to `max` live tasks into `out` (each CPU's task list under its lock, one CPU at a
+/// time: not one instant, but every task that lived throughout is there). Returns how many
+/// tasks there were, which may exceed `max`.
+size_t sched_snapshot_tasks(TaskSnapshot* out, size_t max);
 /// Switches into a task on a CPU outside its affinity (checked on every switch; logged).
 uint64_t sched_affinity_violations();
 

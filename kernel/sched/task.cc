@@ -217,4 +217,32 @@ uint64_t sched_live_tasks() {
     return created - freed;
 }
 
+size_t sched_snapshot_tasks(TaskSnapshot* out, size_t max) {
+    size_t n = 0;
+    for (uint32_t c = 0; c < cpu_count(); ++c) {
+        const CpuData* cpu = cpu_by_id(c);
+        if (cpu == nullptr) continue;
+        CpuTasks& ct = per_cpu_on(cpu, g_cpu_tasks);
+        Guard<SpinLock, IrqSave> g(ct.lock);
+        for (const Task& t : ct.all) {
+            if (n < max) {
+                TaskSnapshot& s = out[n];
+                s.id = t.id;
+                memcpy(s.name, t.name, sizeof(s.name));
+                s.name[sizeof(s.name) - 1] = 0;
+                s.state = t.state.load(std::memory_order_relaxed);
+                s.cpu = t.cpu.load(std::memory_order_relaxed);
+                s.only_cpu = t.only_cpu;
+                s.allowed = static_cast<uint32_t>(t.affinity.count());
+                s.weight = t.fair.weight;
+                s.run_ns = t.stats.run_ns;
+                s.system = t.system;
+                s.idle = t.idle;
+            }
+            ++n;
+        }
+    }
+    return n;
+}
+
 } // namespace cohort

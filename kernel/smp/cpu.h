@@ -51,6 +51,7 @@ struct alignas(64) CpuCounters {
     std::atomic<uint64_t> calls_resent{0};    // call IPIs sent again to a target slow to answer
     std::atomic<uint64_t> calls_stranded{0};  // queue found non-empty with no call IPI pending
     std::atomic<uint64_t> calls_refused_busy{0}; // asynchronous calls refused: credit used up
+    std::atomic<uint64_t> tlb_flushes{0};        // shootdown requests this CPU carried out
 };
 
 struct alignas(64) CpuData {

@@ -38,6 +38,7 @@ void flush_everything(bool kernel) {
 
 void flush_local(void* arg) {
     const auto* r = static_cast<const FlushRequest*>(arg);
+    this_cpu()->counters.tlb_flushes.fetch_add(1, std::memory_order_relaxed);
     if (r->all) {
         flush_everything(r->kernel);
         return;

@@ -5,7 +5,7 @@
 //   percpu areas -> kernel stack caches -> kernel stack slots -> address-space and kernel
 //     page tables -> wait queues -> run queues -> task and reaper lists -> timer queues
 //     -> heap CPU caches -> heap size classes -> page CPU caches -> page allocator
-//     -> vector allocator -> console
+//     -> interrupt table -> vector allocator -> I/O APIC chips -> console input -> console
 //
 // Why this order: a wake-up holds its wait queue's lock while it takes the run queue's; the
 // scheduler arms timers and frees tasks under a run-queue or wait-queue lock; page tables and
@@ -32,7 +32,10 @@ inline constexpr uint32_t kHeapCpuCache = 95;
 inline constexpr uint32_t kHeap = 100;
 inline constexpr uint32_t kPageCpuCache = 105;
 inline constexpr uint32_t kPageAllocator = 110;
+inline constexpr uint32_t kIrqTable = 115;
 inline constexpr uint32_t kVectors = 120;
+inline constexpr uint32_t kIoApic = 125;
+inline constexpr uint32_t kConsoleInput = 240;
 inline constexpr uint32_t kConsole = 250;
 
 } // namespace cohort::rank

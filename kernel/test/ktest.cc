@@ -35,7 +35,10 @@ Current g_current;
 /// not-in-all (torture runs). A manual test is selected only by a pattern equal to its name, so
 /// wildcards never pull it in; a not-in-all test by any pattern other than `all`. A
 /// pattern starting with `-` takes tests out again, whatever the order: `all,-sched.ping*`.
+bool g_from_console = false; // run_from_console: tests that need a fresh boot are left out
+
 bool selected(const TestCase& t, const char* selection) {
+    if (g_from_console && (t.flags & kFreshBoot)) return false;
     const std::string_view name(t.name);
     bool in = false;
     const char* p = selection;
@@ -162,6 +165,23 @@ bool run(const char* selection) {
     }
     console_printf("# cohort-tests: %u passed, %u failed, %u skipped\n", passed, failed, skipped);
     return failed == 0;
+}
+
+size_t fresh_boot_tests() {
+    size_t n = 0;
+    for (const TestCase* t = __ktests_start; t != __ktests_end; ++t)
+        if (t->flags & kFreshBoot) ++n;
+    return n;
+}
+
+bool run_from_console(const char* selection) {
+    console_printf("# from the console: %zu test(s) that need a fresh boot or a command-line "
+                   "switch are left out (they run in tools/test's boot configurations)\n",
+                   fresh_boot_tests());
+    g_from_console = true;
+    const bool ok = run(selection);
+    g_from_console = false;
+    return ok;
 }
 
 } // namespace cohort::ktest

@@ -19,6 +19,9 @@ enum Flags : uint32_t {
     /// Left out of `test=all` (long: torture runs), selected by a pattern that names it, such
     /// as `stress.*`.
     kNotInAll = 1u << 1,
+    /// Needs a fresh boot or a command-line switch (it checks boot-time state, or expects a
+    /// test.* parameter): left out when tests run from the console.
+    kFreshBoot = 1u << 2,
 };
 
 struct TestCase {
@@ -49,6 +52,9 @@ bool run_on_all_cpus(void (*fn)(void*), void* arg, uint64_t unused = 0);
 /// Runs the tests selected by a comma-separated list of globs ("all" = every non-manual test),
 /// prints KTAP and the `# cohort-tests:` summary. Returns true when every test passed.
 bool run(const char* selection);
+/// As run(), from the console's `test` command: tests marked kFreshBoot are left out (and a
+/// note says how many).
+bool run_from_console(const char* selection);
 
 template <typename A, typename B>
 bool check_eq(const A& a, const B& b, const char* ae, const char* be, const char* file, int line) {
@@ -78,6 +84,9 @@ bool check_eq(const A& a, const B& b, const char* ae, const char* be, const char
 #define KTEST_NOT_IN_ALL(suite, name) KTEST_IMPL(suite, name, ::cohort::ktest::kNotInAll)
 /// Defines a test that runs only when selected by its exact name.
 #define KTEST_MANUAL(suite, name) KTEST_IMPL(suite, name, ::cohort::ktest::kManual)
+/// Defines a test that needs a fresh boot (it checks boot-time state or a test.* parameter):
+/// `test=` runs it, the console's `test` leaves it out.
+#define KTEST_FRESH_BOOT(suite, name) KTEST_IMPL(suite, name, ::cohort::ktest::kFreshBoot)
 
 #define KEXPECT(cond) ::cohort::ktest::check(static_cast<bool>(cond), #cond, __FILE__, __LINE__)
 #define KEXPECT_EQ(a, b) ::cohort::ktest::check_eq((a), (b), #a, #b, __FILE__, __LINE__)

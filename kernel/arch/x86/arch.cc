@@ -1,5 +1,8 @@
 // x86-64 definitions of the architecture contract (arch/arch.h) that are not inline.
 #include "arch/arch.h"
+#include "arch/x86/ioapic.h"
+#include "arch/x86/machine.h"
+#include "arch/x86/uart16550.h"
 #include "arch/x86/topology.h"
 
 
@@ -92,5 +95,51 @@ void timer_oneshot(uint64_t ns, uint8_t vector) { x86::lapic_timer_oneshot(ns, v
 bool timer_has_deadline() { return x86::lapic_timer_has_deadline(); }
 void timer_at(uint64_t cycles, uint8_t vector) { x86::lapic_timer_deadline(cycles, vector); }
 void timer_stop() { x86::lapic_timer_stop(); }
+
+} // namespace cohort::arch
+
+namespace cohort::arch {
+
+uint32_t irqchip_init(std::span<const acpi::IoApic> chips) { return x86::ioapic_init(chips); }
+
+bool irqchip_has_line(uint32_t gsi) {
+    return irq::pin_of_gsi(gsi, x86::ioapic_chips()).has_value();
+}
+
+void irqchip_route(uint32_t gsi, uint8_t vector, irq::Signal signal, uint32_t hw_id, bool nmi) {
+    if (auto pin = irq::pin_of_gsi(gsi, x86::ioapic_chips()))
+        x86::ioapic_write(*pin, irq::redirection_entry(nmi ? 0 : vector,
+                                                       nmi ? irq::Delivery::Nmi : irq::Delivery::Fixed,
+                                                       signal, false, static_cast<uint8_t>(hw_id)));
+}
+
+void irqchip_retarget(uint32_t gsi, uint32_t hw_id) {
+    if (auto pin = irq::pin_of_gsi(gsi, x86::ioapic_chips()))
+        x86::ioapic_set_destination(*pin, static_cast<uint8_t>(hw_id));
+}
+
+void irqchip_mask(uint32_t gsi) {
+    if (auto pin = irq::pin_of_gsi(gsi, x86::ioapic_chips()))
+        x86::ioapic_write(*pin, x86::ioapic_read(*pin) | (1ull << 16));
+}
+
+bool irqchip_reachable(uint32_t hw_id) { return irq::reachable_apic_id(hw_id); }
+
+irq::EntryFields irqchip_entry(uint32_t gsi) {
+    if (auto pin = irq::pin_of_gsi(gsi, x86::ioapic_chips()))
+        return irq::decode_entry(x86::ioapic_read(*pin));
+    return irq::decode_entry(1ull << 16);
+}
+
+} // namespace cohort::arch
+
+namespace cohort::arch {
+
+uint8_t console_serial_irq() { return 4; }
+bool console_serial_read(uint8_t& byte) { return x86::com1().read(byte); }
+void console_serial_rx_interrupt(bool on) { x86::com1().set_rx_interrupt(on); }
+void machine_poweroff(bool success) {
+    x86::machine_exit(success ? x86::ExitStatus::Success : x86::ExitStatus::TestsFailed);
+}
 
 } // namespace cohort::arch
