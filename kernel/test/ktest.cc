@@ -175,9 +175,9 @@ size_t fresh_boot_tests() {
 }
 
 bool run_from_console(const char* selection) {
-    console_printf("# from the console: %zu test(s) that need a fresh boot or a command-line "
-                   "switch are left out (they run in tools/test's boot configurations)\n",
-                   fresh_boot_tests());
+    console_printf("# from the console: %zu test(s) marked as needing a fresh boot are left "
+                   "out; tests that need a command-line switch skip and name it (tools/test's "
+                   "boot configurations run both)\n", fresh_boot_tests());
     g_from_console = true;
     const bool ok = run(selection);
     g_from_console = false;

@@ -52,7 +52,8 @@ void fault_holding_a_lock(void* arg) COHORT_NO_THREAD_SAFETY_ANALYSIS {
 }
 
 KTEST(harness, unwinding_restores_the_lock_count) {
-    static SpinLock lock;
+    // Left taken for good: a fresh one per run (the console's `test` may run this twice).
+    SpinLock lock;
     NoPreempt stay; // the counts are this CPU's: stay on it while comparing
     const uint32_t before = this_cpu()->locks_held;
     FaultInfo info{};

@@ -3,6 +3,7 @@
 // a starved CPU never finishes, and the test says which) and prints one line per lock type:
 // total acquisitions, how far apart the CPUs finished (the spread), and the invariant
 // violations seen (must be 0). No verdict depends on how fast the host runs the vCPUs.
+#include <new>
 #include <atomic>
 
 #include "arch/x86/cpu.h"
@@ -387,6 +388,8 @@ KTEST(locks, lock_taken_in_a_handler_and_with_interrupts_on_is_reported) {
 #if COHORT_LOCK_DEBUG
     if (cpus_online() < 2) return ktest::skip("needs 2 CPUs (the handler runs on another)");
     KASSERT(x86::interrupts_enabled());
+    // The lock remembers how it was used (and that it was reported): a fresh one per run.
+    new (&g_irq_test_lock) SpinLock();
     const LockReporter previous = set_lock_reporter(capture);
     g_reports = 0;
     { Guard<SpinLock, NoIrq> g(g_irq_test_lock); } // the bug: interrupts stay on while held
