@@ -158,6 +158,13 @@ void cmd_mem(size_t, Words) {
                    h.bytes_in_use, h.pages, h.errors);
     console_printf("kernel stacks in use: %lu; page-table pages: %ld\n", kstack_in_use(),
                    static_cast<long>(vmm::page_table_pages()));
+    console_printf("%10s %14s %12s %12s %16s\n", "HEAP-CLASS", "PARTIAL-SLABS", "EMPTY-SLABS",
+                   "DEPOT-FREE", "CPU-CACHED-FREE");
+    for (size_t cls = 0; cls < SlabHeap::kClassCount; ++cls) {
+        const SlabHeap::ClassStats c = heap_class_stats(cls);
+        console_printf("%10zu %14u %12u %12u %16lu\n", c.size, c.partial_slabs, c.empty_slabs,
+                       c.depot, c.cpu_cached);
+    }
 }
 
 void cmd_ipi(size_t, Words) {

@@ -38,6 +38,7 @@ void* kzalloc(size_t size) {
 }
 void kfree(void* p) { g_heap.free(p); }
 SlabHeap::Stats heap_stats() { return g_heap.stats(); }
+SlabHeap::ClassStats heap_class_stats(size_t cls) { return g_heap.class_stats(cls); }
 
 } // namespace cohort
 

@@ -20,5 +20,6 @@ uint64_t heap_cached_objects();
 [[nodiscard]] void* kzalloc(size_t size);
 void kfree(void* p);
 SlabHeap::Stats heap_stats();
+SlabHeap::ClassStats heap_class_stats(size_t cls);
 
 } // namespace cohort

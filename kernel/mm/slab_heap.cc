@@ -326,6 +326,26 @@ uint64_t SlabHeap::cached_objects() const COHORT_NO_THREAD_SAFETY_ANALYSIS {
     return n;
 }
 
+SlabHeap::ClassStats SlabHeap::class_stats(size_t cls) {
+    ClassStats st{};
+    if (cls >= kClassCount) return st;
+    st.size = size_t{16} << cls;
+    {
+        Class& c = classes_[cls];
+        Guard<TasLock, IrqSave> g(c.lock);
+        for (const Slab& s : c.partial) {
+            (void)s;
+            ++st.partial_slabs;
+        }
+        st.empty_slabs = c.empty;
+        st.depot = c.depot_count;
+    }
+    const CpuCache* caches = __atomic_load_n(&cpus_, __ATOMIC_ACQUIRE);
+    for (uint32_t i = 0; caches != nullptr && i < cpu_count_; ++i)
+        st.cpu_cached += __atomic_load_n(&caches[i].count[cls], __ATOMIC_RELAXED);
+    return st;
+}
+
 void* SlabHeap::alloc_large(size_t size) {
     if (size > (uint64_t{1} << 40)) return nullptr;
     size_t pages = (size + kLargeHeader + kPageSize - 1) / kPageSize;

@@ -63,6 +63,15 @@ class SlabHeap {
     Stats stats() const;
     /// Objects sitting in CPU caches and depots (free, but not in their slabs).
     uint64_t cached_objects() const;
+    /// One size class, for listings (a snapshot: counts are read without the CPUs' locks).
+    struct ClassStats {
+        size_t size;            // object size
+        uint32_t partial_slabs; // slabs with a free object (empty ones included)
+        uint32_t empty_slabs;   // of those, kept with nothing in use
+        uint32_t depot;         // free objects in the shared depot
+        uint64_t cpu_cached;    // free objects in the CPU caches
+    };
+    ClassStats class_stats(size_t cls);
 
     static constexpr size_t kCpuCacheMax = 32;  // objects per class and CPU, small classes
     static constexpr size_t kDepotMax = 64;     // objects per class in the shared depot
