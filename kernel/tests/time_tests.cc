@@ -14,32 +14,34 @@
 #include "time/clock.h"
 #include "time/timer.h"
 
-#include <utility>
 
 namespace cohort {
 namespace {
 
 KTEST(time, tsc_calibration_agrees_with_pit) {
-    // 50 ms of PIT time measured in TSC ticks, converted with our calibration; the median of
-    // five is judged, within 2 % below (calibration error) and 5 % above. Not the shortest:
-    // under QEMU's TCG on a loaded host one window read 47.5 ms while the other four read
-    // 50.005 (the emulated PIT and TSC follow different host clocks), so a disturbed window
-    // can be short as well as long.
+    // 50 ms of PIT time measured in TSC ticks, converted with our calibration. A window the host
+    // disturbs (the vCPU descheduled past a wrap of the PIT's 16-bit counter reads 50 + 55k ms;
+    // under a loaded host one read 47.5 ms, as the emulated PIT and TSC follow different host
+    // clocks) says nothing about the calibration, so windows are taken until three agree with
+    // it (49 to 52.5 ms: 2 % below, 5 % above), at most fifteen. A wrong calibration puts every
+    // window outside, however quiet the host.
     constexpr uint32_t kTicks = x86::kPitHz / 20;
-    uint64_t ns[5];
-    char seen[96] = {};
+    constexpr int kWant = 3, kMaxWindows = 15;
+    char seen[200] = {};
     size_t at = 0;
-    for (int i = 0; i < 5; ++i) {
+    int good = 0, windows = 0;
+    while (good < kWant && windows < kMaxWindows) {
         const uint64_t tsc = x86::pit_measure_tsc(kTicks);
         if (tsc == 0) return ktest::skip("no PIT");
-        ns[i] = tsc_to_ns(tsc);
-        at += format(seen + at, sizeof(seen) - at, "%s%lu", i ? ", " : "", ns[i] / 1000);
+        const uint64_t ns = tsc_to_ns(tsc);
+        if (at < sizeof(seen))
+            at += format(seen + at, sizeof(seen) - at, "%s%lu", windows ? ", " : "", ns / 1000);
+        good += ns >= 49'000'000 && ns <= 52'500'000;
+        ++windows;
     }
-    for (int i = 1; i < 5; ++i)
-        for (int j = i; j > 0 && ns[j] < ns[j - 1]; --j) std::swap(ns[j], ns[j - 1]);
-    ktest::note("50 ms of PIT by the TSC clock: %s us (TSC %lu Hz)", seen, tsc_hz());
-    KEXPECT(ns[2] >= 49'000'000);
-    KEXPECT(ns[2] <= 52'500'000);
+    ktest::note("50 ms of PIT by the TSC clock: %s us (TSC %lu Hz); %d of %d windows agree", seen,
+                tsc_hz(), good, windows);
+    KEXPECT(good >= kWant);
 }
 
 KTEST(time, monotonic_clock_advances) {
