@@ -12,6 +12,13 @@ arrive (tools/run does this so it can notice the summary or a PANIC live).
 Only the top level decides the verdict; nested subtests are parsed and attached
 to their parent result so reports can show them, and their inconsistencies are
 reported as warnings.
+
+Besides what makes a stream incomplete, three things Cohort once printed are
+errors here, because other KTAP consumers (Linux's kunit_parser) misread them:
+a top-level diagnostic that is indented (indentation means a subtest), a plan
+of 0 (a selection that matched nothing must fail as a result, not pass as an
+empty run), and a PANIC during a test that is not followed by a ``not ok``
+result naming that test.
 """
 
 from __future__ import annotations
@@ -33,6 +40,11 @@ SUMMARY_RE = re.compile(
     r"^#\s*cohort-tests:\s*(?P<passed>\d+)\s+passed,\s*(?P<failed>\d+)\s+failed"
     r"(?:,\s*(?P<skipped>\d+)\s+skipped)?\s*$")
 SUBTEST_RE = re.compile(r"^#\s*Subtest:\s*(.*)$")
+# KTAP diagnostics are "# text". A backtrace's "  #0  0xffff..." is not one: it is
+# an unknown line, which KTAP allows at any indentation.
+DIAG_RE = re.compile(r"^#(?:\s|$)")
+# What the kernel prints in place of a result when it panics between two tests.
+PANIC_NO_TEST_RE = re.compile(r"^#\s*PANIC\b.*\bwhile no test was running")
 BAIL_RE = re.compile(r"^Bail out!(.*)$")
 # Case-sensitive on purpose: test names and messages say "panic" freely, the
 # kernel's panic banner is the only thing that shouts.
@@ -129,6 +141,10 @@ class Parser:
         # Set when a subtest block closed without its parent result line yet;
         # the next result at the outer level adopts it.
         self._orphan_subtests: Optional[_Level] = None
+        # Top-level results printed before a PANIC that came after the plan and
+        # before the summary: the test numbered one more was running.
+        self._panic_after: Optional[int] = None
+        self._panic_between_tests = False
 
     @property
     def report(self) -> Report:
@@ -152,6 +168,9 @@ class Parser:
         # the anchored regexes below.
         line = ANSI_RE.sub("", line.replace("\r", "").replace("\x00", ""))
         if PANIC_RE.search(line):
+            if (not rep.panic_lines and rep.summary is None
+                    and self._levels[0].plan is not None):
+                self._panic_after = len(self._levels[0].results)
             rep.panic_lines.append(line)
 
         prefixed = LOG_PREFIX_RE.match(line)
@@ -184,7 +203,7 @@ class Parser:
             kind = "plan"
         elif RESULT_RE.match(stripped):
             kind = "result"
-        elif stripped.startswith("#"):
+        elif DIAG_RE.match(stripped):
             kind = "diag"
 
         if kind is None:
@@ -193,7 +212,16 @@ class Parser:
             return
 
         if kind == "diag" and indent > self._levels[-1].indent and not SUBTEST_RE.match(stripped):
-            # An indented diagnostic on its own does not open a subtest block.
+            # An indented diagnostic on its own does not open a subtest block, but a
+            # KTAP reader that trusts indentation files it under a subtest that
+            # does not exist.
+            if len(self._levels) == 1:
+                rep.errors.append(f"line {line_no}: indented diagnostic at the top level "
+                                  f"(indentation means a subtest; start it in column 0): "
+                                  f"'{stripped}'")
+            else:
+                rep.warnings.append(f"line {line_no}: subtest diagnostic indented deeper "
+                                    f"than its block: '{stripped}'")
             indent = self._levels[-1].indent
 
         if indent > self._levels[-1].indent:
@@ -224,6 +252,8 @@ class Parser:
             if sub:
                 level.subtest_name = sub.group(1).strip()
             else:
+                if PANIC_NO_TEST_RE.match(stripped) and len(self._levels) == 1:
+                    self._panic_between_tests = True
                 level.pending_diag.append(stripped)
         else:
             self._add_result(level, RESULT_RE.match(stripped), line_no)
@@ -311,7 +341,9 @@ class Parser:
             rep.warnings.append(f"KTAP version {rep.version}, expected 1")
         self._check_level(top, nested=False)
         if rep.plan == 0:
-            rep.warnings.append("plan 1..0: the test= filter selected no tests")
+            rep.errors.append("plan 1..0: nothing ran, which KTAP counts as a pass; a "
+                              "selection that matches no test must print 'not ok'")
+        self._check_panic_names_test(top)
         if rep.bail_out is not None:
             rep.errors.append(f"Bail out! {rep.bail_out}")
         if rep.panic_lines:
@@ -336,6 +368,19 @@ class Parser:
                 rep.errors.append(f"summary says {s.passed} passed but the results show "
                                   f"{ok_incl_skip} ok ({rep.skipped} of them skipped)")
         return rep
+
+
+    def _check_panic_names_test(self, top: _Level) -> None:
+        if self._panic_after is None or self._panic_between_tests:
+            return
+        number = self._panic_after + 1
+        for r in top.results[self._panic_after:]:
+            if r.number == number and not r.ok and PANIC_RE.search(r.reason):
+                return
+        self._report.errors.append(
+            f"the PANIC does not name the test that was running: expected "
+            f"'not ok {number} <name> # PANIC ...' after it (or '# PANIC ... while no "
+            f"test was running')")
 
 
 def parse(text_or_lines) -> Report:

@@ -27,6 +27,8 @@ constexpr ParamInfo kKnown[] = {
     {"test.expect_numa_nodes", "NUMA nodes QEMU was given (acpi tests)"},
     {"test.expect_numa_distance", "SLIT distance between different nodes (acpi tests)"},
     {"test.expect_topology", "SxCxT: the sockets, cores and threads QEMU was given (sched tests)"},
+    {"test.expect_cpu_has", "CPUID features the QEMU CPU model has, e.g. xsave,smep (cpu tests)"},
+    {"test.expect_cpu_lacks", "CPUID features the QEMU CPU model lacks, e.g. smap (cpu tests)"},
     {"sched.placement", "spread (default): idle cores first; pack: beside running work"},
     {"tlb.disable_shootdown", "only the initiating CPU flushes (shows the coherency tests fail)"},
     {"tlb.lazy", "0: kernel threads load the kernel's address space instead of keeping the last one"},

@@ -23,6 +23,7 @@ std::atomic<int32_t> g_panicking_cpu{-1};
 std::atomic<uint32_t> g_stopped{0};
 uint32_t g_stop_sent = 0;
 bool g_halt_only = false;
+std::atomic<void (*)(const char*)> g_context_hook{nullptr};
 
 // Why another CPU asked this one for a backtrace (request_backtrace), or nullptr.
 COHORT_PERCPU(std::atomic<const char*>, g_backtrace_reason);
@@ -49,6 +50,9 @@ void print_reason(const char* fmt, va_list ap) {
     console_printf("\n*** PANIC on cpu%u: %s\n", cpu != nullptr ? cpu->cpu_id : 0, msg);
     if (g_stop_sent != 0)
         console_printf("*** %u other CPUs stopped (%u reported)\n", g_stop_sent, g_stopped.load());
+    // Before the registers and backtrace: if walking them faults, the nested panic stops the
+    // report, and what was running must already be on the console.
+    if (auto hook = g_context_hook.load(std::memory_order_acquire)) hook(msg);
 }
 
 /// Only the first CPU to panic reports; a nested panic on that CPU prints one line and stops.
@@ -75,6 +79,10 @@ void enter_panic() {
 } // namespace
 
 void panic_set_halt_only(bool halt_only) { g_halt_only = halt_only; }
+
+void panic_set_context_hook(void (*hook)(const char*)) {
+    g_context_hook.store(hook, std::memory_order_release);
+}
 
 bool request_backtrace(CpuData* cpu, const char* why) {
     if (cpu == nullptr || cpu == this_cpu()) return false;

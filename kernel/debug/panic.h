@@ -31,6 +31,12 @@ bool request_backtrace(CpuData* cpu, const char* why);
 /// NMI entry: stops this CPU if another one is panicking, else reports the NMI.
 void handle_nmi(const x86::InterruptFrame& frame);
 
+/// Called by the reporting CPU right after the panic banner, with the message (its first line is
+/// what fits on a KTAP result line). The test harness uses it to name the test that was running:
+/// a panic on any CPU ends the whole run, and a report that does not say which test was running
+/// leaves the reader to guess from a backtrace that may be another CPU's. Null to remove.
+void panic_set_context_hook(void (*hook)(const char* message));
+
 /// When set (command line `panic=halt`), a panic halts instead of exiting the emulator, so a
 /// debugger can be attached.
 void panic_set_halt_only(bool halt_only);

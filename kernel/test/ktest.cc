@@ -31,6 +31,29 @@ struct Current {
 };
 Current g_current;
 
+// What a panic report names (panic_set_context_hook): a panic on any CPU stops the machine, so
+// the loop below never prints the running test's result; the report prints it instead.
+std::atomic<const TestCase*> g_running{nullptr};
+std::atomic<uint32_t> g_running_number{0};
+std::atomic<uint32_t> g_finished{0};
+uint32_t g_planned = 0;
+
+void name_running_test(const char* message) {
+    // A KTAP result is one line; the rest of the message is in the banner above.
+    int len = 0;
+    while (message[len] != 0 && message[len] != '\n') ++len;
+    const CpuData* cpu = this_cpu();
+    const uint32_t id = cpu != nullptr ? cpu->cpu_id : 0;
+    if (const TestCase* t = g_running.load(std::memory_order_acquire)) {
+        console_printf("not ok %u %s # PANIC on cpu%u: %.*s\n",
+                       g_running_number.load(std::memory_order_relaxed), t->name, id, len, message);
+    } else {
+        // Between two tests (or before the first): blaming the next one would be wrong.
+        console_printf("# PANIC on cpu%u while no test was running (%u of %u finished)\n", id,
+                       g_finished.load(std::memory_order_relaxed), g_planned);
+    }
+}
+
 /// Splits the selection into globs; `all` selects everything that is neither manual nor marked
 /// not-in-all (torture runs). A manual test is selected only by a pattern equal to its name, so
 /// wildcards never pull it in; a not-in-all test by any pattern other than `all`. A
@@ -67,7 +90,7 @@ void trampoline(void* test) { static_cast<const TestCase*>(test)->fn(); }
 bool check(bool ok, const char* expr, const char* file, int line) {
     if (!ok) {
         ++g_current.failures;
-        console_printf("    # %s:%d: check failed: %s\n", file, line, expr);
+        console_printf("# %s:%d: check failed: %s\n", file, line, expr);
     }
     return ok;
 }
@@ -76,7 +99,7 @@ bool check_eq_u(bool ok, const char* ae, const char* be, uint64_t a, uint64_t b,
                 int line) {
     if (!ok) {
         ++g_current.failures;
-        console_printf("    # %s:%d: expected %s == %s, got %#lx (%lu) vs %#lx (%lu)\n", file, line,
+        console_printf("# %s:%d: expected %s == %s, got %#lx (%lu) vs %#lx (%lu)\n", file, line,
                        ae, be, a, a, b, b);
     }
     return ok;
@@ -86,7 +109,7 @@ bool check_eq_s(bool ok, const char* ae, const char* be, int64_t a, int64_t b, c
                 int line) {
     if (!ok) {
         ++g_current.failures;
-        console_printf("    # %s:%d: expected %s == %s, got %ld vs %ld\n", file, line, ae, be, a, b);
+        console_printf("# %s:%d: expected %s == %s, got %ld vs %ld\n", file, line, ae, be, a, b);
     }
     return ok;
 }
@@ -97,7 +120,7 @@ void note(const char* fmt, ...) {
     va_start(ap, fmt);
     vformat(buf, sizeof(buf), fmt, ap);
     va_end(ap);
-    console_printf("    # %s\n", buf);
+    console_printf("# %s\n", buf);
 }
 
 void skip(const char* fmt, ...) {
@@ -123,13 +146,21 @@ bool run(const char* selection) {
     for (size_t i = 0; i < total; ++i)
         if (selected(__ktests_start[i], selection)) ++count;
 
-    console_printf("KTAP version 1\n1..%lu\n", count);
     if (count == 0) {
-        console_printf("# no test matches test=%s (see `test=all`, or a name such as mm.*)\n",
-                       selection);
-        console_printf("# cohort-tests: 0 passed, 1 failed\n");
+        // A plan of 0 is a valid KTAP run that passes; a selection that names nothing is a typo
+        // that must fail, as a result a KTAP parser counts.
+        console_printf("KTAP version 1\n1..1\n");
+        console_printf("# test=%s selects none of the %lu tests (see `test=all`, or a name such "
+                       "as mm.*)\n",
+                       selection, total);
+        console_printf("not ok 1 selection # no test matches test=%s\n", selection);
+        console_printf("# cohort-tests: 0 passed, 1 failed, 0 skipped\n");
         return false;
     }
+    console_printf("KTAP version 1\n1..%lu\n", count);
+    g_planned = static_cast<uint32_t>(count);
+    g_finished.store(0, std::memory_order_relaxed);
+    panic_set_context_hook(name_running_test);
     uint32_t passed = 0, failed = 0, skipped = 0, n = 0;
     for (size_t i = 0; i < total; ++i) {
         const TestCase& t = __ktests_start[i];
@@ -139,8 +170,11 @@ bool run(const char* selection) {
         const uint64_t ubsan_before = ubsan_report_count();
         const uint64_t t0 = monotonic_ns();
         FaultInfo fault{};
+        g_running_number.store(n, std::memory_order_relaxed);
+        g_running.store(&t, std::memory_order_release);
         const bool crashed = run_catching_faults(trampoline, const_cast<TestCase*>(&t), &fault,
                                                  /*quiet=*/false);
+        g_running.store(nullptr, std::memory_order_release);
         const uint64_t us = (monotonic_ns() - t0) / 1000;
         const uint64_t ubsan = ubsan_report_count() - ubsan_before;
         char reason[160] = {};
@@ -162,7 +196,9 @@ bool run(const char* selection) {
             ++passed;
             console_printf("ok %u %s # time=%lu.%03lums\n", n, t.name, us / 1000, us % 1000);
         }
+        g_finished.store(n, std::memory_order_relaxed);
     }
+    panic_set_context_hook(nullptr);
     console_printf("# cohort-tests: %u passed, %u failed, %u skipped\n", passed, failed, skipped);
     return failed == 0;
 }

@@ -591,17 +591,18 @@ void simd_store(uint64_t* out, bool avx) {
                      "movdqu %%xmm15, 480(%0)\n" : : "r"(out) : "memory");
     }
 }
-// One SIMD computation per round, so the registers are used, not just parked: every 32-bit
-// lane of register 0 gets lane-wise added register 1 (paddd / vpaddd).
+// One SIMD computation per round, so the registers are used, not just parked: the four 32-bit
+// lanes of xmm0 get xmm1's added. With AVX it is the VEX form, which also zeroes ymm0's upper
+// half (the model below does the same): a 256-bit integer add would need AVX2, which AVX CPUs
+// such as Sandy and Ivy Bridge lack (#UD). ymm1-15 keep all 256 bits and are checked.
 void simd_step(bool avx) {
-    if (avx) asm volatile("vpaddd %%ymm1, %%ymm0, %%ymm0" ::: "memory");
+    if (avx) asm volatile("vpaddd %%xmm1, %%xmm0, %%xmm0" ::: "memory");
     else asm volatile("paddd %%xmm1, %%xmm0" ::: "memory");
 }
 
 void simd_task(void* arg) {
     auto* s = static_cast<Simd*>(arg);
     const bool avx = s->avx;
-    const uint32_t lanes = avx ? 8 : 4; // 32-bit lanes per register
     alignas(32) uint64_t want[64], got[64];
     const uint64_t seed = current_task()->id * 0x9e3779b97f4a7c15ull;
     for (int i = 0; i < 64; ++i) want[i] = seed ^ (uint64_t(i) * 0x0101010101010101ull);
@@ -613,7 +614,8 @@ void simd_task(void* arg) {
     for (int round = 0; round < 40; ++round) {
         simd_step(avx);
         auto* w32 = reinterpret_cast<uint32_t*>(want);
-        for (uint32_t l = 0; l < lanes; ++l) w32[l] += w32[8 + l]; // the same step in C
+        for (uint32_t l = 0; l < 4; ++l) w32[l] += w32[8 + l]; // the same step in C
+        if (avx) want[2] = want[3] = 0;
         // Give the CPU away in every way the scheduler has: yield, sleep, and moving.
         if (round % 4 == 0) yield();
         else if (round % 4 == 1) sleep_for(100'000);

@@ -194,10 +194,6 @@ class CountMismatch(unittest.TestCase):
         self.assertFalse(rep.ok)
         self.assertTrue(any("summary says 5 passed" in e for e in rep.errors))
 
-    def test_empty_plan_is_only_a_warning(self):
-        rep = ktap.parse("KTAP version 1\n1..0\n# cohort-tests: 0 passed, 0 failed\n")
-        self.assertTrue(rep.ok, rep.errors)
-        self.assertTrue(any("selected no tests" in w for w in rep.warnings))
 
 
 class Skip(unittest.TestCase):
@@ -279,6 +275,127 @@ ok 2 smp
                         .replace("not ok 1 mm", "ok 1 mm").replace("1 passed, 1 failed", "2 passed, 0 failed")
         rep = ktap.parse(text)
         self.assertTrue(rep.ok, rep.errors)
+
+
+class KtapDetails(unittest.TestCase):
+    """What Linux's kunit_parser warned about in Cohort's output: flagged so it cannot return."""
+
+    # A test that fails and one whose fault is caught, as the kernel prints them.
+    KERNEL = """\
+KTAP version 1
+1..2
+# kernel/tests/cpu_tests.cc:40: check failed: cr4 & kSmep
+not ok 1 cpu.security_features_enabled # 1 check(s) failed
+
+*** cpu0: exception #PF page fault (vector 14, error code 0) at rip 0xffffffff8015adce
+    read access of 0xffffc0ffffff0000 from kernel mode: page not present
+  rip 0xffffffff8015adce  cs 0x8  rflags 0x246
+backtrace:
+  #0  0xffffffff8015adce cohort::(anonymous namespace)::read_unmapped(void*)+0xe
+  #1  0xffffffff8012616b cohort::run_catching_faults(void (*)(void*), void*, cohort::FaultInfo*, bool)+0x1db
+    (recovered: the fault ends the current test)
+ok 2 cpu.crash_report_names_the_function # time=10.504ms
+# cohort-tests: 1 passed, 1 failed, 0 skipped
+"""
+
+    def test_column_zero_diagnostics_and_fault_reports_are_clean(self):
+        rep = ktap.parse(self.KERNEL)
+        self.assertEqual((rep.errors, rep.warnings), ([], []))
+        self.assertEqual(rep.results[0].diagnostics,
+                         ["# kernel/tests/cpu_tests.cc:40: check failed: cr4 & kSmep"])
+
+    def test_backtrace_lines_are_not_diagnostics(self):
+        rep = ktap.parse(self.KERNEL)
+        self.assertEqual(rep.results[1].diagnostics, [])
+        self.assertTrue(any("#0  0xffffffff8015adce" in o for o in rep.results[1].output))
+
+    def test_indented_top_level_diagnostic_is_an_error(self):
+        rep = ktap.parse(self.KERNEL.replace("# kernel/tests/", "    # kernel/tests/"))
+        self.assertFalse(rep.ok)
+        self.assertEqual(len(rep.errors), 1, rep.errors)
+        self.assertIn("line 3: indented diagnostic at the top level", rep.errors[0])
+        # Still attached to its result, so the failure report shows it.
+        self.assertEqual(rep.results[0].diagnostics,
+                         ["# kernel/tests/cpu_tests.cc:40: check failed: cr4 & kSmep"])
+
+    def test_indented_diagnostic_of_a_passing_run_fails_it(self):
+        rep = ktap.parse(GOOD.replace("# checking", "  # checking"))
+        self.assertFalse(rep.ok)
+        self.assertTrue(any("indented diagnostic" in e for e in rep.errors), rep.errors)
+
+    def test_indented_subtest_header_and_subtest_diagnostics_are_fine(self):
+        rep = ktap.parse(Nested.TEXT)
+        self.assertEqual(rep.errors, [])
+        self.assertFalse(any("indented" in w for w in rep.warnings), rep.warnings)
+
+    def test_empty_plan_is_an_error(self):
+        rep = ktap.parse("KTAP version 1\n1..0\n# cohort-tests: 0 passed, 0 failed\n")
+        self.assertFalse(rep.ok)
+        self.assertTrue(any("plan 1..0" in e for e in rep.errors), rep.errors)
+
+    def test_empty_plan_with_a_failure_count_is_an_error(self):
+        # What the kernel printed before: the summary counts a failure no result shows.
+        rep = ktap.parse("KTAP version 1\n1..0\n# no test matches test=x\n"
+                         "# cohort-tests: 0 passed, 1 failed\n")
+        self.assertTrue(any("plan 1..0" in e for e in rep.errors), rep.errors)
+        self.assertTrue(any("summary says 1 failed but 0" in e for e in rep.errors), rep.errors)
+
+    def test_unmatched_selection_as_a_failed_result(self):
+        rep = ktap.parse("KTAP version 1\n1..1\n# see `test=all`, or a name such as mm.*\n"
+                         "not ok 1 selection # no test matches test=no.such.test\n"
+                         "# cohort-tests: 0 passed, 1 failed, 0 skipped\n")
+        self.assertEqual((rep.errors, rep.warnings), ([], []))
+        self.assertFalse(rep.ok)
+        self.assertEqual(rep.failed_results[0].reason, "no test matches test=no.such.test")
+
+    PANIC = """\
+KTAP version 1
+1..4
+ok 1 a
+ok 2 b
+*** cpu1: stopped by NMI at rip 0xffffffff801444aa (idle_main()+0x7a)
+
+*** PANIC on cpu0: harness.panic asked for a panic
+*** 1 other CPUs stopped (1 reported)
+{named}  rip 0xffffffff8012807d  cs 0  rflags 0x46
+backtrace:
+  #0  0xffffffff8012806d cohort::panic(char const*, ...)+0x9d
+*** end of panic report
+"""
+
+    def test_panic_naming_the_running_test(self):
+        rep = ktap.parse(self.PANIC.format(
+            named="not ok 3 c # PANIC on cpu0: harness.panic asked for a panic\n"))
+        self.assertFalse(rep.ok)
+        self.assertFalse(any("does not name" in e for e in rep.errors), rep.errors)
+        self.assertEqual([r.name for r in rep.failed_results], ["c"])
+        self.assertTrue(any("only 3 of 4" in e for e in rep.errors), rep.errors)
+
+    def test_panic_not_naming_the_running_test_is_an_error(self):
+        rep = ktap.parse(self.PANIC.format(named=""))
+        self.assertTrue(any("does not name the test that was running: expected 'not ok 3"
+                            in e for e in rep.errors), rep.errors)
+
+    def test_panic_naming_the_wrong_test_is_an_error(self):
+        for wrong in ("not ok 4 d # PANIC on cpu0: x\n",   # not the one that was running
+                      "ok 3 c\n",                            # not a failure
+                      "not ok 3 c # 1 check(s) failed\n"):   # not the panic
+            rep = ktap.parse(self.PANIC.format(named=wrong))
+            self.assertTrue(any("does not name" in e for e in rep.errors), (wrong, rep.errors))
+
+    def test_panic_between_tests_says_so(self):
+        rep = ktap.parse(self.PANIC.format(
+            named="# PANIC on cpu0 while no test was running (2 of 4 finished)\n"))
+        self.assertFalse(any("does not name" in e for e in rep.errors), rep.errors)
+        self.assertFalse(rep.ok)
+
+    def test_panic_outside_the_run_names_no_test(self):
+        before = "*** PANIC on cpu0: no memory\n"
+        rep = ktap.parse(before)
+        self.assertFalse(any("does not name" in e for e in rep.errors), rep.errors)
+        rep = ktap.parse(GOOD + before)
+        self.assertFalse(any("does not name" in e for e in rep.errors), rep.errors)
+        self.assertFalse(rep.ok)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 #include "arch/x86/cpu_features.h"
 
+#include <atomic>
 #include <cstring>
 
 #include "arch/x86/cpu.h"
@@ -10,7 +11,7 @@ namespace cohort::x86 {
 
 namespace {
 CpuFeatures g_boot_features;
-char g_enabled_list[112];
+char g_enabled_list[224];
 bool g_pcid = false;
 
 bool bit(uint32_t reg, unsigned n) { return (reg >> n) & 1u; }
@@ -86,13 +87,21 @@ bool pcid_enabled() { return g_pcid; }
 
 const char* enable_security_features() {
     const CpuFeatures& f = g_boot_features;
+    // The boot CPU writes the list for the log; APs, which start in parallel, make the same
+    // choices and leave it alone.
+    static std::atomic<bool> listed{false};
+    const bool list = !listed.exchange(true);
     char* out = g_enabled_list;
-    auto add = [&out](const char* name) {
-        if (out != g_enabled_list) *out++ = ' ';
-        const size_t n = strlen(name);
-        memcpy(out, name, n);
+    auto append = [&out, list](const char* text) {
+        if (!list) return;
+        const size_t n = strlen(text);
+        memcpy(out, text, n);
         out += n;
         *out = 0;
+    };
+    auto add = [&out, &append](const char* name) {
+        if (out != g_enabled_list) append(" ");
+        append(name);
     };
     // Every CPU gets the same, fully defined control registers: firmware leaves different
     // bits on the boot CPU (OVMF sets CR0.NE/MP, CR4.OSFXSR...) than INIT leaves on an AP,
@@ -123,6 +132,26 @@ const char* enable_security_features() {
     // Task SIMD state (arch/x86/fpu.h): XSAVE components the scheduler saves on every switch.
     const uint64_t xcr0 = fpu_enable_on_this_cpu();
     if (xcr0 != 0) add((xcr0 & 0xe0) != 0 ? "XSAVE(AVX-512)" : (xcr0 & 4) != 0 ? "XSAVE(AVX)" : "XSAVE");
+    else if (f.fxsr) add("FXSAVE");
+    // What the kernel would use but this CPU lacks, so that a log from an older machine says
+    // what ran without it (the local APIC lines say which APIC and timer mode were chosen).
+    struct Optional {
+        bool has;
+        const char* name;
+    };
+    const Optional kOptional[] = {
+        {f.nx, "NX"},       {f.pge, "PGE"},       {f.mce, "MCE"},
+        {f.smep, "SMEP"},   {f.smap, "SMAP"},     {f.umip, "UMIP"},
+        {f.pcid, "PCID"},   {f.xsave, "XSAVE"},   {f.pdpe1gb, "1GiB-pages"},
+        {f.x2apic, "x2APIC"}, {f.tsc_deadline, "TSC-deadline"},
+    };
+    const char* lead = "; not on this CPU: ";
+    for (const Optional& o : kOptional) {
+        if (o.has) continue;
+        append(lead);
+        append(o.name);
+        lead = " ";
+    }
     return g_enabled_list;
 }
 

@@ -48,6 +48,13 @@ uint64_t fpu_enable_on_this_cpu() {
 }
 
 size_t fpu_state_size() { return g_size; }
+
+uint64_t fpu_live_xcr0() {
+    if ((read_cr4() & cr4::kOsxsave) == 0) return 0;
+    uint32_t lo, hi;
+    asm volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return lo | (static_cast<uint64_t>(hi) << 32);
+}
 uint64_t fpu_xcr0() { return g_xcr0; }
 const char* fpu_method() {
     switch (g_method) {

@@ -20,6 +20,9 @@ size_t fpu_state_size();
 uint64_t fpu_xcr0();
 /// "xsave", "xsaveopt" or "fxsave".
 const char* fpu_method();
+/// XCR0 as the calling CPU has it loaded (XGETBV), 0 while CR4.OSXSAVE is clear (XGETBV would
+/// #UD then). Tests compare it with fpu_xcr0() on every CPU.
+uint64_t fpu_live_xcr0();
 
 /// Writes the state of a task that has not run yet: the processor's reset values with all
 /// exceptions masked, so its first XRSTOR/FXRSTOR loads a clean, defined state.
