@@ -6,9 +6,9 @@
 // - a CPU that finds the lock free takes it, queue or no queue (running CPUs "steal" it, as a
 //   test-and-set lock lets them);
 // - while nobody queues, one more CPU (the "pending" one, as in Linux's queued spinlock) spins
-//   on the lock word for a bounded time instead of queueing, and while it is fresh the queue's
-//   head and the unlocker leave it the next turn: two CPUs alternate, at what a ticket lock
-//   costs;
+//   on the lock word for a bounded time instead of queueing; the queue's head may pass it at
+//   most kMaxPendingBypass times, then leaves it the next turn (for a bounded time): two CPUs
+//   taking turns cost about what a ticket lock costs;
 // - waiters queue in FIFO order (an MCS queue: each spins on its own line); only the head of
 //   the queue competes for the lock word;
 // - an unlocker hands the lock straight to the head, as a FIFO lock would, only when the head
@@ -52,6 +52,8 @@ class COHORT_CAPABILITY("spinlock") ParkLock {
     static constexpr uint64_t kFreshTicks = 50'000;
     /// The head stamps `seen` every this many spin rounds.
     static constexpr uint32_t kStampEvery = 16;
+    /// Acquisitions by the queue's head that may pass a running pending CPU.
+    static constexpr uint32_t kMaxPendingBypass = 8;
 
     constexpr ParkLock() = default;
     constexpr explicit ParkLock(LockClass* cls) : meta_(cls) {}
@@ -69,7 +71,9 @@ class COHORT_CAPABILITY("spinlock") ParkLock {
         (void)site;
         const uint64_t start = meta_.wait_start();
         uint32_t free = 0;
-        if (word_.compare_exchange_strong(free, kLocked, std::memory_order_acquire,
+        // A look first: a failing compare-and-swap would still take the line from the holder.
+        if (word_.load(std::memory_order_relaxed) == 0 &&
+            word_.compare_exchange_strong(free, kLocked, std::memory_order_acquire,
                                           std::memory_order_relaxed)) {
             count_steal();
             count_acquisition(acquisitions_.load(std::memory_order_relaxed));
@@ -116,7 +120,7 @@ class COHORT_CAPABILITY("spinlock") ParkLock {
         // running CPUs meanwhile.
         if (park::Waiter* head = head_.load(std::memory_order_acquire);
             head != nullptr && (word_.load(std::memory_order_relaxed) & kHeadParked) == 0 &&
-            !pending_is_fresh(word_.load(std::memory_order_relaxed)) &&
+            may_pass_pending(word_.load(std::memory_order_relaxed)) &&
             lock_clock_now() - head->seen.load(std::memory_order_relaxed) < kFreshTicks) {
             handovers_.store(handovers_.load(std::memory_order_relaxed) + 1,
                              std::memory_order_relaxed); // the holder's count
@@ -184,21 +188,20 @@ class COHORT_CAPABILITY("spinlock") ParkLock {
     // atomic operations on one line, as a ticket lock's does, not a trip through the queue.
     // Only one CPU at a time does it, for at most kSpins rounds; then it queues (and may park).
     // Its acquisition past a queue that formed meanwhile is a steal like any other.
-    // While it spins, the queue's head and the unlocker leave it the next turn, unless it last
-    // said it was spinning more than kFreshTicks ago (its vCPU may not be running): so two
-    // CPUs alternate as with a ticket lock instead of one taking the lock again and again.
+    // While it spins, the queue's head may pass it kMaxPendingBypass times (with two CPUs,
+    // runs of acquisitions on one CPU keep the line there, which is what makes a lock fast);
+    // then the head and the unlocker leave it the next turn, the head for up to kSpins rounds
+    // of its own (the pending vCPU may not be running). So a running pending CPU waits at most
+    // kMaxPendingBypass acquisitions, and nothing here reads a clock.
     bool lock_pending() {
         uint32_t v = word_.load(std::memory_order_relaxed);
         if ((v & (kPending | kNoSteal)) != 0 || tail_.load(std::memory_order_relaxed) != nullptr)
             return false;
-        pending_since_.store(lock_clock_now(), std::memory_order_relaxed); // before the bit
         if (!word_.compare_exchange_strong(v, v | kPending, std::memory_order_acquire,
                                            std::memory_order_relaxed))
             return false;
         const uint32_t arrived = acquisitions_.load(std::memory_order_relaxed);
         for (uint32_t i = 0; i < kSpins; ++i) {
-            if (i % kStampEvery == kStampEvery - 1)
-                pending_since_.store(lock_clock_now(), std::memory_order_relaxed); // still here
             v = word_.load(std::memory_order_relaxed);
             if ((v & kNoSteal) != 0) break; // the queue's head has the next turn
             if ((v & kLocked) == 0) {
@@ -207,6 +210,7 @@ class COHORT_CAPABILITY("spinlock") ParkLock {
                                                 std::memory_order_relaxed)) {
                     count_steal();
                     count_pending_acquisition(arrived);
+                    pending_bypass_.store(0, std::memory_order_relaxed);
                     pending_takes_.store(pending_takes_.load(std::memory_order_relaxed) + 1,
                                          std::memory_order_relaxed); // the holder's count
                     return true;
@@ -219,11 +223,10 @@ class COHORT_CAPABILITY("spinlock") ParkLock {
         return false;
     }
 
-    // The pending CPU stamped pending_since_ recently enough to be spinning still: it gets
-    // the next turn.
-    bool pending_is_fresh(uint32_t word) const {
-        return (word & kPending) != 0 &&
-               lock_clock_now() - pending_since_.load(std::memory_order_relaxed) < kFreshTicks;
+    // The queue's head may take the lock though a CPU is pending (the holder counts passes).
+    bool may_pass_pending(uint32_t word) const {
+        return (word & kPending) == 0 ||
+               pending_bypass_.load(std::memory_order_relaxed) < kMaxPendingBypass;
     }
 
     // Holder, after taking the lock without queueing: if anyone is queued this was a steal, and
@@ -290,6 +293,7 @@ class COHORT_CAPABILITY("spinlock") ParkLock {
         w.seen.store(lock_clock_now(), std::memory_order_relaxed);
         head_.store(&w, std::memory_order_release);
         bool granted = false;
+        uint32_t deferred = 0; // rounds that saw the lock free but left it to the pending CPU
         for (;;) {
             bool got = false;
             for (uint32_t i = 0; i < kSpins && !got; ++i) {
@@ -299,7 +303,7 @@ class COHORT_CAPABILITY("spinlock") ParkLock {
                 }
                 if (i % kStampEvery == 0) w.seen.store(lock_clock_now(), std::memory_order_relaxed);
                 uint32_t v = word_.load(std::memory_order_relaxed);
-                if ((v & kLocked) == 0 && !pending_is_fresh(v)) {
+                if ((v & kLocked) == 0 && (may_pass_pending(v) || ++deferred > kSpins)) {
                     // Clears kNoSteal with it: the queue has had its turn.
                     got = word_.compare_exchange_weak(v, (v & kPending) | kLocked,
                                                       std::memory_order_acquire,
@@ -335,6 +339,9 @@ class COHORT_CAPABILITY("spinlock") ParkLock {
         // unlocker left for us. The steals are counted afresh for the next head.
         head_.store(nullptr, std::memory_order_relaxed);
         if (granted) word_.fetch_and(~(kHeadParked | kNoSteal), std::memory_order_relaxed);
+        if ((word_.load(std::memory_order_relaxed) & kPending) != 0)
+            pending_bypass_.store(pending_bypass_.load(std::memory_order_relaxed) + 1,
+                                  std::memory_order_relaxed); // passed the pending CPU
         steals_.store(0, std::memory_order_relaxed);
         park::Waiter* expected = &w;
         if (!tail_.compare_exchange_strong(expected, nullptr, std::memory_order_acq_rel,
@@ -355,7 +362,7 @@ class COHORT_CAPABILITY("spinlock") ParkLock {
     std::atomic<park::Waiter*> tail_{nullptr};
     std::atomic<park::Waiter*> head_{nullptr}; // the queue's head, for the unlocker's wake
     std::atomic<uint32_t> waiting_{0};
-    std::atomic<uint64_t> pending_since_{0}; // when the pending CPU last said it spins
+    std::atomic<uint32_t> pending_bypass_{0}; // holder only: head acquisitions past kPending
     std::atomic<uint32_t> max_wait_{0};
     std::atomic<uint64_t> parks_{0};
     std::atomic<uint64_t> handovers_{0};
