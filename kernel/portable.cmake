@@ -18,6 +18,7 @@ set(COHORT_PORTABLE_SOURCES
   lib/memmap.cc
   mm/buddy.cc
   mm/slab_heap.cc
+  numa/node_map.cc
   sched/fair.cc
   sched/topology.cc
   smp/cpu_list.cc
