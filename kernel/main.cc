@@ -21,6 +21,7 @@
 #include "debug/ubsan.h"
 #include "irq/irq.h"
 #include "mm/heap.h"
+#include "numa/numa.h"
 #include "mm/kstack.h"
 #include "mm/layout.h"
 #include "mm/phys.h"
@@ -136,6 +137,7 @@ void main_task(void*);
     irq_init(); // every I/O APIC pin masked before anything is routed
     boot_step("acpi");
     smp_prepare(topo.aps);
+    numa_init(); // the CPU table is final: every CPU learns its node before it runs
     // The CPU table is final: per-CPU caches and the scheduler cover every CPU before the APs
     // start, since each sets up its own scheduler the moment it is online.
     pmm::enable_cpu_caches();

@@ -35,15 +35,6 @@ using Words = std::string_view*;
 
 void error(const char* msg) { console_printf("error: %s\n", msg); }
 
-// A CPU's SRAT proximity domain, or 0 when the firmware gives none.
-uint32_t node_of(const CpuData* c) {
-    const PlatformTopology& t = platform_topology();
-    if (!t.has_srat) return 0;
-    for (const acpi::SratCpu& s : t.srat.cpus.items())
-        if (s.apic_id == c->apic_id) return s.domain;
-    return 0;
-}
-
 uint64_t sum(const std::atomic<uint64_t>* a, size_t n) {
     uint64_t s = 0;
     for (size_t i = 0; i < n; ++i) s += a[i].load(std::memory_order_relaxed);
@@ -85,7 +76,7 @@ void cmd_cpus(size_t, Words) {
         const CpuSchedStats s = online ? sched_cpu_stats(i) : CpuSchedStats{};
         const CpuCounters& k = c->counters;
         console_printf("%4u %5u %4u %6s %-16s %4u %5u %10lu %9lu %9lu %9lu %8lu\n", i, c->apic_id,
-                       node_of(c), online ? "yes" : "no", name, s.runnable, busy_pct(s),
+                       c->node, online ? "yes" : "no", name, s.runnable, busy_pct(s),
                        k.interrupts.load(std::memory_order_relaxed), irq_total_on(i),
                        sum(k.ipis_sent, kIpiKinds), sum(k.ipis_received, kIpiKinds),
                        k.tlb_flushes.load(std::memory_order_relaxed));

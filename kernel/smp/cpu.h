@@ -64,6 +64,7 @@ struct alignas(64) CpuData {
     uint32_t apic_id;         // 32-bit so x2APIC ids fit
     uint32_t acpi_uid;
     uint32_t x2apic_ldr;      // logical ID in x2APIC mode (cluster << 16 | bit), else 0
+    uint32_t node;            // NUMA node (numa/numa.h), 0 until numa_init
     std::atomic<BootStage> boot_stage; // the BSP and this CPU write it during bring-up only
     std::atomic<bool> online;
     uint64_t ist_tops[arch::kIstCount]; // read-mostly too (bring-up), on the next line
@@ -90,6 +91,7 @@ static_assert(offsetof(CpuData, percpu_offset) == 8, "per-CPU variables load %gs
 // this CPU writes all the time (issue 13: a remote IPI or placement decision must not pull a
 // line the owner keeps dirty).
 static_assert(offsetof(CpuData, online) < 64 && offsetof(CpuData, apic_id) < 64 &&
+              offsetof(CpuData, node) < 64 &&
               offsetof(CpuData, x2apic_ldr) < 64 && offsetof(CpuData, cpu_id) < 64);
 static_assert(offsetof(CpuData, kernel_stack_top) % 64 == 0 &&
               offsetof(CpuData, kernel_stack_top) >= offsetof(CpuData, ist_tops) + sizeof(uint64_t) * arch::kIstCount);

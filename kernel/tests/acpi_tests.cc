@@ -53,9 +53,8 @@ KTEST(acpi, numa_layout_matches_the_machine) {
     KASSERT(t.has_srat);
     KEXPECT_EQ(uint64_t{t.srat.nodes.size()}, nodes);
     uint64_t cpus = 0, bytes = 0;
+    // A node may lack CPUs or memory (legal firmware; numa.* checks each node's share).
     for (const acpi::NumaNode& n : t.srat.nodes.items()) {
-        KEXPECT(n.cpus > 0);
-        KEXPECT(n.memory_bytes > 0);
         cpus += n.cpus;
         bytes += n.memory_bytes;
     }

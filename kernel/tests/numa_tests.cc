@@ -1,0 +1,164 @@
+// NUMA topology as the kernel sees it, checked against what QEMU was told. The ctest
+// configurations pass tools/run's own NUMA options again as test.* keys:
+//   test.numa_cpus  each node's CPUs, nodes split by '/'     0-3/4-7/   (empty: CPU-less)
+//   test.numa_mem   each node's memory in MiB, split by '/'  256/0      (0: memory-less)
+//   test.numa_dist  the distance matrix, rows split by '/'   10,21/21,10 (absent: 10/20)
+// ('/', not tools/run's ';': CMake, which writes these command lines, cannot carry a ';'.)
+// Logical CPU numbers are QEMU's CPU indexes here: the boot CPU is index 0 and the MADT lists
+// the rest in index order.
+#include <string_view>
+
+#include "boot/params.h"
+#include "numa/numa.h"
+#include "smp/call.h"
+#include "smp/cpu.h"
+#include "test/ktest.h"
+
+namespace cohort {
+namespace {
+
+// Splits `s` at `sep`: the i-th piece (empty if there are fewer).
+std::string_view piece(std::string_view s, char sep, uint32_t i) {
+    for (; i > 0; --i) {
+        const size_t at = s.find(sep);
+        if (at == std::string_view::npos) return {};
+        s.remove_prefix(at + 1);
+    }
+    const size_t end = s.find(sep);
+    return end == std::string_view::npos ? s : s.substr(0, end);
+}
+
+uint32_t count_pieces(std::string_view s, char sep) {
+    uint32_t n = 1;
+    for (char c : s) n += c == sep;
+    return n;
+}
+
+bool parse_num(std::string_view s, uint64_t& out) {
+    if (s.empty()) return false;
+    out = 0;
+    for (char c : s) {
+        if (c < '0' || c > '9') return false;
+        out = out * 10 + static_cast<uint64_t>(c - '0');
+    }
+    return true;
+}
+
+// Whether `cpu` is in a list such as "0-3,8,10-11".
+bool in_list(std::string_view list, uint32_t cpu) {
+    for (uint32_t i = 0; i < count_pieces(list, ','); ++i) {
+        const std::string_view item = piece(list, ',', i);
+        if (item.empty()) continue;
+        const size_t dash = item.find('-');
+        uint64_t lo = 0, hi = 0;
+        if (dash == std::string_view::npos) {
+            if (!parse_num(item, lo)) continue;
+            hi = lo;
+        } else if (!parse_num(item.substr(0, dash), lo) || !parse_num(item.substr(dash + 1), hi)) {
+            continue;
+        }
+        if (cpu >= lo && cpu <= hi) return true;
+    }
+    return false;
+}
+
+KTEST(numa, every_cpu_is_on_the_node_qemu_gave_it) {
+    const auto cpus = params().get("test.numa_cpus");
+    if (!cpus) return ktest::skip("needs test.numa_cpus (each node's CPUs)");
+    const numa::NodeMap& m = numa_map();
+    KEXPECT_EQ(m.nodes(), count_pieces(*cpus, '/'));
+    uint32_t checked = 0;
+    for (uint32_t c = 0; c < cpu_count(); ++c) {
+        uint32_t want = numa::kNoNode;
+        for (uint32_t n = 0; n < count_pieces(*cpus, '/'); ++n)
+            if (in_list(piece(*cpus, '/', n), c)) want = n;
+        if (!KEXPECT_EQ(m.cpu_node(c), want)) ktest::note("cpu%u: node %u, QEMU said %u", c, m.cpu_node(c), want);
+        KEXPECT_EQ(cpu_by_id(c)->node, m.cpu_node(c));
+        ++checked;
+    }
+    for (uint32_t n = 0; n < m.nodes(); ++n)
+        KEXPECT_EQ(m.cpuless(n), piece(*cpus, '/', n).empty());
+    ktest::note("%u CPUs on %u nodes as QEMU was told", checked, m.nodes());
+}
+
+KTEST(numa, each_node_has_the_memory_qemu_gave_it) {
+    const auto mem = params().get("test.numa_mem");
+    if (!mem) return ktest::skip("needs test.numa_mem (each node's MiB)");
+    const numa::NodeMap& m = numa_map();
+    KASSERT_EQ(m.nodes(), count_pieces(*mem, '/'));
+    for (uint32_t n = 0; n < m.nodes(); ++n) {
+        uint64_t mib = 0;
+        KASSERT(parse_num(piece(*mem, '/', n), mib));
+        const uint64_t have = m.memory_bytes(n);
+        // What the kernel calls usable is QEMU's RAM less the legacy hole, the BIOS and ACPI
+        // areas, the kernel image and the allocator's metadata: a few MiB on the first and last
+        // nodes, never more than QEMU gave.
+        KEXPECT(have <= (mib << 20));
+        KEXPECT(have + (16ull << 20) >= (mib << 20));
+        KEXPECT_EQ(m.memoryless(n), mib == 0);
+        if (mib == 0) KEXPECT(m.nearest_node_with_memory(n) != n);
+        ktest::note("node %u: %lu MiB usable of %lu", n, have >> 20, mib);
+    }
+    // Every usable range is on some node, and the node map accounts for all of them.
+    uint64_t total = 0;
+    for (const numa::NodeRange& r : m.ranges()) {
+        KEXPECT(r.node < m.nodes());
+        KEXPECT_EQ(m.node_of_address(r.base), uint32_t{r.node});
+        KEXPECT_EQ(m.node_of_address(r.end() - 1), uint32_t{r.node});
+        total += r.length;
+    }
+    uint64_t sum = 0;
+    for (uint32_t n = 0; n < m.nodes(); ++n) sum += m.memory_bytes(n);
+    KEXPECT_EQ(total, sum);
+}
+
+KTEST(numa, distances_are_the_ones_qemu_was_given) {
+    const numa::NodeMap& m = numa_map();
+    const auto dist = params().get("test.numa_dist");
+    for (uint32_t i = 0; i < m.nodes(); ++i) {
+        for (uint32_t j = 0; j < m.nodes(); ++j) {
+            uint64_t want = i == j ? 10 : 20; // QEMU builds no SLIT without distances
+            if (dist) KASSERT(parse_num(piece(piece(*dist, '/', i), ',', j), want));
+            if (!KEXPECT_EQ(uint64_t{m.distance(i, j)}, want))
+                ktest::note("distance %u -> %u is %u", i, j, m.distance(i, j));
+        }
+    }
+    KEXPECT(m.notes().slit == (dist ? numa::SlitStatus::Used : numa::SlitStatus::Absent));
+    ktest::note("%u node(s), SLIT %s", m.nodes(), numa::slit_status_name(m.notes().slit));
+}
+
+KTEST(numa, allocation_falls_back_by_distance_then_node_id) {
+    // Whatever the machine: each node's fallback list holds every reachable node with memory,
+    // nearest first, equal distances by node id.
+    const numa::NodeMap& m = numa_map();
+    for (uint32_t n = 0; n < m.nodes(); ++n) {
+        const auto order = m.nearest_nodes_with_memory(n);
+        uint32_t with_memory = 0;
+        for (uint32_t k = 0; k < m.nodes(); ++k)
+            with_memory += !m.memoryless(k) && m.distance(n, k) != numa::kUnreachable;
+        KEXPECT_EQ(uint32_t(order.size()), with_memory);
+        for (size_t k = 0; k < order.size(); ++k) {
+            KEXPECT(!m.memoryless(order[k]));
+            if (k == 0) continue;
+            const uint8_t a = m.distance(n, order[k - 1]), b = m.distance(n, order[k]);
+            KEXPECT(a < b || (a == b && order[k - 1] < order[k]));
+        }
+        if (!m.memoryless(n) && !order.empty()) KEXPECT_EQ(uint32_t{order[0]}, n);
+    }
+}
+
+std::atomic<uint32_t> g_wrong_node{0};
+
+void check_own_node(void*) {
+    const CpuData* me = this_cpu();
+    if (me->node != numa_map().cpu_node(me->cpu_id)) g_wrong_node.fetch_add(1);
+}
+
+KTEST(numa, each_cpu_reads_its_own_node) {
+    g_wrong_node = 0;
+    KASSERT(call_on_all(check_own_node, nullptr, true, true) == CallStatus::Ok);
+    KEXPECT_EQ(g_wrong_node.load(), 0u);
+}
+
+} // namespace
+} // namespace cohort
