@@ -138,6 +138,7 @@ void main_task(void*);
     boot_step("acpi");
     smp_prepare(topo.aps);
     numa_init(); // the CPU table is final: every CPU learns its node before it runs
+    pmm::split_by_node(); // one allocator per node, before any CPU cache holds a block
     // The CPU table is final: per-CPU caches and the scheduler cover every CPU before the APs
     // start, since each sets up its own scheduler the moment it is online.
     pmm::enable_cpu_caches();

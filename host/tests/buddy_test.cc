@@ -1123,3 +1123,33 @@ TEST(BuddyAllocator, DifferentialAgainstUsedSet) {
 }
 
 } // namespace
+
+// The page allocator moves memory between allocators (one per NUMA node): frames callers hold
+// are adopted as allocated, so their owners can free them into the new allocator.
+TEST(BuddyAllocator, AdoptedFramesAreAllocatedAndCanBeFreed) {
+    Frames f(256);
+    f.fa.add_free_range(0, 64); // [0, 64) free
+    EXPECT_EQ(f.fa.adopt_allocated(32, 64), 32u); // [64, 96) adopted; [32, 64) already managed
+    EXPECT_EQ(f.fa.managed_frames(), 96u);
+    EXPECT_EQ(f.fa.free_frames(), 64u);
+    EXPECT_TRUE(f.fa.is_managed(70));
+    EXPECT_FALSE(f.fa.is_free(70));
+    EXPECT_FALSE(f.fa.is_managed(100));
+    EXPECT_TRUE(f.fa.check());
+    // Never handed out by alloc, but freeable: they merge with their free buddies.
+    EXPECT_TRUE(f.fa.free(64, 32));
+    EXPECT_EQ(f.fa.free_frames(), 96u);
+    EXPECT_FALSE(f.fa.free(64, 1)); // a double free is still refused
+    EXPECT_FALSE(f.fa.free(100, 1)); // and so is a frame nobody adopted
+    EXPECT_TRUE(f.fa.check());
+    // Adopting what is managed does nothing.
+    EXPECT_EQ(f.fa.adopt_allocated(0, 96), 0u);
+    EXPECT_EQ(f.fa.managed_frames(), 96u);
+    // Reserved frames leave the managed set and can be adopted back.
+    EXPECT_EQ(f.fa.reserve_range(0, 16), 16u);
+    EXPECT_EQ(f.fa.adopt_allocated(0, 16), 16u);
+    EXPECT_TRUE(f.fa.free(0, 16));
+    EXPECT_EQ(f.fa.free_frames(), 96u);
+    EXPECT_TRUE(f.fa.check());
+    EXPECT_TRUE(f.guard_intact());
+}

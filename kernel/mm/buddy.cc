@@ -209,6 +209,24 @@ uint64_t BuddyAllocator::reserve_range(uint64_t first, uint64_t count) {
     return taken;
 }
 
+uint64_t BuddyAllocator::adopt_allocated(uint64_t first, uint64_t count) {
+    if (first >= frames_) return 0;
+    if (count > frames_ - first) count = frames_ - first;
+    const uint64_t end = first + count;
+    uint64_t adopted = 0;
+    // Frames not donated are in use already (holes and reserved frames are): marking them
+    // donated makes them allocated frames of this allocator.
+    for (uint64_t f = find_in(donated_, first, end, false); f < end;
+         f = find_in(donated_, f, end, false)) {
+        const uint64_t stop = find_in(donated_, f, end, true);
+        donated_.set_range(f, stop - f);
+        adopted += stop - f;
+        f = stop;
+    }
+    managed_ += adopted;
+    return adopted;
+}
+
 uint64_t BuddyAllocator::alloc(uint64_t count, uint64_t align, uint64_t limit) {
     if (count == 0 || align == 0 || count > free_) return kNone;
     if (limit > frames_) limit = frames_;

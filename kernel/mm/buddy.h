@@ -44,6 +44,13 @@ class BuddyAllocator {
     /// Marks free frames in use; returns how many were free before (they leave the managed
     /// total). Allocated frames in the range are untouched and may still be freed.
     uint64_t reserve_range(uint64_t first_frame, uint64_t count);
+    /// Makes frames that are not managed yet managed and allocated, as if this allocator had
+    /// handed them out, so a later free() takes them: for frames a caller got from another
+    /// allocator whose memory moves here (the page allocator splitting itself by NUMA node).
+    /// Frames already managed are left alone. Returns how many were adopted.
+    uint64_t adopt_allocated(uint64_t first_frame, uint64_t count);
+    /// Whether `frame` is managed: donated, not reserved, free or allocated (false past the end).
+    bool is_managed(uint64_t frame) const { return frame < frames_ && donated_.test(frame); }
 
     /// Allocates `count` contiguous frames, the first a multiple of `align` (in frames, any
     /// non-zero value), all below `limit_frame`. Returns the first frame number or kNone, and
@@ -72,6 +79,12 @@ class BuddyAllocator {
     uint64_t free_blocks(uint32_t order) const { return order <= kMaxOrder ? blocks_[order] : 0; }
     /// Full consistency check, for tests: O(frame_count()). False on any inconsistency.
     bool check() const;
+    /// Calls f(first_frame, order) for every free block (O(free blocks)).
+    template <typename F>
+    void for_each_free_block(F&& f) const {
+        for (uint32_t k = 0; k <= kMaxOrder; ++k)
+            for (uint32_t h = heads_[k]; h != kNil; h = next_[h]) f(uint64_t{h}, k);
+    }
 
   private:
     static constexpr uint32_t kNil = UINT32_MAX;

@@ -75,6 +75,8 @@ class PageCache {
         return frames;
     }
     uint32_t cached_blocks(uint32_t order) const { return count_[order]; }
+    /// The i-th cached block of `order` (i < cached_blocks(order)), for consistency checks.
+    uint64_t cached_block(uint32_t order, uint32_t i) const { return blocks_[order][i]; }
     uint32_t high(uint32_t order) const { return high_[order]; }
     uint32_t batch(uint32_t order) const { return batch_[order]; }
 

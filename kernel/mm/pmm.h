@@ -40,6 +40,27 @@ struct Stats {
 };
 Stats stats();
 
+/// `count` contiguous frames from NUMA node `node` (or, when it has none free, the node
+/// nearest it by SLIT distance), aligned to `align_pages`; 0 when memory is exhausted. Without
+/// NUMA, or for a node that does not exist, the caller's node.
+uint64_t alloc_pages_node(uint32_t node, uint64_t count, uint64_t align_pages = 1);
+
+/// Splits the allocator by NUMA node (numa_map()): each node with memory gets its own buddy
+/// lists, lock and metadata; frames in use at that moment are adopted by their node. From then
+/// on a CPU allocates from its node first, then from the nearest nodes (by distance, then
+/// node id), and a freed block goes back to its node; a CPU's cache holds only its node's
+/// blocks. Call once, after numa_init() and before the CPU caches are on. False (and nothing
+/// changes) with fewer than two nodes.
+bool split_by_node();
+/// The node whose allocator `phys` belongs to (0 before the split).
+uint32_t node_of(uint64_t phys);
+/// One node's frames, as Stats (used: what callers hold of that node's memory, counted from
+/// the split on; at a quiescent point managed == free + cached + used for every node).
+using NodeStats = Stats;
+NodeStats node_stats(uint32_t node);
+/// Free frames on a list of the wrong node (a zone's free lists or a CPU cache): 0 always.
+uint64_t misplaced_frames();
+
 /// Memory that can be allocated: the allocator's and the CPU caches' free frames.
 uint64_t free_bytes();
 uint64_t managed_bytes();

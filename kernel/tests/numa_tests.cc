@@ -8,7 +8,12 @@
 // the rest in index order.
 #include <string_view>
 
+#include <atomic>
+
 #include "boot/params.h"
+#include "mm/heap.h"
+#include "mm/phys.h"
+#include "mm/pmm.h"
 #include "numa/numa.h"
 #include "smp/call.h"
 #include "smp/cpu.h"
@@ -158,6 +163,155 @@ KTEST(numa, each_cpu_reads_its_own_node) {
     g_wrong_node = 0;
     KASSERT(call_on_all(check_own_node, nullptr, true, true) == CallStatus::Ok);
     KEXPECT_EQ(g_wrong_node.load(), 0u);
+}
+
+// --- memory -------------------------------------------------------------------------------------
+
+uint32_t home_of(const CpuData* c) { return numa_map().nearest_node_with_memory(c->node); }
+
+struct LocalCount {
+    std::atomic<uint64_t> pages{0}, local{0}, failed{0};
+};
+
+void allocate_locally(void* arg) {
+    auto* c = static_cast<LocalCount*>(arg);
+    const uint32_t home = home_of(this_cpu());
+    uint64_t got[48];
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < 48; ++i) {
+        const uint64_t count = i % 4 == 3 ? 16 : 1; // single pages and 16-page blocks
+        const uint64_t p = pmm::alloc_pages(count);
+        if (p == 0) {
+            c->failed.fetch_add(1);
+            continue;
+        }
+        c->pages.fetch_add(1);
+        c->local.fetch_add(pmm::node_of(p) == home && pmm::node_of(p + (count - 1) * 4096) == home);
+        got[n++] = p | (count == 16 ? 1 : 0); // the low bit says which size
+    }
+    for (uint32_t i = 0; i < n; ++i) pmm::free_pages(got[i] & ~uint64_t{1}, (got[i] & 1) ? 16 : 1);
+}
+
+bool conserved(uint32_t* bad_node) {
+    for (uint32_t n = 0; n < numa_map().nodes(); ++n) {
+        if (numa_map().memoryless(n)) continue;
+        const pmm::NodeStats s = pmm::node_stats(n);
+        if (s.managed != s.free + s.cached + s.used) {
+            *bad_node = n;
+            ktest::note("node %u: managed %lu, free %lu + cached %lu + used %lu", n, s.managed,
+                        s.free, s.cached, s.used);
+            return false;
+        }
+    }
+    return true;
+}
+
+KTEST(numa, every_cpu_allocates_from_its_own_node) {
+    if (numa_map().nodes() < 2) return ktest::skip("one node");
+    static LocalCount c;
+    c.pages = 0;
+    c.local = 0;
+    c.failed = 0;
+    KASSERT(ktest::run_on_all_cpus(allocate_locally, &c));
+    KEXPECT_EQ(c.failed.load(), 0u);
+    KEXPECT_EQ(c.local.load(), c.pages.load());
+    ktest::note("%lu of %lu allocations on every CPU came from its node", c.local.load(),
+                c.pages.load());
+    KEXPECT_EQ(pmm::misplaced_frames(), 0u);
+}
+
+KTEST(numa, explicit_node_allocation_lands_there) {
+    const numa::NodeMap& m = numa_map();
+    if (m.nodes() < 2) return ktest::skip("one node");
+    for (uint32_t n = 0; n < m.nodes(); ++n) {
+        const uint64_t p = pmm::alloc_pages_node(n, 4);
+        KASSERT(p != 0);
+        // A memory-less node's pages come from its nearest node with memory.
+        KEXPECT_EQ(pmm::node_of(p), m.nearest_node_with_memory(n));
+        pmm::free_pages(p, 4);
+    }
+}
+
+KTEST(numa, a_full_node_falls_back_to_the_nearest_by_distance) {
+    const numa::NodeMap& m = numa_map();
+    if (m.nodes() < 2) return ktest::skip("one node");
+    const uint32_t node = home_of(this_cpu());
+    const auto order = m.nearest_nodes_with_memory(node);
+    if (order.size() < 2) return ktest::skip("no second node with memory");
+    // Take the node's memory page by page (each page holds the next one's address) until a
+    // page comes from elsewhere: that one must be from the nearest other node.
+    uint64_t head = 0, taken = 0, spill = 0;
+    for (;;) {
+        const uint64_t p = pmm::alloc_pages_node(node, 1);
+        if (p == 0) break;
+        if (pmm::node_of(p) != node) {
+            spill = p;
+            break;
+        }
+        *phys_to_virt<uint64_t>(p) = head;
+        head = p;
+        ++taken;
+    }
+    KEXPECT(spill != 0);
+    if (spill != 0) {
+        if (!KEXPECT_EQ(pmm::node_of(spill), uint32_t{order[1]}))
+            ktest::note("node %u full: the next page came from node %u, the nearest is %u", node,
+                        pmm::node_of(spill), order[1]);
+        pmm::free_pages(spill);
+    }
+    while (head != 0) {
+        const uint64_t next = *phys_to_virt<uint64_t>(head);
+        pmm::free_pages(head);
+        head = next;
+    }
+    ktest::note("node %u gave %lu pages, then node %u (distance %u)", node, taken,
+                spill ? pmm::node_of(spill) : 0, spill ? m.distance(node, pmm::node_of(spill)) : 0);
+    uint32_t bad = 0;
+    KEXPECT(conserved(&bad));
+    KEXPECT_EQ(pmm::misplaced_frames(), 0u);
+}
+
+// Cross-node frees: each CPU frees pages a CPU of another node allocated; every frame must go
+// back to its own node, and each node's frames must add up.
+struct Storm {
+    static constexpr uint32_t kPerCpu = 64;
+    uint64_t pages[kMaxCpus][kPerCpu];
+};
+Storm* g_storm = nullptr;
+
+void storm_allocate(void*) {
+    const uint32_t me = this_cpu()->cpu_id;
+    for (uint32_t i = 0; i < Storm::kPerCpu; ++i) g_storm->pages[me][i] = pmm::alloc_pages(1 + i % 2);
+}
+
+void storm_free(void*) {
+    // CPU c frees the pages CPU c + N/2 allocated: each CPU's pages are freed exactly once, and
+    // with the nodes' CPUs in blocks (as every configuration here has them) across nodes.
+    const uint32_t me = this_cpu()->cpu_id, n = cpu_count();
+    const uint32_t partner = (me + n / 2) % n;
+    for (uint32_t i = 0; i < Storm::kPerCpu; ++i)
+        if (g_storm->pages[partner][i] != 0) pmm::free_pages(g_storm->pages[partner][i], 1 + i % 2);
+}
+
+KTEST(numa, frees_from_other_nodes_go_home_and_every_frame_is_accounted) {
+    const numa::NodeMap& m = numa_map();
+    if (m.nodes() < 2) return ktest::skip("one node");
+    if (cpus_online() != cpu_count() || cpu_count() % 2 != 0)
+        return ktest::skip("needs an even number of CPUs, all online");
+    g_storm = static_cast<Storm*>(kzalloc(sizeof(Storm)));
+    KASSERT(g_storm != nullptr);
+    KASSERT(ktest::run_on_all_cpus(storm_allocate, nullptr));
+    uint32_t cross = 0;
+    for (uint32_t c = 0; c < cpu_count(); ++c)
+        cross += cpu_by_id(c)->node != cpu_by_id((c + cpu_count() / 2) % cpu_count())->node;
+    KASSERT(ktest::run_on_all_cpus(storm_free, nullptr));
+    kfree(g_storm);
+    g_storm = nullptr;
+    KEXPECT_EQ(pmm::misplaced_frames(), 0u);
+    uint32_t bad = 0;
+    KEXPECT(conserved(&bad));
+    ktest::note("%u CPUs freed another node's pages; no frame on a wrong node's lists, every "
+                "node's frames add up", cross);
 }
 
 } // namespace
