@@ -136,9 +136,18 @@ void main_task(void*);
     const PlatformTopology& topo = platform_acpi_init(bsp->apic_id);
     irq_init(); // every I/O APIC pin masked before anything is routed
     boot_step("acpi");
-    smp_prepare(topo.aps);
-    numa_init(); // the CPU table is final: every CPU learns its node before it runs
+    // NUMA first, so each CPU's data and per-CPU area come from its own node.
+    {
+        static uint32_t apic_ids[kMaxCpus];
+        uint32_t n = 0;
+        apic_ids[n++] = bsp->apic_id;
+        for (const ApTarget& t : topo.aps)
+            if (n < kMaxCpus) apic_ids[n++] = t.apic_id;
+        numa_init({apic_ids, n});
+    }
     pmm::split_by_node(); // one allocator per node, before any CPU cache holds a block
+    smp_prepare(topo.aps);
+    numa_bind_cpus(); // the CPU table is final: every CPU learns its node before it runs
     // The CPU table is final: per-CPU caches and the scheduler cover every CPU before the APs
     // start, since each sets up its own scheduler the moment it is online.
     pmm::enable_cpu_caches();

@@ -15,13 +15,24 @@ uint32_t g_apic_ids[kMaxCpus];
 
 const numa::NodeMap& numa_map() { return g_map; }
 
-void numa_init() {
+namespace {
+void build(std::span<const uint32_t> apic_ids) {
     const PlatformTopology& t = platform_topology();
+    g_map.build(t.valid && t.has_srat ? &t.srat : nullptr, t.valid && t.has_slit ? &t.slit : nullptr,
+                apic_ids, g_memory_map.regions());
+}
+} // namespace
+
+void numa_bind_cpus() {
     const uint32_t n = cpu_count();
     for (uint32_t c = 0; c < n; ++c) g_apic_ids[c] = cpu_by_id(c)->apic_id;
-    g_map.build(t.valid && t.has_srat ? &t.srat : nullptr, t.valid && t.has_slit ? &t.slit : nullptr,
-                std::span<const uint32_t>(g_apic_ids, n), g_memory_map.regions());
+    build(std::span<const uint32_t>(g_apic_ids, n));
     for (uint32_t c = 0; c < n; ++c) cpu_by_id(c)->node = g_map.cpu_node(c);
+}
+
+void numa_init(std::span<const uint32_t> apic_ids) {
+    build(apic_ids);
+    this_cpu()->node = g_map.cpu_node(0);
 
     char line[256];
     for (uint32_t node = 0; node < g_map.nodes(); ++node) {

@@ -5,6 +5,7 @@
 #include "smp/smp.h"
 
 #include <atomic>
+#include <cstring>
 #include <new>
 
 #include "arch/arch.h"
@@ -13,6 +14,9 @@
 #include "debug/log.h"
 #include "lib/format.h"
 #include "mm/heap.h"
+#include "mm/phys.h"
+#include "mm/pmm.h"
+#include "numa/numa.h"
 #include "sched/sched.h"
 #include "smp/cpu.h"
 #include "smp/percpu.h"
@@ -71,8 +75,14 @@ void parse_stall_injection() {
 }
 
 CpuData* make_cpu(uint32_t cpu_id, const ApTarget& t) {
-    void* mem = kzalloc(sizeof(CpuData));
-    if (mem == nullptr) return nullptr;
+    // On the CPU's own NUMA node (numa_init has numbered the CPUs as we do): every switch and
+    // interrupt writes here.
+    const uint32_t node = numa_map().cpu_node(cpu_id);
+    constexpr uint64_t kPages = (sizeof(CpuData) + 4095) / 4096;
+    const uint64_t phys = pmm::alloc_pages_node(node == numa::kNoNode ? 0 : node, kPages);
+    if (phys == 0) return nullptr;
+    void* mem = phys_to_virt<void>(phys);
+    memset(mem, 0, kPages * 4096);
     auto* cpu = new (mem) CpuData{};
     cpu->self = cpu;
     cpu->magic = kCpuDataMagic;
@@ -80,7 +90,7 @@ CpuData* make_cpu(uint32_t cpu_id, const ApTarget& t) {
     cpu->apic_id = t.apic_id;
     cpu->acpi_uid = t.acpi_uid;
     if (!arch::ap_prepare_cpu(*cpu)) return nullptr;
-    if (!percpu_setup(cpu)) return nullptr;
+    if (!percpu_setup(cpu, node == numa::kNoNode ? 0 : node)) return nullptr;
     return cpu;
 }
 

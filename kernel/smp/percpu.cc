@@ -34,11 +34,11 @@ void percpu_init_boot_cpu() {
     g_template = static_cast<char*>(kmalloc(g_static_size + 1));
     if (g_template == nullptr) return;
     memcpy(g_template, __percpu_start, g_static_size);
-    if (!percpu_setup(this_cpu())) log_error("percpu: no memory for the boot CPU's area");
+    if (!percpu_setup(this_cpu(), 0)) log_error("percpu: no memory for the boot CPU's area");
 }
 
-bool percpu_setup(CpuData* cpu) {
-    const uint64_t phys = pmm::alloc_pages(area_pages());
+bool percpu_setup(CpuData* cpu, uint32_t node) {
+    const uint64_t phys = pmm::alloc_pages_node(node, area_pages());
     if (phys == 0 || g_template == nullptr) return false;
     auto* area = phys_to_virt<char>(phys);
     memcpy(area, g_template, g_static_size);

@@ -40,8 +40,9 @@ constexpr size_t kPerCpuDynamicSize = 4 * 1024;
 
 /// Snapshots the template and gives the boot CPU its own copy (after the heap is up).
 void percpu_init_boot_cpu();
-/// Gives `cpu` a fresh copy of the template (zeroed run-time pool). False on allocation failure.
-bool percpu_setup(CpuData* cpu);
+/// Gives `cpu` a fresh copy of the template (zeroed run-time pool), in memory of NUMA node
+/// `node`. False on allocation failure.
+bool percpu_setup(CpuData* cpu, uint32_t node);
 
 /// A run-time per-CPU allocation: the same offset in every CPU's area.
 template <typename T>

@@ -14,6 +14,7 @@
 #include "mm/heap.h"
 #include "mm/phys.h"
 #include "mm/pmm.h"
+#include "smp/percpu.h"
 #include "numa/numa.h"
 #include "smp/call.h"
 #include "smp/cpu.h"
@@ -167,6 +168,8 @@ KTEST(numa, each_cpu_reads_its_own_node) {
 
 // --- memory -------------------------------------------------------------------------------------
 
+COHORT_PERCPU(uint64_t, g_probe); // a per-CPU variable, to find each CPU's area
+
 uint32_t home_of(const CpuData* c) { return numa_map().nearest_node_with_memory(c->node); }
 
 struct LocalCount {
@@ -269,6 +272,23 @@ KTEST(numa, a_full_node_falls_back_to_the_nearest_by_distance) {
     uint32_t bad = 0;
     KEXPECT(conserved(&bad));
     KEXPECT_EQ(pmm::misplaced_frames(), 0u);
+}
+
+KTEST(numa, each_cpus_data_and_per_cpu_area_are_on_its_node) {
+    if (numa_map().nodes() < 2) return ktest::skip("one node");
+    uint32_t checked = 0;
+    // The boot CPU's were set up before NUMA was known (statically, or with the first pages).
+    for (uint32_t c = 1; c < cpu_count(); ++c) {
+        const CpuData* cpu = cpu_by_id(c);
+        const uint32_t home = home_of(cpu);
+        const uint64_t data = direct_map_virt_to_phys(cpu);
+        const uint64_t area = direct_map_virt_to_phys(&per_cpu_on(cpu, g_probe));
+        if (!KEXPECT_EQ(pmm::node_of(data), home) || !KEXPECT_EQ(pmm::node_of(area), home))
+            ktest::note("cpu%u (home node %u): CpuData on node %u, per-CPU area on node %u", c,
+                        home, pmm::node_of(data), pmm::node_of(area));
+        ++checked;
+    }
+    ktest::note("%u APs' CpuData and per-CPU areas on their home nodes", checked);
 }
 
 // Cross-node frees: each CPU frees pages a CPU of another node allocated; every frame must go
