@@ -795,3 +795,29 @@ TEST_F(SlabHeapCpuCacheTest, ManyCpusAllocateAndFreeAcrossEachOther) {
 }
 
 } // namespace
+
+// kmalloc_node's path: whole pages from another source (a NUMA node's), freed like any large
+// allocation through the heap's own source.
+TEST_F(SlabHeapTest, PagesFromAnotherSourceAreALargeAllocationFreedAsUsual) {
+    struct Counting {
+        PageSource inner;
+        int calls = 0;
+        static void* alloc(size_t n, void* ctx) {
+            auto* self = static_cast<Counting*>(ctx);
+            ++self->calls;
+            return self->inner.alloc(n, self->inner.ctx);
+        }
+    } counting{pages->source()};
+    const PageSource other{&Counting::alloc, pages->source().free, &counting};
+    void* p = heap->alloc_pages_from(100, other);
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(counting.calls, 1);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 16, 0u);
+    EXPECT_GE(heap->usable_size(p), 100u);
+    EXPECT_EQ(heap->stats().objects, 1u);
+    fill(p, 100, 7);
+    EXPECT_EQ(check(p, 100, 7), 100u);
+    heap->free(p);
+    EXPECT_EQ(heap->alloc_pages_from(0, other), nullptr);
+    EXPECT_TRUE(take_reports().empty());
+}

@@ -6,6 +6,7 @@
 #include "debug/log.h"
 #include "mm/phys.h"
 #include "mm/pmm.h"
+#include "numa/numa.h"
 #include "smp/cpu.h"
 
 namespace cohort {
@@ -37,6 +38,29 @@ void* kzalloc(size_t size) {
     return p;
 }
 void kfree(void* p) { g_heap.free(p); }
+
+namespace {
+void* node_pages_alloc(size_t pages, void* ctx) {
+    const uint64_t phys = pmm::alloc_pages_node(*static_cast<const uint32_t*>(ctx), pages);
+    return phys == 0 ? nullptr : phys_to_virt<void>(phys);
+}
+} // namespace
+
+void* kmalloc_node(size_t size, uint32_t node) {
+    // This CPU's slabs hold memory of its own node already; another node's objects take whole
+    // pages of that node (only boot-time, per-CPU structures ask for those).
+    const numa::NodeMap& m = numa_map();
+    if (m.nodes() < 2 || m.nearest_node_with_memory(node) ==
+                             m.nearest_node_with_memory(this_cpu()->node))
+        return kmalloc(size);
+    return g_heap.alloc_pages_from(size, PageSource{node_pages_alloc, pages_free, &node});
+}
+
+void* kzalloc_node(size_t size, uint32_t node) {
+    void* p = kmalloc_node(size, node);
+    if (p != nullptr) memset(p, 0, size);
+    return p;
+}
 SlabHeap::Stats heap_stats() { return g_heap.stats(); }
 SlabHeap::ClassStats heap_class_stats(size_t cls) { return g_heap.class_stats(cls); }
 

@@ -19,6 +19,10 @@ uint64_t heap_cached_objects();
 [[nodiscard]] void* kmalloc(size_t size);
 [[nodiscard]] void* kzalloc(size_t size);
 void kfree(void* p);
+/// As kmalloc, in memory of NUMA node `node` (or the node nearest it with memory). Objects for
+/// another node than the caller's take whole pages: meant for per-CPU structures set up once.
+[[nodiscard]] void* kmalloc_node(size_t size, uint32_t node);
+[[nodiscard]] void* kzalloc_node(size_t size, uint32_t node);
 SlabHeap::Stats heap_stats();
 SlabHeap::ClassStats heap_class_stats(size_t cls);
 

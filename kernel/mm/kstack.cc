@@ -164,10 +164,26 @@ bool put_back(KernelStack& s) {
 
 void kstack_enable_cpu_caches() { g_cache_on.store(true, std::memory_order_release); }
 
-KernelStack kstack_alloc(size_t size) {
+namespace {
+constexpr uint32_t kAnyNode = 0xffff'ffff;
+
+// Frames for a stack: this CPU's node, or `node`.
+uint64_t stack_frames(uint64_t count, uint32_t node) {
+    return node == kAnyNode ? pmm::alloc_pages(count) : pmm::alloc_pages_node(node, count);
+}
+
+KernelStack alloc_stack(size_t size, uint32_t node);
+} // namespace
+
+KernelStack kstack_alloc(size_t size) { return alloc_stack(size, kAnyNode); }
+KernelStack kstack_alloc_node(size_t size, uint32_t node) { return alloc_stack(size, node); }
+
+namespace {
+KernelStack alloc_stack(size_t size, uint32_t node) {
     const uint64_t pages = (size + kPage - 1) / kPage;
     if (pages == 0 || pages >= layout::kStackSlotSize / kPage) return {};
-    if (pages == default_pages() && g_cache_on.load(std::memory_order_acquire)) {
+    if (node == kAnyNode && pages == default_pages() &&
+        g_cache_on.load(std::memory_order_acquire)) {
         KernelStack s;
         {
             arch::IrqOff irq;
@@ -197,7 +213,7 @@ KernelStack kstack_alloc(size_t size) {
     }
     if (slot == BitmapView::npos) {
         purge_pending(); // the slots waiting for a purge are the last ones left
-        return kstack_alloc(size);
+        return alloc_stack(size, node);
     }
     KernelStack s;
     s.slot = static_cast<uint32_t>(slot);
@@ -206,18 +222,18 @@ KernelStack kstack_alloc(size_t size) {
     // One block and one mapping when memory allows (the frames are still freed one by one);
     // page by page otherwise.
     if ((pages & (pages - 1)) == 0) {
-        if (const uint64_t block = pmm::alloc_pages(pages); block != 0) {
+        if (const uint64_t block = stack_frames(pages, node); block != 0) {
             if (vmm::map(s.bottom, block, pages * kPage, vmm::kRead | vmm::kWrite)) return s;
             vmm::unmap(s.bottom, pages * kPage); // what was mapped before the failure
             pmm::free_pages(block, pages);
         }
     }
     for (uint64_t va = s.bottom; va < s.top; va += kPage) {
-        uint64_t frame = pmm::alloc_page();
+        uint64_t frame = stack_frames(1, node);
         if (frame == 0) {
             // Stacks awaiting a purge hold frames: free them and try once more.
             purge_pending();
-            frame = pmm::alloc_page();
+            frame = stack_frames(1, node);
         }
         if (frame == 0 || !vmm::map(va, frame, kPage, vmm::kRead | vmm::kWrite)) {
             if (frame != 0) pmm::free_pages(frame);
@@ -229,7 +245,7 @@ KernelStack kstack_alloc(size_t size) {
     }
     return s;
 }
-
+} // namespace
 
 bool kstack_release_nonblocking(KernelStack& s) { return put_back(s); }
 

@@ -21,6 +21,9 @@ inline constexpr size_t kKernelStackDefaultSize = 16 * 1024;
 /// Returns an invalid stack when memory or slots are exhausted. A default-size stack may come
 /// from this CPU's cache: same guard region, contents zeroed.
 KernelStack kstack_alloc(size_t size);
+/// The same with its frames from NUMA node `node` (or the node nearest it with memory), never
+/// from a CPU's cache: for stacks the boot CPU sets up for another CPU.
+KernelStack kstack_alloc_node(size_t size, uint32_t node);
 /// Keeps a default-size stack in this CPU's cache if there is room (no unmap, no IPI);
 /// otherwise queues it for the next batched unmap (one shootdown for up to 32 stacks), which
 /// runs here once a batch is full. Thread context.

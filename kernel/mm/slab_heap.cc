@@ -185,7 +185,7 @@ void SlabHeap::flush(CpuCache& cc, size_t cls, uint32_t n) {
 
 void* SlabHeap::alloc(size_t size) {
     if (size == 0) return nullptr;
-    if (size > kMaxSmall) return alloc_large(size);
+    if (size > kMaxSmall) return alloc_large(size, source_);
     const size_t cls = class_for(size);
     const size_t csize = class_size(cls);
     void* obj = nullptr;
@@ -346,12 +346,17 @@ SlabHeap::ClassStats SlabHeap::class_stats(size_t cls) {
     return st;
 }
 
-void* SlabHeap::alloc_large(size_t size) {
+void* SlabHeap::alloc_pages_from(size_t size, const PageSource& source) {
+    if (size == 0) return nullptr;
+    return alloc_large(size, source);
+}
+
+void* SlabHeap::alloc_large(size_t size, const PageSource& source) {
     if (size > (uint64_t{1} << 40)) return nullptr;
     size_t pages = (size + kLargeHeader + kPageSize - 1) / kPageSize;
     // Up to 16 pages, a power of two: the page allocator's CPU caches serve exactly those.
     if (pages <= 16) pages = std::bit_ceil(pages);
-    void* mem = source_.alloc(pages, source_.ctx);
+    void* mem = source.alloc(pages, source.ctx);
     if (mem == nullptr) return nullptr;
     auto* h = static_cast<LargeHeader*>(mem);
     h->magic = kLargeMagic;

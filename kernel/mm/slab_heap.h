@@ -56,6 +56,10 @@ class SlabHeap {
     void drain();
     /// 16-byte aligned memory of at least `size` bytes; nullptr when out of memory or size 0.
     [[nodiscard]] void* alloc(size_t size);
+    /// A large allocation (whole pages, freed like any other) whose pages come from `source`
+    /// instead of the heap's own: for memory that must sit somewhere in particular (a NUMA
+    /// node). `source`'s pages must be ones the heap's own source can free.
+    [[nodiscard]] void* alloc_pages_from(size_t size, const PageSource& source);
     /// Releases `p` (nullptr is ignored). Misuse is reported through the hook and ignored.
     void free(void* p);
     /// Bytes usable at `p` (its size class, or the large allocation's capacity); 0 if invalid.
@@ -112,7 +116,7 @@ class SlabHeap {
         Counters counters;
     };
     void report(const char* what, const void* p);
-    void* alloc_large(size_t size);
+    void* alloc_large(size_t size, const PageSource& source);
     void free_large(void* p);
     Slab* new_slab(size_t cls);
     // Under the class lock: one object out of the slabs (*new_page set if that took a page),

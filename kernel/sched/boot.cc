@@ -32,10 +32,10 @@ COHORT_PERCPU(CpuProvision, g_provision);
 
 void provision(CpuData* cpu) {
     CpuProvision& p = per_cpu_on(cpu, g_provision);
-    p.idle = new_task_memory();
-    p.worker = new_task_memory();
+    p.idle = new_task_memory(cpu->node);
+    p.worker = new_task_memory(cpu->node);
     if (p.worker != nullptr) {
-        p.worker->stack = kstack_alloc(TaskOptions{}.stack_size);
+        p.worker->stack = kstack_alloc_node(TaskOptions{}.stack_size, cpu->node);
         if (!p.worker->stack.valid()) {
             kfree(p.worker->fpu_alloc);
             kfree(p.worker);

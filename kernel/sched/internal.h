@@ -164,7 +164,11 @@ bool wake_up_locked_irqs_off(Task* t);
 // task.cc
 void put_task(Task* t);
 void bury(Task* t, RunQueue& rq);
-Task* new_task_memory();
+/// A node for new_task_memory: the caller's own.
+inline constexpr uint32_t kAnyNode = 0xffff'ffff;
+/// A Task and its FPU area, in memory of NUMA node `node` (a CPU's idle and worker tasks are
+/// made by the boot CPU on that CPU's node).
+Task* new_task_memory(uint32_t node = kAnyNode);
 Task* register_task(Task* t, const char* name);
 Task* alloc_task(const char* name);
 Task* start_task(Task* t, TaskFn entry, void* arg, const TaskOptions& o);

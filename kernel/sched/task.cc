@@ -69,13 +69,13 @@ void bury(Task* t, RunQueue& rq) {
 }
 
 // A Task and its FPU area, not yet known to any CPU (no id, on no list).
-Task* new_task_memory() {
-    void* mem = kzalloc(sizeof(Task));
+Task* new_task_memory(uint32_t node) {
+    void* mem = node == kAnyNode ? kzalloc(sizeof(Task)) : kzalloc_node(sizeof(Task), node);
     if (mem == nullptr) return nullptr;
     Task* t = new (mem) Task();
     t->fair.owner = t;
     const size_t fpu = arch::fpu_state_size();
-    t->fpu_alloc = kmalloc(fpu + 64);
+    t->fpu_alloc = node == kAnyNode ? kmalloc(fpu + 64) : kmalloc_node(fpu + 64, node);
     if (t->fpu_alloc == nullptr) {
         kfree(mem);
         return nullptr;

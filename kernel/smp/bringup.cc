@@ -89,6 +89,7 @@ CpuData* make_cpu(uint32_t cpu_id, const ApTarget& t) {
     cpu->cpu_id = cpu_id;
     cpu->apic_id = t.apic_id;
     cpu->acpi_uid = t.acpi_uid;
+    cpu->node = node == numa::kNoNode ? 0 : node; // its stacks are allocated there
     if (!arch::ap_prepare_cpu(*cpu)) return nullptr;
     if (!percpu_setup(cpu, node == numa::kNoNode ? 0 : node)) return nullptr;
     return cpu;

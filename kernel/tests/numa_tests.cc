@@ -14,6 +14,8 @@
 #include "mm/heap.h"
 #include "mm/phys.h"
 #include "mm/pmm.h"
+#include "mm/vmm.h"
+#include "sched/internal.h"
 #include "smp/percpu.h"
 #include "numa/numa.h"
 #include "smp/call.h"
@@ -289,6 +291,41 @@ KTEST(numa, each_cpus_data_and_per_cpu_area_are_on_its_node) {
         ++checked;
     }
     ktest::note("%u APs' CpuData and per-CPU areas on their home nodes", checked);
+}
+
+// Where a CPU's own memory lives: CpuData, per-CPU area, kernel and IST stacks, idle and
+// worker tasks (their Task and FPU area) and the worker's stack. The boot CPU's were made
+// before NUMA was known.
+KTEST(numa, each_cpus_stacks_and_scheduler_tasks_are_on_its_node) {
+    if (numa_map().nodes() < 2) return ktest::skip("one node");
+    uint32_t checked = 0, wrong = 0;
+    for (uint32_t c = 1; c < cpu_count(); ++c) {
+        const CpuData* cpu = cpu_by_id(c);
+        const uint32_t home = home_of(cpu);
+        const sched_impl::RunQueue& rq = per_cpu_on(cpu, sched_impl::g_rq);
+        struct Piece {
+            const char* what;
+            uint64_t phys;
+        };
+        const Piece pieces[] = {
+            {"kernel stack", vmm::translate(cpu->kernel_stack_top - 8)},
+            {"NMI stack", vmm::translate(cpu->ist_tops[1] - 8)},
+            {"idle task", direct_map_virt_to_phys(rq.idle)},
+            {"worker task", direct_map_virt_to_phys(rq.worker)},
+            {"worker FPU area", direct_map_virt_to_phys(rq.worker->fpu_area)},
+            {"worker stack", vmm::translate(rq.worker->stack.top - 8)},
+        };
+        for (const Piece& p : pieces) {
+            ++checked;
+            if (p.phys == UINT64_MAX || pmm::node_of(p.phys) != home) {
+                ++wrong;
+                ktest::note("cpu%u (home node %u): its %s is on node %u", c, home, p.what,
+                            p.phys == UINT64_MAX ? 0 : pmm::node_of(p.phys));
+            }
+        }
+    }
+    KEXPECT_EQ(wrong, 0u);
+    ktest::note("%u pieces of the APs' own memory checked, %u on another node", checked, wrong);
 }
 
 // Cross-node frees: each CPU frees pages a CPU of another node allocated; every frame must go

@@ -9,7 +9,9 @@ bool alloc_cpu_stacks(CpuData& cpu) {
     KernelStack stacks[1 + kIstCount];
     for (int i = 0; i <= kIstCount; ++i) {
         const size_t kernel = cpu.cpu_id == 0 ? kBootCpuStackSize : kApStackSize;
-        stacks[i] = kstack_alloc(i == 0 ? kernel : kIstStackSize);
+        // On the CPU's node (set by smp_prepare before this; 0 for the boot CPU, whose stacks
+        // are made before NUMA is known).
+        stacks[i] = kstack_alloc_node(i == 0 ? kernel : kIstStackSize, cpu.node);
         if (stacks[i].valid()) continue;
         for (int j = 0; j < i; ++j) kstack_free(stacks[j]);
         return false;
