@@ -6,11 +6,13 @@
 #include "smp/cpu_list.h"
 #include "smp/cpumask.h"
 #include "phys_image.h"
+#include "table_builder.h"
 
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -18,43 +20,15 @@ namespace {
 using namespace cohort::acpi;
 using cohort::host::PhysImage;
 
-// Little-endian byte builder for tables.
-struct Builder {
-    std::vector<uint8_t> b;
-    Builder& u8(uint64_t v) { return put(v, 1); }
-    Builder& u16(uint64_t v) { return put(v, 2); }
-    Builder& u32(uint64_t v) { return put(v, 4); }
-    Builder& u64(uint64_t v) { return put(v, 8); }
-    Builder& str(const char* s, size_t n) {
-        for (size_t i = 0; i < n; ++i)
-            b.push_back(i < std::strlen(s) ? static_cast<uint8_t>(s[i]) : ' ');
-        return *this;
-    }
-    Builder& put(uint64_t v, int n) {
-        for (int i = 0; i < n; ++i)
-            b.push_back(static_cast<uint8_t>(v >> (8 * i)));
-        return *this;
-    }
-};
+using Builder = cohort::host::TableBuilder;
 
 // SDT header with length and checksum fixed up by finish().
 Builder sdt(const char* sig, uint8_t revision) {
-    Builder t;
-    t.str(sig, 4).u32(0).u8(revision).u8(0).str("COHORT", 6).str("TESTTBL", 8).u32(1);
-    t.str("CHRT", 4).u32(1);
-    return t;
+    return cohort::host::sdt_header(sig, revision, "COHORT", "TESTTBL", "CHRT");
 }
 
 std::vector<uint8_t> finish(Builder t, int checksum_delta = 0) {
-    const uint32_t len = static_cast<uint32_t>(t.b.size());
-    for (int i = 0; i < 4; ++i)
-        t.b[4 + i] = static_cast<uint8_t>(len >> (8 * i));
-    t.b[9] = 0;
-    uint8_t sum = 0;
-    for (uint8_t x : t.b)
-        sum = static_cast<uint8_t>(sum + x);
-    t.b[9] = static_cast<uint8_t>(-sum + checksum_delta);
-    return t.b;
+    return cohort::host::finish_table(std::move(t), checksum_delta);
 }
 
 Builder madt(uint8_t revision = 5, uint32_t lapic = 0xFEE00000, uint32_t flags = 1) {

@@ -9,6 +9,7 @@
 #include "acpi/srat.h"
 #include "acpi/tables.h"
 #include "lib/memmap.h"
+#include "table_builder.h"
 
 #include <gtest/gtest.h>
 
@@ -19,6 +20,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -33,45 +35,16 @@ constexpr uint32_t kMemEnabled = 1, kMemHotPluggable = 2;
 
 // --- Building tables -------------------------------------------------------------------------
 
-struct Builder {
-    std::vector<uint8_t> b;
-    Builder& put(uint64_t v, int n) {
-        for (int i = 0; i < n; ++i)
-            b.push_back(static_cast<uint8_t>(v >> (8 * i)));
-        return *this;
-    }
-    Builder& u8(uint64_t v) { return put(v, 1); }
-    Builder& u16(uint64_t v) { return put(v, 2); }
-    Builder& u32(uint64_t v) { return put(v, 4); }
-    Builder& u64(uint64_t v) { return put(v, 8); }
-    Builder& str(const char* s, size_t n) {
-        for (size_t i = 0; i < n; ++i)
-            b.push_back(i < std::strlen(s) ? static_cast<uint8_t>(s[i]) : ' ');
-        return *this;
-    }
-};
+using Builder = cohort::host::TableBuilder;
 
 // The 36-byte SDT header. The defaults are the identifiers QEMU puts in its tables, so the
 // model of QEMU's SRAT below can be compared with a recording byte for byte.
 Builder sdt(const char* sig, uint8_t revision) {
-    Builder t;
-    t.str(sig, 4).u32(0).u8(revision).u8(0).str("BOCHS", 6).str("BXPC", 8).u32(1);
-    t.str("BXPC", 4).u32(1);
-    return t;
+    return cohort::host::sdt_header(sig, revision, "BOCHS", "BXPC", "BXPC");
 }
 
 // Fills in the length and the checksum.
-std::vector<uint8_t> finish(Builder t) {
-    const uint32_t len = static_cast<uint32_t>(t.b.size());
-    for (int i = 0; i < 4; ++i)
-        t.b[4 + i] = static_cast<uint8_t>(len >> (8 * i));
-    t.b[9] = 0;
-    uint8_t sum = 0;
-    for (uint8_t x : t.b)
-        sum = static_cast<uint8_t>(sum + x);
-    t.b[9] = static_cast<uint8_t>(-sum);
-    return t.b;
-}
+std::vector<uint8_t> finish(Builder t) { return cohort::host::finish_table(std::move(t)); }
 
 class Srat {
   public:
