@@ -46,6 +46,7 @@ constexpr ParamInfo kKnown[] = {
     {"sched.ready_timeout_ms", "how long the boot CPU waits for every AP's scheduler (2000)"},
     {"bench.scale_ms", "bench=scale: time per operation (default 200 + 2 per CPU)"},
     {"bench.scale_ops", "bench=scale: only these operations (comma-separated)"},
+    {"bench.numa_ms", "bench=numa: how long each node's task runs (default 300)"},
     {"ipi.broadcast", "0: never use the all-but-self IPI shorthand"},
     {"ipi.cluster", "0: multicasts send one IPI per CPU even in x2APIC mode (not per cluster)"},
     {"smp.max_cpus", "start at most this many CPUs (including the boot CPU)"},
