@@ -48,7 +48,12 @@ uint32_t node_of_frame(uint64_t f) {
     const uint32_t n = numa_map().node_of_address(f * layout::kPageSize);
     return n == numa::kNoNode ? 0 : n;
 }
-Zone& zone_of_frame(uint64_t f) { return *g_zones[node_of_frame(f)]; }
+Zone& zone_of_frame(uint64_t f) {
+    Zone* z = g_zones[node_of_frame(f)];
+    // Only memory the node map places on a node with memory is ever handed out.
+    if (z == nullptr) panic("pmm: frame %#lx is on no node with memory", f * layout::kPageSize);
+    return *z;
+}
 
 // Where `cpu`'s allocations come from first: its node, or the nearest node with memory.
 uint32_t home_node(const CpuData* cpu) {
