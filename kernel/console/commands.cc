@@ -129,7 +129,7 @@ void cmd_top(size_t, Words) {
             const uint64_t busy = s.busy_ns - prev[i].busy_ns;
             const uint64_t all = busy + (s.idle_ns - prev[i].idle_ns);
             prev[i] = s;
-            if (shown % 8 == 0 && shown != 0) console_printf("\n       ");
+            if (shown % 5 == 0 && shown != 0) console_printf("\n       "); // 92 columns
             console_printf(" cpu%-3u%3lu%% q%-2u", i, all == 0 ? 0 : busy * 100 / all, s.runnable);
             ++shown;
         }
@@ -235,12 +235,22 @@ void cmd_irq(size_t n, Words w) {
         console_printf("%3u %-18.18s %4u %4u %#6x %-11s %4u %6s", id, in.name, in.isa_irq, in.gsi,
                        in.vector, in.signal.level ? "level" : "edge",
                        in.cpu, in.masked ? "yes" : "no");
-        uint32_t shown = 0;
-        for (uint32_t c = 0; c < cpu_count() && shown < 6; ++c)
-            if (const uint64_t k = irq_count_on(static_cast<int>(id), c)) {
-                console_printf(" cpu%u:%lu", c, k);
-                ++shown;
+        // As many CPUs as fit in 100 columns (the fixed part takes 63), then how many more.
+        size_t width = 63;
+        uint32_t more = 0;
+        for (uint32_t c = 0; c < cpu_count(); ++c) {
+            const uint64_t k = irq_count_on(static_cast<int>(id), c);
+            if (k == 0) continue;
+            char item[32];
+            const size_t n = format(item, sizeof(item), " cpu%u:%lu", c, k);
+            if (more == 0 && width + n <= 100 - 10) {
+                console_printf("%s", item);
+                width += n;
+            } else {
+                ++more;
             }
+        }
+        if (more != 0) console_printf(" +%u CPUs", more);
         console_printf("\n");
     }
 }

@@ -56,7 +56,7 @@ void dispatch(arch::IrqFrame& frame) {
     const uint8_t slot = g_vector_line[frame.vector & 0xff].load(std::memory_order_acquire);
     if (slot != 0) {
         const uint32_t id = slot - 1u;
-        per_cpu(g_hits)[id]++;
+        __atomic_store_n(&per_cpu(g_hits)[id], per_cpu(g_hits)[id] + 1, __ATOMIC_RELAXED);
         if (DeviceHandler h = g_handler[id].load(std::memory_order_acquire))
             h(g_ctx[id].load(std::memory_order_relaxed));
     }
@@ -150,6 +150,10 @@ int irq_request_isa(uint8_t isa_irq, const char* name, DeviceHandler handler, vo
     }
     Line& l = g_lines[id];
     l = Line{true, name, isa_irq, route.gsi, vector, *cpu, route.signal, handler, ctx};
+    // The slot's counts start again: they are this line's, "since it was routed". (Nothing
+    // can hit the slot now: its vector is not routed yet.)
+    for (uint32_t c = 0; c < n; ++c)
+        if (const CpuData* cd = cpu_by_id(c)) __atomic_store_n(&per_cpu_on(cd, g_hits)[id], 0, __ATOMIC_RELAXED);
     g_handler[id].store(handler, std::memory_order_relaxed);
     g_ctx[id].store(ctx, std::memory_order_relaxed);
     arch::set_irq_handler(vector, dispatch);
