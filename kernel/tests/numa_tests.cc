@@ -11,11 +11,13 @@
 #include <atomic>
 
 #include "boot/params.h"
+#include "mm/address_space.h"
 #include "mm/heap.h"
 #include "mm/phys.h"
 #include "mm/pmm.h"
 #include "mm/vmm.h"
 #include "sched/internal.h"
+#include "sched/sched.h"
 #include "smp/percpu.h"
 #include "numa/numa.h"
 #include "smp/call.h"
@@ -326,6 +328,61 @@ KTEST(numa, each_cpus_stacks_and_scheduler_tasks_are_on_its_node) {
     }
     KEXPECT_EQ(wrong, 0u);
     ktest::note("%u pieces of the APs' own memory checked, %u on another node", checked, wrong);
+}
+
+// Page tables come from the node of the CPU that maps: an address space built on a CPU of
+// each node has every level of its tables (root, PDPT, PD, PT) on that node.
+struct TableCheck {
+    uint32_t home = 0;
+    uint32_t tables = 0, wrong = 0;
+    bool ok = false;
+};
+
+void build_space_here(void* arg) {
+    auto* t = static_cast<TableCheck*>(arg);
+    t->home = home_of(this_cpu());
+    AddressSpace* as = address_space_create();
+    if (as == nullptr) return;
+    const uint64_t frame = pmm::alloc_page();
+    constexpr uint64_t kVa = 0x40'0000;
+    if (frame != 0 && address_space_map(as, kVa, frame, true)) {
+        t->ok = true;
+        uint64_t table = as->root;
+        for (int level = 3; level >= 0; --level) {
+            ++t->tables;
+            t->wrong += pmm::node_of(table) != t->home;
+            if (level == 0) break;
+            const uint64_t entry = phys_to_virt<uint64_t>(table)[(kVa >> (12 + 9 * level)) & 511];
+            if ((entry & 1) == 0) {
+                t->ok = false;
+                break;
+            }
+            table = entry & 0x000f'ffff'ffff'f000ull;
+        }
+        address_space_unmap(as, kVa, 4096);
+    }
+    address_space_destroy(as);
+    if (frame != 0) pmm::free_pages(frame);
+}
+
+KTEST(numa, page_tables_come_from_the_mapping_cpus_node) {
+    const numa::NodeMap& m = numa_map();
+    if (m.nodes() < 2) return ktest::skip("one node");
+    uint32_t spaces = 0;
+    for (uint32_t n = 0; n < m.nodes(); ++n) {
+        uint32_t cpu = kMaxCpus;
+        for (uint32_t c = 0; c < cpu_count() && cpu == kMaxCpus; ++c)
+            if (cpu_by_id(c)->node == n && cpu_by_id(c)->online.load()) cpu = c;
+        if (cpu == kMaxCpus) continue;
+        TableCheck t;
+        run_pinned(cpu, build_space_here, &t);
+        KEXPECT(t.ok);
+        if (!KEXPECT_EQ(t.wrong, 0u))
+            ktest::note("cpu%u (home node %u): %u of %u page tables on another node", cpu, t.home,
+                        t.wrong, t.tables);
+        ++spaces;
+    }
+    ktest::note("an address space built on a CPU of each of %u nodes, its tables checked", spaces);
 }
 
 // Cross-node frees: each CPU frees pages a CPU of another node allocated; every frame must go
