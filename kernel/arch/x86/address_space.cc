@@ -32,10 +32,14 @@ AddressSpace g_kernel_as;
 COHORT_PERCPU(AddressSpace*, g_current_as);
 COHORT_PERCPU(PcidCache, g_pcids);
 COHORT_PERCPU(AddressSpaceSwitchStats, g_switch_stats);
-// This CPU keeps g_current_as loaded for a kernel thread, at the generation it had then.
+// Lazy TLB on this CPU. `on`: it keeps g_current_as loaded for a kernel thread. `loaded_gen`:
+// the space's generation read just before this CPU last loaded it with a flush (CR3 write),
+// the newest change its TLB is sure to reflect. Not the generation at the switch to the kernel
+// thread: a change bumped before that read may have found this CPU already out of the active
+// set and sent it no IPI, and its stale entry would then survive the return.
 struct LazyState {
     bool on;
-    uint64_t gen;
+    uint64_t loaded_gen;
 };
 COHORT_PERCPU(LazyState, g_lazy);
 std::atomic<uint64_t> g_next_id{1};
@@ -135,13 +139,17 @@ void address_space_activate(AddressSpace* as) {
     const uint32_t me = this_cpu()->cpu_id;
     as->active.set(me); // a locked RMW: a full barrier before the generation is read
     if (!x86::pcid_enabled()) {
+        // Any change bumped after this read either finds us active (and sends us its flush)
+        // or leaves the generation past what we record here.
+        const uint64_t gen = as->tlb_gen.load(std::memory_order_seq_cst);
         if (lazy.on && old == as && (x86::read_cr3() & x86::pte::kAddrMask) == as->root) {
-            // Back to the space a kernel thread kept loaded. Shootdowns skipped us since
-            // address_space_enter_lazy; if any change was made, its generation moved on: drop
-            // the space's entries (the kernel's are global and stay).
-            if (as->tlb_gen.load(std::memory_order_seq_cst) != lazy.gen &&
-                !lazy_gen_check_skipped()) {
+            // Back to the space a kernel thread kept loaded. Shootdowns skipped us while we
+            // were out of the active set; if any change was made since we last loaded it with
+            // a flush, its generation moved on: drop the space's entries (the kernel's are
+            // global and stay).
+            if (gen != lazy.loaded_gen && !lazy_gen_check_skipped()) {
                 x86::write_cr3(as->root);
+                lazy.loaded_gen = gen;
                 ++stats.cr3_writes;
                 ++stats.lazy_flushed;
             } else {
@@ -150,6 +158,7 @@ void address_space_activate(AddressSpace* as) {
         } else if (old != as || (x86::read_cr3() & x86::pte::kAddrMask) != as->root) {
             // Every CR3 load flushes the non-global entries: nothing of another space survives.
             write_cr3_counted(as->root);
+            lazy.loaded_gen = gen;
         }
     } else {
         // The PCID cache compares the generation itself, lazy or not (mm/pcid_cache.h).
@@ -181,10 +190,10 @@ void address_space_enter_lazy() {
         return;
     }
     const uint32_t me = this_cpu()->cpu_id;
-    // The generation first, then out of the active set (both seq_cst, the other half of the
-    // shootdown's bump-then-read): a change made after this read either still finds us active
-    // and flushes us, or leaves the generation past what we recorded, and we flush on return.
-    lazy.gen = as->tlb_gen.load(std::memory_order_seq_cst);
+    // No generation is read here: the return compares with the one read when the space was
+    // last loaded with a flush (LazyState), which no change missed by this CPU can be older
+    // than. Reading it here let a change that bumped it just before, and found us already out
+    // of the active set, go unflushed (seen as stale reads in the torture run).
     lazy.on = true;
     as->lazy.set(me); // before leaving `active`: address_space_destroy sees us in one of them
     as->active.clear(me);
