@@ -6,8 +6,6 @@
 #include <string_view>
 
 #include "arch/arch.h"
-#include "bench/bench.h"
-#include "console/args.h"
 #include "console/commands.h"
 #include "console/line_editor.h"
 #include "debug/log.h"
@@ -34,7 +32,6 @@ size_t g_head COHORT_GUARDED_BY(g_rx_lock) = 0;
 std::atomic<size_t> g_count{0}; // written under g_rx_lock, read by the waiting console
 bool g_paused COHORT_GUARDED_BY(g_rx_lock) = false;
 WaitQueue g_rx_wait;
-std::atomic<uint64_t> g_rx_bytes{0};
 
 void rx_interrupt(void*) {
     bool got = false;
@@ -64,7 +61,6 @@ int rx_pop() {
     const uint8_t b = g_ring[g_head];
     g_head = (g_head + 1) % kRing;
     g_count.store(count - 1, std::memory_order_release);
-    g_rx_bytes.fetch_add(1, std::memory_order_relaxed);
     if (g_paused && count - 1 < kRing / 2) {
         // Turning the interrupt back on with bytes waiting in the UART raises it at once.
         g_paused = false;
