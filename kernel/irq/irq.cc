@@ -56,7 +56,8 @@ void dispatch(arch::IrqFrame& frame) {
     const uint8_t slot = g_vector_line[frame.vector & 0xff].load(std::memory_order_acquire);
     if (slot != 0) {
         const uint32_t id = slot - 1u;
-        __atomic_store_n(&per_cpu(g_hits)[id], per_cpu(g_hits)[id] + 1, __ATOMIC_RELAXED);
+        uint64_t& hits = per_cpu(g_hits)[id]; // this CPU's only: a store, read by others
+        __atomic_store_n(&hits, hits + 1, __ATOMIC_RELAXED);
         if (DeviceHandler h = g_handler[id].load(std::memory_order_acquire))
             h(g_ctx[id].load(std::memory_order_relaxed));
     }

@@ -277,12 +277,24 @@ uint64_t drain_cpu_caches() {
 }
 
 namespace {
-uint64_t alloc_from(uint32_t node, bool use_cache, uint64_t count, uint64_t align_pages,
-                    uint64_t limit) {
+constexpr uint32_t kHomeNode = UINT32_MAX; // alloc_from: the running CPU's home node
+
+// From node `want` (kHomeNode: this CPU's home) and then the nodes nearest it. The home node is
+// found with interrupts off, with the rest: the CPU cache used must be the home node's (it
+// holds only that node's blocks), so the task must not move between the two.
+uint64_t alloc_from(uint32_t want, uint64_t count, uint64_t align_pages, uint64_t limit) {
     if (count == 0 || align_pages == 0) return 0;
     uint64_t f = BuddyAllocator::kNone;
     arch::IrqOff irq; // stay on this CPU: its cache and counters are used below
-    if (use_cache && cacheable(count, align_pages, limit)) {
+    const uint32_t home = home_node(this_cpu());
+    uint32_t node = home;
+    if (want != kHomeNode && g_split.load(std::memory_order_acquire) &&
+        want < numa_map().nodes()) {
+        // A memory-less node's pages come from the node nearest it.
+        const uint32_t target = numa_map().nearest_node_with_memory(want);
+        if (target != numa::kNoNode) node = target;
+    }
+    if (node == home && cacheable(count, align_pages, limit)) {
         CpuPages& cp = per_cpu(g_cpu_pages);
         Guard<SpinLock, NoIrq> g(cp.lock);
         f = cp.cache.alloc(order_of(count), pool_of(*g_zones[node]));
@@ -300,22 +312,11 @@ uint64_t alloc_from(uint32_t node, bool use_cache, uint64_t count, uint64_t alig
 } // namespace
 
 uint64_t alloc_pages(uint64_t count, uint64_t align_pages, uint64_t limit) {
-    arch::IrqOff irq; // the home node is this CPU's
-    return alloc_from(home_node(this_cpu()), true, count, align_pages, limit);
+    return alloc_from(kHomeNode, count, align_pages, limit);
 }
 
 uint64_t alloc_pages_node(uint32_t node, uint64_t count, uint64_t align_pages) {
-    arch::IrqOff irq;
-    const uint32_t home = home_node(this_cpu());
-    if (!g_split.load(std::memory_order_acquire) || node >= numa_map().nodes()) {
-        node = home;
-    } else {
-        // A memory-less node's pages come from the node nearest it.
-        const uint32_t target = numa_map().nearest_node_with_memory(node);
-        node = target == numa::kNoNode ? home : target;
-    }
-    // The CPU cache holds the home node's blocks only.
-    return alloc_from(node, node == home, count, align_pages, UINT64_MAX);
+    return alloc_from(node, count, align_pages, UINT64_MAX);
 }
 
 uint64_t alloc_page() { return alloc_pages(1); }
