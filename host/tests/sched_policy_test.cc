@@ -9,11 +9,13 @@
 #include "sched/fair.h"
 #include "sched/placement.h"
 #include "sched/topology.h"
+#include "sched_sim.h"
 
 namespace {
 
 using namespace cohort;
 using namespace cohort::sched;
+using namespace cohort::sched::test;
 
 struct SimTask {
     FairEntity e;
@@ -118,52 +120,6 @@ TEST(FairPolicy, SlicesFollowWeightAndRespectTheMinimum) {
     EXPECT_EQ(fair_slice(1024, 100 * 1024, 100, p), p.min_slice_ns);
     EXPECT_EQ(weighted_delta(1000, 2048), 500u);
     EXPECT_EQ(weighted_delta(1000, 512), 2000u);
-}
-
-// A simulated machine: packages x cores x threads, CPU ids in APIC-id order (as QEMU numbers
-// them), loads settable per CPU, the idle and overloaded masks kept as the kernel keeps them.
-struct Sim {
-    Topology topo;
-    PositionMask online, idle, overloaded;
-    std::vector<CpuLoad> loads;
-
-    Sim(uint32_t packages, uint32_t cores, uint32_t threads) {
-        const uint32_t n = packages * cores * threads;
-        std::vector<CpuPlace> places(n);
-        for (uint32_t c = 0; c < n; ++c)
-            places[c] = CpuPlace{c / (cores * threads), c / threads % cores, c % threads};
-        topo.build(places.data(), n);
-        loads.resize(n);
-        for (uint32_t c = 0; c < n; ++c) online.set(topo.pos(c)), set(c, 1);
-    }
-    // `runnable` tasks on `cpu` (0 = idle).
-    void set(uint32_t cpu, uint32_t runnable) {
-        loads[cpu] = CpuLoad{true, runnable == 0, runnable};
-        if (runnable == 0) idle.set(topo.pos(cpu));
-        else idle.clear(topo.pos(cpu));
-        if (runnable >= 2) overloaded.set(topo.pos(cpu));
-        else overloaded.clear(topo.pos(cpu));
-    }
-    void offline(uint32_t cpu) {
-        loads[cpu] = CpuLoad{};
-        online.clear(topo.pos(cpu));
-        idle.clear(topo.pos(cpu));
-        overloaded.clear(topo.pos(cpu));
-    }
-    Machine m() const { return Machine{topo, online, idle, overloaded}; }
-    auto view() {
-        return [this](uint32_t c) { return loads[c]; };
-    }
-    uint32_t select(uint32_t prev, const CpuMask& allowed, Placement mode = Placement::Spread) {
-        ProbeCost cost = probe_budget(topo);
-        return select_cpu(m(), prev, allowed, view(), cost, mode);
-    }
-    uint32_t n() const { return topo.ncpus(); }
-    CpuMask all() const { return CpuMask::first_n(n()); }
-};
-
-std::unique_ptr<Sim> machine(uint32_t p, uint32_t c, uint32_t t) {
-    return std::make_unique<Sim>(p, c, t);
 }
 
 TEST(Topology, ApicIdFieldsFollowTheWidths) {

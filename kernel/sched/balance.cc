@@ -5,6 +5,7 @@
 #include "arch/arch.h"
 #include "debug/log.h"
 #include "sched/internal.h"
+#include "time/clock.h"
 
 namespace cohort {
 namespace sched_impl {
@@ -65,13 +66,66 @@ void migrate_queued(RunQueue& src, Task* t, uint32_t dst_cpu) COHORT_NO_THREAD_S
 
 namespace {
 
-// A queued fair task of `rq` that may run on `cpu` and is not still on its old CPU.
+// A queued fair task of `rq` that may run on `cpu` and is not still on its old CPU: one whose
+// home node is `cpu`'s if one of the first few movable ones is, so stealing brings tasks home.
 Task* find_movable(RunQueue& rq, uint32_t cpu) COHORT_REQUIRES(rq.lock) {
+    constexpr uint32_t kHomeLook = 4; // movable tasks looked at for one of cpu's node
+    const uint32_t node = g_topology.node_of(cpu);
+    Task* first = nullptr;
+    uint32_t looked = 0;
+    for (FairEntity* e = rq.fair.last(); e != nullptr && looked < kHomeLook; e = rq.fair.prev(*e)) {
+        Task* t = task_of(e);
+        if (t->on_cpu || !t->affinity.test(cpu)) continue;
+        if (t->home_node == node) return t;
+        if (first == nullptr) first = t;
+        if (g_topology.nodes() == 1) break;
+        ++looked;
+    }
+    return first;
+}
+
+// The `skip`-th queued fair task of `rq` (from the back: the ones that waited least) that is
+// not on a CPU, or null.
+Task* nth_waiting(RunQueue& rq, uint32_t skip) COHORT_REQUIRES(rq.lock) {
     for (FairEntity* e = rq.fair.last(); e != nullptr; e = rq.fair.prev(*e)) {
         Task* t = task_of(e);
-        if (!t->on_cpu && t->affinity.test(cpu)) return t;
+        if (t->on_cpu) continue;
+        if (skip == 0) return t;
+        --skip;
     }
     return nullptr;
+}
+
+// The "no wasted cores" invariant (Lozi et al., EuroSys 2016): no CPU stays idle for more than
+// two balance intervals while a CPU of its top domain has a waiting task it may run. Checked
+// from the busy side, because idle CPUs halt without ticking, and in this CPU's balance
+// intervals, not wall time (a vCPU the host did not run for a while has not had its chances):
+// `two_ago` is the start of the older of its last two intervals.
+
+// `cpu` is idle and has been since before `two_ago`.
+bool idle_since_before(uint32_t cpu, uint64_t two_ago) {
+    const RunQueue& rq = rq_of(cpu);
+    return rq.is_idle.load(std::memory_order_relaxed) &&
+           rq.idle_since.load(std::memory_order_relaxed) <= two_ago;
+}
+
+// This queue has had work waiting that may move since before `two_ago`.
+bool waited_two_intervals(const RunQueue& rq, uint64_t two_ago) {
+    return two_ago != 0 && rq.waiting_since <= two_ago;
+}
+
+// Some CPU of the machine that `t` may run on idles since before `two_ago`. A search of its
+// own, apart from the placement rules it checks, over the whole idle mask (a word per 64 CPUs,
+// only on a CPU whose work has waited two intervals).
+bool long_idle_cpu_for(const Task* t, uint32_t me, uint64_t two_ago) {
+    const sched::Topology& topo = g_topology;
+    sched::ProbeCost cost{topo.ncpus() / 64 + 1};
+    const sched::Topology::Span all{0, static_cast<uint16_t>(topo.ncpus())};
+    return sched::probe_words([](uint32_t w) { return g_idle.word(w); }, 1, topo, all,
+                              topo.pos(me) + 1, cost, [&](uint32_t c) {
+                                  return c != me && t->affinity.test(c) &&
+                                         idle_since_before(c, two_ago);
+                              }) != kMaxCpus;
 }
 
 } // namespace
@@ -98,26 +152,55 @@ bool try_steal() {
     return true;
 }
 
-// Busy CPU, from its slice timer (so only while tasks wait here): now and then push one
-// waiting task to an idle CPU, or to one with at least two tasks fewer. Idle CPUs halt instead
-// of polling, so this is what evens out the load once they have stopped looking for work.
+// Busy CPU, from its slice timer (so only while tasks wait here), once per balance interval:
+// push waiting tasks to idle CPUs, or to busy ones where the move is worth it
+// (sched::imbalance_needed: more across NUMA nodes), up to kMaxPushes of them (as Linux's
+// sched_nr_migrate bounds one balance pass). Idle CPUs halt instead of polling, so this is
+// what evens out the load once they have stopped looking for work: a queue of up to
+// 2 x kMaxPushes waiting tasks spreads within the two intervals the wasted-core check allows.
+// The first search sees every CPU (sched::full_budget): a busy CPU beside an idle one anywhere
+// in the machine finds it within one interval.
 void balance(RunQueue& rq, uint64_t now) COHORT_REQUIRES(rq.lock) {
     if (now < rq.next_balance || rq.fair.count() == 0) return;
     rq.next_balance = now + kBalanceIntervalNs;
+    const uint64_t two_ago = rq.balanced_at[0];
+    rq.balanced_at[0] = rq.balanced_at[1];
+    rq.balanced_at[1] = now;
     const uint32_t me = this_cpu()->cpu_id;
-    const uint32_t mine = rq.runnable.load(std::memory_order_relaxed);
-    constexpr uint32_t kMaxScanned = 8; // the tasks that waited least: bounded work per tick
-    uint32_t scanned = 0;
-    for (FairEntity* e = rq.fair.last(); e != nullptr && scanned < kMaxScanned;
-         e = rq.fair.prev(*e), ++scanned) {
-        Task* t = task_of(e);
-        if (t->on_cpu) continue;
-        sched::ProbeCost cost = probe_budget();
-        const uint32_t c = sched::find_push_target(machine(), me, mine, t->affinity, load_view, cost);
-        if (c != kMaxCpus) {
-            migrate_queued(rq, t, c);
-            return;
+    const uint32_t my_node = g_topology.node_of(me);
+    constexpr uint32_t kMaxPushes = 32;  // tasks moved per tick
+    constexpr uint32_t kMaxFailures = 8; // tasks that found no target: bounded work per tick
+    bool searched_all = false, checked = false;
+    for (uint32_t pushed = 0, failed = 0; pushed < kMaxPushes && failed < kMaxFailures;) {
+        const uint32_t mine = rq.runnable.load(std::memory_order_relaxed);
+        if (mine < 2) return;
+        // Moving a task drops the lock: the queue is walked afresh each time, past the tasks
+        // that found no target.
+        Task* t = nth_waiting(rq, failed);
+        if (t == nullptr) return;
+        // One search a tick covers the machine; after one came back empty, the others stay
+        // near (a second full search would find the same nothing).
+        sched::ProbeCost cost = searched_all ? probe_budget() : sched::full_budget(g_topology);
+        searched_all = true;
+        const uint32_t c = sched::find_push_target(machine(), me, mine, t->affinity, load_view,
+                                                   cost, t->home_node);
+        // Checked once a tick, on the first task that waited two intervals: could it have run
+        // on a CPU idle all that time (balancing moves it there only now, or not at all)?
+        if (!checked && waited_two_intervals(rq, two_ago)) {
+            checked = true;
+            if (c != kMaxCpus ? idle_since_before(c, two_ago) : long_idle_cpu_for(t, me, two_ago))
+                rq.wasted_core_violations.fetch_add(1, std::memory_order_relaxed);
         }
+        if (c == kMaxCpus) {
+            ++failed;
+            continue;
+        }
+        rq.pushes.fetch_add(1, std::memory_order_relaxed);
+        if (g_topology.node_of(c) != my_node)
+            rq.node_pushes.fetch_add(1, std::memory_order_relaxed);
+        searched_all = false; // it found something: the next task may find more
+        ++pushed;
+        migrate_queued(rq, t, c);
     }
 }
 
@@ -165,6 +248,8 @@ void task_set_affinity(Task* t, const CpuMask& mask) {
         if (t->cpu.load(std::memory_order_relaxed) != cpu) continue;
         set_affinity(t, mask);
         t->homeless = false;
+        // Work that waited here may go elsewhere from now on, not from when it arrived.
+        if (queued(t) && !t->on_cpu) rq.waiting_since = monotonic_ns();
         if (mask.test(cpu)) return;
         if (queued(t) && !t->on_cpu) {
             sched::ProbeCost cost = probe_budget();

@@ -8,6 +8,7 @@
 #include "debug/panic.h"
 #include "lib/format.h"
 #include "mm/heap.h"
+#include "numa/numa.h"
 #include "sched/internal.h"
 #include "smp/call.h"
 #include "time/clock.h"
@@ -109,17 +110,37 @@ void build_topology() {
         const CpuData* cpu = cpu_by_id(c);
         // A CPU id without a CPU (none today) sorts last, a package of its own.
         places[c] = cpu != nullptr ? sched::place_of(cpu->apic_id, widths)
-                                   : sched::CpuPlace{UINT32_MAX, c, 0};
+                                   : sched::CpuPlace{UINT32_MAX, c, 0, 0};
+        if (cpu != nullptr) places[c].node = cpu->node;
     }
-    g_topology.build(places, n);
+    // The NUMA levels come from the node map's distances (numa/numa.h).
+    static_assert(sched::Topology::kMaxNodes == numa::kMaxNodes);
+    const numa::NodeMap& map = numa_map();
+    const uint32_t nodes = map.nodes();
+    auto* dist = static_cast<uint8_t*>(kmalloc(nodes * nodes));
+    if (dist == nullptr) panic("sched: no memory for the distances of %u nodes", nodes);
+    for (uint32_t i = 0; i < nodes; ++i)
+        for (uint32_t j = 0; j < nodes; ++j) dist[i * nodes + j] = map.distance(i, j);
+    g_topology.build(places, n, nodes, dist);
+    kfree(dist);
     kfree(places);
-    char levels[96];
+    char levels[160];
     size_t len = 0;
     levels[0] = 0;
-    for (uint32_t l = 0; l < g_topology.levels(); ++l)
-        len += format(levels + len, sizeof(levels) - len, "%s%s %u", l == 0 ? "" : ", ",
-                      sched::domain_kind_name(g_topology.kind(l)),
-                      g_topology.span(this_cpu()->cpu_id, l).size());
+    for (uint32_t l = 0; l < g_topology.levels(); ++l) {
+        len += format(levels + len, sizeof(levels) - len, "%s%s", l == 0 ? "" : ", ",
+                      sched::domain_kind_name(g_topology.kind(l)));
+        if (g_topology.kind(l) == sched::DomainKind::Numa)
+            len += format(levels + len, sizeof(levels) - len, "<=%u",
+                          g_topology.level_distance(l));
+        len += format(levels + len, sizeof(levels) - len, " %u",
+                      g_topology.domain_size(this_cpu()->cpu_id, l));
+        if (len >= sizeof(levels)) break;
+    }
+    if (g_topology.numa_levels_dropped() != 0)
+        log_warn("sched: %u SLIT distances beyond the first %u get no scheduling level of their "
+                 "own (they join the machine level)", g_topology.numa_levels_dropped(),
+                 sched::Topology::kMaxNumaLevels);
     log_info("sched: topology %u package(s) x %u core(s) x %u thread(s) (%s, SMT %u bits, "
              "package shift %u); cpu%u's domains: %s; placement %s",
              g_topology.packages(), g_topology.max_cores(), g_topology.max_threads(), hw.source,

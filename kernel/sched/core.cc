@@ -77,6 +77,7 @@ void publish_load(RunQueue& rq) COHORT_REQUIRES(rq.lock) {
     // The shared masks change only on transitions: a CPU that stays busy (or idle) writes no
     // shared line however often it switches.
     if (rq.is_idle.load(std::memory_order_relaxed) != idle) {
+        if (idle) rq.idle_since.store(monotonic_ns(), std::memory_order_relaxed);
         rq.is_idle.store(idle, std::memory_order_relaxed);
         if (rq.ready.load(std::memory_order_relaxed)) {
             if (idle) g_idle.set(rq.pos);
@@ -85,6 +86,7 @@ void publish_load(RunQueue& rq) COHORT_REQUIRES(rq.lock) {
     }
     if (rq.overloaded != overloaded) {
         rq.overloaded = overloaded;
+        if (overloaded) rq.waiting_since = monotonic_ns();
         if (rq.ready.load(std::memory_order_relaxed)) {
             if (overloaded) g_overloaded.set(rq.pos);
             else g_overloaded.clear(rq.pos);
@@ -98,7 +100,7 @@ uint32_t choose_cpu(const Task* t, uint32_t prev, sched::ProbeCost& cost, uint32
         return load_view(t->only_cpu).online ? t->only_cpu : kMaxCpus;
     }
     return sched::select_cpu(machine(), prev, t->affinity, load_view, cost, g_placement,
-                             sample_from);
+                             sample_from, t->home_node);
 }
 
 void set_affinity(Task* t, const CpuMask& mask) {
@@ -461,6 +463,9 @@ CpuSchedStats sched_cpu_stats(uint32_t cpu) {
     s.wakes_placed = rq.wakes_placed.load(std::memory_order_relaxed);
     s.wake_lines = rq.wake_lines.load(std::memory_order_relaxed);
     s.wake_lines_max = rq.wake_lines_max.load(std::memory_order_relaxed);
+    s.wasted_core_violations = rq.wasted_core_violations.load(std::memory_order_relaxed);
+    s.pushes = rq.pushes.load(std::memory_order_relaxed);
+    s.node_pushes = rq.node_pushes.load(std::memory_order_relaxed);
     return s;
 }
 
@@ -478,6 +483,12 @@ void sched_log_stats() {
 }
 
 const sched::Topology& sched_topology() { return g_topology; }
+
+uint64_t sched_wasted_core_violations() {
+    uint64_t n = 0;
+    for (uint32_t c = 0; c < cpu_count(); ++c) n += sched_cpu_stats(c).wasted_core_violations;
+    return n;
+}
 
 uint64_t sched_affinity_violations() { return g_affinity_violations.load(std::memory_order_relaxed); }
 

@@ -49,6 +49,9 @@ struct alignas(64) RunQueue {
     std::atomic<uint32_t> runnable{0}; // queued + running (not counting idle)
     std::atomic<bool> is_idle{true};
     std::atomic<bool> ready{false};
+    // When is_idle last became true (monotonic ns): balancing elsewhere tells from it how long
+    // this CPU has idled beside waiting work.
+    std::atomic<uint64_t> idle_since{0};
     // Mirrors this queue's bits in g_overloaded (is_idle mirrors g_idle), so publish_load
     // writes the shared masks only when they change.
     bool overloaded = false;
@@ -79,12 +82,18 @@ struct alignas(64) RunQueue {
     Timer slice_timer;
     bool slice_armed = false;
     uint64_t next_balance = 0;
+    // The wasted-core check (balance): since when this queue has had waiting work that other
+    // CPUs may run (set when it becomes overloaded, and again when a waiting task's affinity
+    // changes), and the starts of its last two balance intervals.
+    uint64_t waiting_since = 0;
+    uint64_t balanced_at[2] = {};
     uint64_t last_account = 0; // busy/idle accounting
     std::atomic<uint64_t> switches{0}, busy_ns{0}, idle_ns{0}, migrations_in{0}, steals{0};
     // Wake-ups this CPU placed and the cache lines of other CPUs' state (and of the shared
     // masks) they read or wrote: their ratio must not grow with the number of CPUs.
     std::atomic<uint64_t> wakes_placed{0}, wake_lines{0};
     std::atomic<uint32_t> wake_lines_max{0}; // the most one wake-up read (this CPU only writes)
+    std::atomic<uint64_t> wasted_core_violations{0}, pushes{0}, node_pushes{0};
 };
 // Checked where the compiler allows it (RunQueue is not standard-layout, so offsetof is
 // conditionally supported): the load other CPUs read sits on the first line, the lock on the
@@ -92,7 +101,7 @@ struct alignas(64) RunQueue {
 #pragma clang diagnostic push
 #pragma clang diagnostic ignored "-Winvalid-offsetof"
 static_assert(offsetof(RunQueue, runnable) < 64 && offsetof(RunQueue, is_idle) < 64 &&
-              offsetof(RunQueue, ready) < 64);
+              offsetof(RunQueue, ready) < 64 && offsetof(RunQueue, idle_since) < 64);
 static_assert(offsetof(RunQueue, lock) == 64, "the lock word shares no line with the load");
 #pragma clang diagnostic pop
 extern RunQueue g_rq; // per CPU
@@ -165,7 +174,7 @@ bool wake_up_locked_irqs_off(Task* t);
 void put_task(Task* t);
 void bury(Task* t, RunQueue& rq);
 /// A node for new_task_memory: the caller's own.
-inline constexpr uint32_t kAnyNode = 0xffff'ffff;
+inline constexpr uint32_t kAnyNode = TaskOptions::kHere;
 /// A Task and its FPU area, in memory of NUMA node `node` (a CPU's idle and worker tasks are
 /// made by the boot CPU on that CPU's node).
 Task* new_task_memory(uint32_t node = kAnyNode);

@@ -52,11 +52,29 @@ inline ProbeCost probe_budget(const Topology& topo) { return ProbeCost{kProbeWor
 /// the sample; they do not exist at boot.)
 inline uint32_t max_search_lines(const Topology& topo) {
     uint32_t per_check = 0;
-    for (uint32_t l = 0; l + 1 < topo.levels(); ++l) per_check += topo.max_span(l) / 64 + 2;
+    for (uint32_t l = 0; l + 1 < topo.levels() && topo.contiguous(l); ++l)
+        per_check += topo.max_span(l) / 64 + 2;
     const uint32_t words = kProbeWords + topo.levels();
     return 1 + words + kPreferenceChecks * per_check // the previous CPU, idle CPUs
            + 1 + 2 * words                           // light CPUs (two masks a word)
            + kSampleCpus + 1;
+}
+
+/// The budget of a search that must see every CPU of the machine: periodic balancing, which
+/// is what keeps a CPU from staying idle while another has work waiting (see balance).
+inline ProbeCost full_budget(const Topology& topo) { return ProbeCost{topo.walk_words()}; }
+
+/// No home node (a task whose memory came from anywhere, or a one-node machine).
+inline constexpr uint32_t kNoHome = 0xFFFF'FFFF;
+
+/// The imbalance (difference in runnable tasks) that justifies moving a task from a CPU
+/// `from` to a busy CPU `to`: two within a node, and twice the SLIT distance in tenths across
+/// nodes (4 at distance 20, 8 at 40), so tasks leave their node's memory only for a clear
+/// gain. Moves to an idle CPU need no such margin: an idle CPU beside waiting work is the
+/// waste balancing exists to prevent.
+inline uint32_t imbalance_needed(const Topology& topo, uint32_t from, uint32_t to) {
+    const uint32_t d = topo.distance(topo.node_of(from), topo.node_of(to));
+    return d <= 10 ? 2 : (2 * d + 9) / 10;
 }
 
 /// How `select_cpu` chooses between idle CPUs of its search.
@@ -66,6 +84,16 @@ enum class Placement : uint8_t {
 };
 
 namespace detail {
+
+// Where a search for a task with home node `home` starts instead of `cpu`: `cpu` itself when
+// it is on that node (or there is no home, or the node has no CPUs), else a CPU of the home
+// node picked by `cpu` (so searches from different CPUs start at different places).
+inline uint32_t home_origin(const Topology& topo, uint32_t cpu, uint32_t home) {
+    if (home >= topo.nodes() || topo.node_of(cpu) == home) return cpu;
+    const Topology::Span s = topo.node_span(home);
+    if (s.size() == 0) return cpu;
+    return topo.cpu_at(s.lo + cpu % s.size());
+}
 
 // Every SMT sibling of `cpu` is idle (reads the words its core covers beyond the one the
 // search already holds).
@@ -80,8 +108,8 @@ inline bool core_idle(const Machine& m, uint32_t cpu, ProbeCost& cost) {
 }
 
 // Some CPU of `cpu`'s domain at `level`, other than `cpu`, is not idle (a core or package
-// that is awake anyway). Reads the span's words: pack mode asks it only below the machine
-// level, so it is bounded by the size of a package, not of the machine.
+// that is awake anyway). Reads the span's words: pack mode asks it only of the contiguous
+// levels below the machine, so it is bounded by the size of a node, not of the machine.
 inline bool domain_busy(const Machine& m, uint32_t cpu, uint32_t level, ProbeCost& cost) {
     const Topology::Span s = m.topo.span(cpu, level);
     const uint32_t me = m.topo.pos(cpu);
@@ -131,17 +159,16 @@ uint32_t least_loaded_sample(uint32_t first, const CpuMask& allowed, uint32_t nc
     return best;
 }
 
-// An allowed CPU running exactly one task, other than `self`, nearest domain first (each
-// level skips the positions the level below covered), or kMaxCpus.
-inline uint32_t find_light(const Machine& m, uint32_t self, const CpuMask& allowed, ProbeCost& cost) {
+// An allowed CPU running exactly one task, other than `skip`, nearest `self`'s domains first,
+// or kMaxCpus.
+inline uint32_t find_light(const Machine& m, uint32_t self, const CpuMask& allowed,
+                           ProbeCost& cost, uint32_t skip) {
     const Topology& topo = m.topo;
     for (uint32_t level = 0; level < topo.levels() && cost.words_left > 0; ++level) {
-        const uint32_t c = probe_words(
+        const uint32_t c = probe_domain(
             [&](uint32_t w) { return m.online.word(w) & ~m.idle.word(w) & ~m.overloaded.word(w); },
-            2, topo, topo.span(self, level), topo.pos(self) + 1, cost, [&](uint32_t c) {
-                if (c == self || !allowed.test(c)) return false;
-                return level == 0 || !topo.span(self, level - 1).contains(topo.pos(c));
-            });
+            2, topo, self, level, cost,
+            [&](uint32_t c) { return c != skip && allowed.test(c); });
         if (c != kMaxCpus) return c;
     }
     return kMaxCpus;
@@ -151,25 +178,31 @@ inline uint32_t find_light(const Machine& m, uint32_t self, const CpuMask& allow
 
 /// Chooses the CPU for a task that becomes runnable (created or woken). `prev` is where it ran
 /// last, or for a new task a hint below ncpus that rotates so bursts spread; `allowed` is its
-/// affinity; `view(cpu)` returns a CpuLoad. In order:
-/// 1. `prev` if it is allowed and idle (its caches still hold the task's data);
-/// 2. an allowed idle CPU, nearest domain first: in spread mode one on a wholly idle core if
-///    the search finds one, in pack mode one beside running work;
-/// 3. `prev` if it runs just one task, else an allowed CPU that does, nearest first (so a
-///    burst of wake-ups evens out at two tasks a CPU instead of piling up);
-/// 4. the least loaded of `prev` (or `sample_from`, when given: new tasks rotate it) and a few
-///    allowed CPUs after it.
+/// affinity; `view(cpu)` returns a CpuLoad; `home` is the NUMA node its memory is on. A task
+/// away from its home node searches as if it came from a CPU of that node ("origin" below;
+/// otherwise the origin is `prev`). In order:
+/// 1. `prev` if it is allowed, idle and on the home node (its caches still hold the task's
+///    data);
+/// 2. an allowed idle CPU, nearest the origin's domains first: in spread mode one on a wholly
+///    idle core if the search finds one, in pack mode one beside running work;
+/// 3. `prev` if it is on the home node and runs just one task, else an allowed CPU that does,
+///    nearest the origin first (so a burst of wake-ups evens out at two tasks a CPU instead of
+///    piling up);
+/// 4. the least loaded of the origin (or `sample_from`, when given: new tasks rotate it) and a
+///    few allowed CPUs after it.
 /// kMaxCpus if no allowed CPU is online.
 template <typename View>
 uint32_t select_cpu(const Machine& m, uint32_t prev, const CpuMask& allowed, View&& view,
                     ProbeCost& cost, Placement mode = Placement::Spread,
-                    uint32_t sample_from = kMaxCpus) {
+                    uint32_t sample_from = kMaxCpus, uint32_t home = kNoHome) {
     const Topology& topo = m.topo;
     const uint32_t n = topo.ncpus();
     if (prev >= n) prev = 0;
     const uint32_t words = cost.words_left;
-    const bool prev_allowed = allowed.test(prev);
-    if (prev_allowed) {
+    const uint32_t origin = detail::home_origin(topo, prev, home);
+    // prev is tried first only on the home node; elsewhere it is one candidate of the search.
+    const bool try_prev = origin == prev && allowed.test(prev);
+    if (try_prev) {
         ++cost.lines;
         if (m.idle.test(topo.pos(prev))) return prev;
     }
@@ -178,52 +211,50 @@ uint32_t select_cpu(const Machine& m, uint32_t prev, const CpuMask& allowed, Vie
     // as soon as a search sees it, from any level.
     uint32_t fallback = kMaxCpus, checks = 0;
     for (uint32_t level = 0; level < topo.levels() && cost.words_left > 0; ++level) {
-        const uint32_t pick = probe_span(
-            m.idle, topo, topo.span(prev, level), topo.pos(prev) + 1, cost, [&](uint32_t c) {
-                if (c == prev || !allowed.test(c)) return false;
-                // Seen already by the search of the level below.
-                if (level > 0 && topo.span(prev, level - 1).contains(topo.pos(c))) return false;
-                if (fallback == kMaxCpus) fallback = c;
-                // A few candidates are checked for the better choice, then the search
-                // settles for this idle one: each check may read lines of its own.
-                if (checks++ >= kPreferenceChecks) return true;
-                if (mode == Placement::Spread) return detail::core_idle(m, c, cost);
-                // Pack: a CPU next to work already running (in its core, else its package,
-                // below the machine level), so whole packages can stay idle.
-                for (uint32_t l = 0; l + 1 < topo.levels(); ++l)
-                    if (detail::domain_busy(m, c, l, cost)) return true;
-                return false;
-            });
+        const uint32_t pick = probe_mask(m.idle, topo, origin, level, cost, [&](uint32_t c) {
+            if ((try_prev && c == prev) || !allowed.test(c)) return false;
+            if (fallback == kMaxCpus) fallback = c;
+            // A few candidates are checked for the better choice, then the search settles for
+            // this idle one: each check may read lines of its own.
+            if (checks++ >= kPreferenceChecks) return true;
+            if (mode == Placement::Spread) return detail::core_idle(m, c, cost);
+            // Pack: a CPU next to work already running (in its core, else its package or node),
+            // so whole packages can stay idle.
+            for (uint32_t l = 0; l + 1 < topo.levels() && topo.contiguous(l); ++l)
+                if (detail::domain_busy(m, c, l, cost)) return true;
+            return false;
+        });
         if (pick != kMaxCpus) return pick;
     }
     if (fallback != kMaxCpus) return fallback;
     // No idle CPU: one running a single task.
-    if (prev_allowed) {
+    if (try_prev) {
         ++cost.lines;
         if (m.online.test(topo.pos(prev)) && !m.overloaded.test(topo.pos(prev))) return prev;
     }
     cost.words_left = words;
-    const uint32_t light = detail::find_light(m, prev, allowed, cost);
+    const uint32_t light = detail::find_light(m, origin, allowed, cost, try_prev ? prev : kMaxCpus);
     if (light != kMaxCpus) return light;
-    return detail::least_loaded_sample(sample_from < n ? sample_from : prev, allowed, n, view, cost);
+    const uint32_t first = sample_from < n ? detail::home_origin(topo, sample_from, home) : origin;
+    return detail::least_loaded_sample(first, allowed, n, view, cost);
 }
 
 /// An idle CPU (`self`) looking for work: tries queues that have a task waiting, nearest domain
 /// first, calling `try_take(cpu)` (true when it took a task) on at most kStealAttempts of
-/// them. Returns the CPU it took a task from, or kMaxCpus.
+/// them. Returns the CPU it took a task from, or kMaxCpus. Any distance will do: an idle CPU
+/// beside waiting work is the waste balancing prevents (imbalance_needed).
 template <typename TryTake>
 uint32_t steal_nearest(const Machine& m, uint32_t self, ProbeCost& cost, TryTake&& try_take) {
     const Topology& topo = m.topo;
     uint32_t attempts = 0;
     bool took = false;
     for (uint32_t level = 0; level < topo.levels() && attempts < kStealAttempts; ++level) {
-        const uint32_t from = probe_span(m.overloaded, topo, topo.span(self, level),
-                                         topo.pos(self) + 1, cost, [&](uint32_t c) {
-                                             if (c == self) return false;
-                                             ++attempts;
-                                             took = try_take(c);
-                                             return took || attempts >= kStealAttempts;
-                                         });
+        const uint32_t from = probe_mask(m.overloaded, topo, self, level, cost, [&](uint32_t c) {
+            if (c == self) return false;
+            ++attempts;
+            took = try_take(c);
+            return took || attempts >= kStealAttempts;
+        });
         if (took) return from;
         if (cost.words_left == 0) break;
     }
@@ -231,30 +262,38 @@ uint32_t steal_nearest(const Machine& m, uint32_t self, ProbeCost& cost, TryTake
 }
 
 /// Periodic balancing from a busy CPU (`self`, with `mine` runnable tasks): the allowed CPU to
-/// push one waiting task to, or kMaxCpus. A move must narrow the gap by two, not reverse it:
-/// an idle CPU (nearest domain first) qualifies from two tasks up, a CPU with one task from
-/// three; failing both, the least loaded of a few allowed CPUs if it has two tasks fewer.
+/// push one waiting task (whose home node is `home`) to, or kMaxCpus. An idle CPU qualifies
+/// from two tasks up, at any distance: one on the task's home node first, then the nearest.
+/// Failing that, a busy CPU must leave the move a gain of imbalance_needed (two tasks within a
+/// node, more across nodes): one running a single task, nearest first, else the least loaded
+/// of a few allowed CPUs. With full_budget, the idle search sees every CPU.
 template <typename View>
 uint32_t find_push_target(const Machine& m, uint32_t self, uint32_t mine, const CpuMask& allowed,
-                          View&& view, ProbeCost& cost) {
+                          View&& view, ProbeCost& cost, uint32_t home = kNoHome) {
     const Topology& topo = m.topo;
     if (mine < 2) return kMaxCpus;
     const uint32_t words = cost.words_left;
+    auto idle_ok = [&](uint32_t c) { return c != self && allowed.test(c); };
+    if (home < topo.nodes() && topo.node_of(self) != home) {
+        const Topology::Span s = topo.node_span(home);
+        const uint32_t c = probe_words([&](uint32_t w) { return m.idle.word(w); }, 1, topo, s,
+                                       s.lo, cost, idle_ok);
+        if (c != kMaxCpus) return c;
+    }
     for (uint32_t level = 0; level < topo.levels() && cost.words_left > 0; ++level) {
-        const uint32_t c = probe_span(m.idle, topo, topo.span(self, level), topo.pos(self) + 1,
-                                      cost, [&](uint32_t c) { return c != self && allowed.test(c); });
+        const uint32_t c = probe_mask(m.idle, topo, self, level, cost, idle_ok);
         if (c != kMaxCpus) return c;
     }
     if (mine >= 3) {
         cost.words_left = words;
-        const uint32_t light = detail::find_light(m, self, allowed, cost);
-        if (light != kMaxCpus) return light;
+        const uint32_t light = detail::find_light(m, self, allowed, cost, self);
+        if (light != kMaxCpus && 1 + imbalance_needed(topo, self, light) <= mine) return light;
     }
     CpuMask others = allowed;
     others.clear(self);
     uint32_t load = UINT32_MAX;
     const uint32_t best = detail::least_loaded_sample(self, others, topo.ncpus(), view, cost, &load);
-    if (best != kMaxCpus && load + 2 <= mine) return best;
+    if (best != kMaxCpus && load + imbalance_needed(topo, self, best) <= mine) return best;
     return kMaxCpus;
 }
 

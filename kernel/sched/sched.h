@@ -45,6 +45,11 @@ struct TaskOptions {
     AddressSpace* address_space = nullptr; // nullptr: the kernel's
     size_t stack_size = kKernelStackDefaultSize;
     bool system = false; // strict-priority class above the fair one (kernel workers)
+    /// The NUMA node the task's memory (Task, FPU area, stack) comes from, which becomes its
+    /// home node: placement prefers that node's CPUs. kHere: the creating CPU's node (or the
+    /// nearest node with memory, for a CPU on a memory-less node).
+    static constexpr uint32_t kHere = 0xffff'ffff;
+    uint32_t node = kHere;
 };
 
 /// A kernel thread. Fields below the scheduler's are private to sched/ unless documented.
@@ -80,6 +85,7 @@ struct Task {
     ListNode link;            // system-class FIFO, or its CPU's list of dead tasks
     ListNode all_link;        // on the task list of the CPU that created it
     uint32_t home_cpu = 0;    // that CPU
+    uint32_t home_node = 0;   // the NUMA node its memory came from (TaskOptions::node)
 };
 
 /// Creates a ready task running entry(arg) and places it on a CPU (sched/placement.h). Returns
@@ -172,6 +178,12 @@ struct CpuSchedStats {
     uint64_t wakes_placed = 0;
     uint64_t wake_lines = 0;
     uint32_t wake_lines_max = 0;
+    // Balancing found a CPU it could give a waiting task that had been idle for two of this
+    // CPU's balance intervals while this CPU had work waiting (the "no wasted cores"
+    // invariant; docs/numa.md): should stay 0.
+    uint64_t wasted_core_violations = 0;
+    uint64_t pushes = 0;       // tasks this CPU's balancing gave away
+    uint64_t node_pushes = 0;  // of them, to a CPU of another NUMA node
 };
 CpuSchedStats sched_cpu_stats(uint32_t cpu);
 namespace sched {
@@ -199,6 +211,8 @@ struct TaskSnapshot {
 /// time: not one instant, but every task that lived throughout is there). Returns how many
 /// tasks there were, which may exceed `max`.
 size_t sched_snapshot_tasks(TaskSnapshot* out, size_t max);
+/// Wasted-core violations on every CPU so far (CpuSchedStats::wasted_core_violations).
+uint64_t sched_wasted_core_violations();
 /// Switches into a task on a CPU outside its affinity (checked on every switch; logged).
 uint64_t sched_affinity_violations();
 

@@ -8,6 +8,7 @@
 #include "debug/log.h"
 #include "debug/panic.h"
 #include "mm/heap.h"
+#include "numa/numa.h"
 #include "sched/internal.h"
 #include "smp/call.h"
 #include "sync/lock_ranks.h"
@@ -68,6 +69,13 @@ void bury(Task* t, RunQueue& rq) {
     put_task(t);
 }
 
+// The node the calling CPU's allocations come from: its own, or the nearest with memory.
+static uint32_t local_memory_node() {
+    const uint32_t node = this_cpu()->node;
+    const uint32_t mem = numa_map().nearest_node_with_memory(node);
+    return mem != numa::kNoNode ? mem : node;
+}
+
 // A Task and its FPU area, not yet known to any CPU (no id, on no list).
 Task* new_task_memory(uint32_t node) {
     void* mem = node == kAnyNode ? kzalloc(sizeof(Task)) : kzalloc_node(sizeof(Task), node);
@@ -83,6 +91,7 @@ Task* new_task_memory(uint32_t node) {
     t->fpu_area = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(t->fpu_alloc) + 63) & ~uintptr_t{63});
     arch::fpu_init_state(t->fpu_area);
     for (uint32_t c = 0; c < cpu_count(); ++c) t->affinity.set(c);
+    t->home_node = node != kAnyNode ? node : local_memory_node();
     return t;
 }
 
@@ -160,12 +169,20 @@ const char* task_state_name(TaskState s) {
 }
 
 Task* task_create(TaskFn entry, void* arg, const TaskOptions& o) {
-    Task* t = alloc_task(o.name);
+    if (o.node != TaskOptions::kHere && o.node >= numa_map().nodes()) {
+        log_error("sched: task '%s' asks for NUMA node %u; there are %u", o.name, o.node,
+                  numa_map().nodes());
+        return nullptr;
+    }
+    Task* t = new_task_memory(o.node);
+    if (t != nullptr) register_task(t, o.name);
     if (t == nullptr) {
         log_error("sched: out of memory creating task '%s'", o.name);
         return nullptr;
     }
-    t->stack = kstack_alloc(o.stack_size);
+    // The default goes through the CPU's stack cache; an explicit node asks that node's pages.
+    t->stack = o.node == TaskOptions::kHere ? kstack_alloc(o.stack_size)
+                                            : kstack_alloc_node(o.stack_size, o.node);
     if (!t->stack.valid()) {
         log_error("sched: no kernel stack for task '%s' (%zu bytes)", o.name, o.stack_size);
         t->refs.store(1);

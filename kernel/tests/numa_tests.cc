@@ -18,7 +18,10 @@
 #include "mm/vmm.h"
 #include "sched/internal.h"
 #include "sched/sched.h"
+#include "sched/topology.h"
 #include "smp/percpu.h"
+#include "sync/cpu_relax.h"
+#include "time/clock.h"
 #include "numa/numa.h"
 #include "smp/call.h"
 #include "smp/cpu.h"
@@ -426,6 +429,223 @@ KTEST(numa, frees_from_other_nodes_go_home_and_every_frame_is_accounted) {
     KEXPECT(conserved(&bad));
     ktest::note("%u CPUs freed another node's pages; no frame on a wrong node's lists, every "
                 "node's frames add up", cross);
+}
+
+// The scheduling domains on this machine: every CPU's levels nest and end with the machine; the
+// node level is exactly the CPU's node; each NUMA level is exactly the nodes within its
+// distance of the CPU's node by that node's own row of the SLIT (asymmetric tables included);
+// every distinct distance of the row is the boundary of some level; CPUs of one node see the
+// same node and NUMA domains.
+KTEST(numa, scheduling_domains_follow_the_slit) {
+    const sched::Topology& t = sched_topology();
+    const numa::NodeMap& m = numa_map();
+    const uint32_t n = cpu_count();
+    KASSERT(t.ncpus() == n);
+    KEXPECT_EQ(t.nodes(), m.nodes());
+    KEXPECT(t.kind(t.levels() - 1) == sched::DomainKind::Machine);
+    uint32_t wrong = 0, numa_levels = 0;
+    for (uint32_t l = 0; l < t.levels(); ++l) numa_levels += t.kind(l) == sched::DomainKind::Numa;
+    for (uint32_t c = 0; c < n && wrong < 8; ++c) {
+        const uint32_t node = cpu_by_id(c)->node;
+        const uint32_t first = t.cpu_at(t.node_span(node).lo);
+        // A node holding every CPU is the machine level.
+        bool saw_node = m.nodes() == 1 || t.node_span(node).size() == n;
+        KEXPECT_EQ(t.node_of(c), node);
+        for (uint32_t l = 0; l < t.levels(); ++l) {
+            const sched::DomainKind k = t.kind(l);
+            uint32_t members = 0;
+            for (uint32_t p = 0; p < n; ++p) {
+                const bool in = t.in_domain(c, l, p);
+                const uint32_t x = t.cpu_at(p);
+                members += in;
+                bool ok = !(l > 0 && t.in_domain(c, l - 1, p) && !in); // nested
+                if (k == sched::DomainKind::Node) ok = ok && in == (t.node_of(x) == node);
+                if (k == sched::DomainKind::Numa)
+                    ok = ok && in == (m.distance(node, t.node_of(x)) <= t.level_distance(l));
+                if (k != sched::DomainKind::Smt && k != sched::DomainKind::Package)
+                    ok = ok && in == t.in_domain(first, l, p);
+                if (!ok && wrong++ < 8)
+                    ktest::note("cpu%u (node %u), level %u (%s): cpu%u is %s", c, node, l,
+                                sched::domain_kind_name(k), x, in ? "in" : "out");
+            }
+            KEXPECT_EQ(members, t.domain_size(c, l));
+            saw_node = saw_node || k == sched::DomainKind::Node;
+        }
+        KEXPECT_EQ(t.domain_size(c, t.levels() - 1), n);
+        if (!saw_node && wrong++ < 8) ktest::note("cpu%u has no node level", c);
+        // Each distance of the node's row bounds a domain of some level.
+        for (uint32_t to = 0; to < m.nodes(); ++to) {
+            const uint32_t d = m.distance(node, to);
+            if (d == numa::kUnreachable) continue;
+            uint32_t within = 0;
+            for (uint32_t x = 0; x < n; ++x) within += m.distance(node, t.node_of(x)) <= d;
+            bool found = false;
+            for (uint32_t l = 0; l < t.levels() && !found; ++l) found = t.domain_size(c, l) == within;
+            if (!found && wrong++ < 8)
+                ktest::note("cpu%u: no level holds the %u CPUs within distance %u", c, within, d);
+        }
+    }
+    KEXPECT_EQ(wrong, 0u);
+    ktest::note("%u levels (%u NUMA) on %u nodes; every CPU's domains match the SLIT",
+                t.levels(), numa_levels, m.nodes());
+}
+
+// A node other than `not_this` with CPUs and memory, nearest to it first; kMaxCpus if none.
+uint32_t other_node(uint32_t not_this) {
+    const numa::NodeMap& m = numa_map();
+    uint32_t best = kMaxCpus;
+    for (uint32_t nd = 0; nd < m.nodes(); ++nd) {
+        if (nd == not_this || m.cpuless(nd) || m.memoryless(nd)) continue;
+        if (best == kMaxCpus || m.distance(not_this, nd) < m.distance(not_this, best)) best = nd;
+    }
+    return best;
+}
+
+CpuMask cpus_of_node(uint32_t node) {
+    CpuMask mask;
+    for (uint32_t c = 0; c < cpu_count(); ++c)
+        if (cpu_by_id(c)->node == node && cpu_by_id(c)->online.load()) mask.set(c);
+    return mask;
+}
+
+// A task that sleeps and wakes in phases, noting the node of each wake-up; the test changes
+// its affinity between phases.
+struct HomeProbe {
+    static constexpr uint32_t kPhases = 3, kWakes = 8;
+    uint32_t node[kPhases][kWakes] = {};
+    std::atomic<uint32_t> phase_done{0}, go{0};
+};
+
+void home_probe(void* arg) {
+    auto* h = static_cast<HomeProbe*>(arg);
+    for (uint32_t ph = 0; ph < HomeProbe::kPhases; ++ph) {
+        while (h->go.load() < ph) sleep_for(1'000'000);
+        // Noted after a wake-up only: an affinity change reaches a running task at its next
+        // switch, a sleeping one at its wake-up.
+        for (uint32_t i = 0; i < HomeProbe::kWakes; ++i) {
+            sleep_for(500'000);
+            h->node[ph][i] = this_cpu()->node;
+        }
+        h->phase_done.store(ph + 1);
+    }
+}
+
+// A task created on another node's memory is placed on that node (its home), wakes there,
+// runs where its affinity sends it, and goes home again at its next wake-ups once allowed.
+KTEST(numa, a_task_is_placed_on_its_home_node_and_returns_there) {
+    const uint32_t here = this_cpu()->node;
+    const uint32_t home = other_node(here);
+    if (home == kMaxCpus) return ktest::skip("no other node with CPUs and memory");
+    HomeProbe probe;
+    TaskOptions o;
+    o.name = "numa-home";
+    o.node = home;
+    Task* t = task_create(home_probe, &probe, o);
+    KASSERT(t != nullptr);
+    KEXPECT_EQ(t->home_node, home);
+    KEXPECT_EQ(pmm::node_of(vmm::translate(t->stack.top - 8)), home);
+    KEXPECT_EQ(pmm::node_of(direct_map_virt_to_phys(t)), home);
+    const uint64_t deadline = monotonic_ns() + 20'000'000'000;
+    auto wait_phase = [&](uint32_t ph) {
+        while (probe.phase_done.load() < ph && monotonic_ns() < deadline) sleep_for(1'000'000);
+        return probe.phase_done.load() >= ph;
+    };
+    const bool p1 = wait_phase(1);
+    task_set_affinity(t, cpus_of_node(here));
+    probe.go.store(1);
+    const bool p2 = p1 && wait_phase(2);
+    CpuMask all;
+    for (uint32_t c = 0; c < cpu_count(); ++c) all.set(c);
+    task_set_affinity(t, all);
+    probe.go.store(2);
+    const bool p3 = p2 && wait_phase(3);
+    probe.go.store(3);
+    task_join(t);
+    KASSERT(p3);
+    const uint32_t want[HomeProbe::kPhases] = {home, here, home};
+    uint32_t wrong = 0;
+    for (uint32_t ph = 0; ph < HomeProbe::kPhases; ++ph)
+        for (uint32_t i = 0; i < HomeProbe::kWakes; ++i)
+            if (probe.node[ph][i] != want[ph] && wrong++ < 4)
+                ktest::note("phase %u, wake-up %u: on node %u, expected %u", ph, i,
+                            probe.node[ph][i], want[ph]);
+    KEXPECT_EQ(wrong, 0u);
+    ktest::note("home node %u: %u wake-ups there, %u on node %u while its affinity said so, "
+                "%u back home", home, HomeProbe::kWakes, HomeProbe::kWakes, here,
+                HomeProbe::kWakes);
+}
+
+struct Spinner {
+    std::atomic<uint32_t> cpu{kMaxCpus};
+    std::atomic<bool>* stop = nullptr;
+    Task* task = nullptr;
+};
+
+void spin_here(void* arg) {
+    auto* s = static_cast<Spinner*>(arg);
+    while (!s->stop->load(std::memory_order_relaxed)) {
+        s->cpu.store(this_cpu()->cpu_id, std::memory_order_relaxed);
+        cpu_relax();
+    }
+}
+
+// A queue of as many CPU-bound tasks as two nodes have CPUs, all on one CPU, then allowed on
+// both nodes: balancing must spread them one per CPU, across the node boundary, without any
+// CPU idling for two balance intervals beside waiting work (the wasted-core check counts it).
+KTEST(numa, a_two_node_load_spreads_with_no_wasted_cores) {
+    const uint32_t a = this_cpu()->node;
+    const uint32_t b = other_node(a);
+    if (b == kMaxCpus) return ktest::skip("no other node with CPUs and memory");
+    CpuMask both = cpus_of_node(a);
+    const CpuMask nb = cpus_of_node(b);
+    uint32_t k = 0, start = kMaxCpus;
+    for (uint32_t c = 0; c < cpu_count(); ++c) {
+        if (nb.test(c)) both.set(c);
+        if (both.test(c)) ++k;
+        // The queue starts on a CPU of this node other than ours (main sleeps and wakes here).
+        if (both.test(c) && c != this_cpu()->cpu_id && cpu_by_id(c)->node == a && start == kMaxCpus)
+            start = c;
+    }
+    if (start == kMaxCpus) start = this_cpu()->cpu_id;
+    static Spinner spinners[kMaxCpus];
+    std::atomic<bool> stop{false};
+    CpuMask only_start;
+    only_start.set(start);
+    const uint64_t violations_before = sched_wasted_core_violations();
+    uint32_t created = 0;
+    for (uint32_t i = 0; i < k; ++i) {
+        spinners[i].cpu.store(kMaxCpus);
+        spinners[i].stop = &stop;
+        TaskOptions o;
+        o.name = "numa-spin";
+        o.affinity = &only_start;
+        spinners[i].task = task_create(spin_here, &spinners[i], o);
+        created += spinners[i].task != nullptr;
+    }
+    for (uint32_t i = 0; i < k; ++i)
+        if (spinners[i].task != nullptr) task_set_affinity(spinners[i].task, both);
+    // Spread: every spinner seen on its own CPU of the two nodes, three looks in a row.
+    const uint64_t deadline = monotonic_ns() + 60'000'000'000;
+    uint32_t stable = 0, distinct = 0;
+    while (stable < 3 && monotonic_ns() < deadline) {
+        sleep_for(5'000'000);
+        CpuMask seen;
+        distinct = 0;
+        for (uint32_t i = 0; i < k; ++i) {
+            const uint32_t c = spinners[i].cpu.load(std::memory_order_relaxed);
+            if (c < cpu_count() && both.test(c) && !seen.test(c)) seen.set(c), ++distinct;
+        }
+        stable = distinct == k ? stable + 1 : 0;
+    }
+    stop.store(true);
+    for (uint32_t i = 0; i < k; ++i)
+        if (spinners[i].task != nullptr) task_join(spinners[i].task);
+    const uint64_t violations = sched_wasted_core_violations() - violations_before;
+    KASSERT(created == k);
+    KEXPECT_EQ(distinct, k);
+    KEXPECT_EQ(violations, 0u);
+    ktest::note("%u tasks from cpu%u spread over nodes %u and %u (%u CPUs); %lu wasted-core "
+                "violations", k, start, a, b, distinct, violations);
 }
 
 } // namespace
