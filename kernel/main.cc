@@ -195,6 +195,7 @@ void main_task(void*) {
             const bool ok = m.run(selection);
             if (param_bool("sched.stats", false)) sched_log_stats();
             log_call_health();
+            sched_log_health();
             x86::machine_exit(ok ? x86::ExitStatus::Success : x86::ExitStatus::TestsFailed);
         }
     }

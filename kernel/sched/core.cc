@@ -484,6 +484,20 @@ void sched_log_stats() {
 
 const sched::Topology& sched_topology() { return g_topology; }
 
+void sched_log_health() {
+    uint64_t pushes = 0, node_pushes = 0, wasted = 0, steals = 0;
+    for (uint32_t c = 0; c < cpu_count(); ++c) {
+        const CpuSchedStats s = sched_cpu_stats(c);
+        pushes += s.pushes;
+        node_pushes += s.node_pushes;
+        wasted += s.wasted_core_violations;
+        steals += s.steals;
+    }
+    log_info("sched: balancing pushed %lu tasks (%lu to another node), idle CPUs stole %lu; "
+             "%lu wasted-core violations, %lu affinity violations", pushes, node_pushes, steals,
+             wasted, sched_affinity_violations());
+}
+
 uint64_t sched_wasted_core_violations() {
     uint64_t n = 0;
     for (uint32_t c = 0; c < cpu_count(); ++c) n += sched_cpu_stats(c).wasted_core_violations;

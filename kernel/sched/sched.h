@@ -211,6 +211,9 @@ struct TaskSnapshot {
 /// time: not one instant, but every task that lived throughout is there). Returns how many
 /// tasks there were, which may exceed `max`.
 size_t sched_snapshot_tasks(TaskSnapshot* out, size_t max);
+/// Logs one line of machine-wide balancing counts: pushes, those across nodes, wasted-core and
+/// affinity violations (end of a test or benchmark run).
+void sched_log_health();
 /// Wasted-core violations on every CPU so far (CpuSchedStats::wasted_core_violations).
 uint64_t sched_wasted_core_violations();
 /// Switches into a task on a CPU outside its affinity (checked on every switch; logged).
