@@ -8,7 +8,7 @@
 // home_runtime_pct: one task per node with CPUs and memory, created on a CPU of that node,
 // touches a buffer on that node for bench.numa_ms (default 300); the share of their run time
 // spent on a CPU of their node (target >= 90).
-// spread_tasks: as many CPU-bound tasks as the boot CPU's node and its nearest neighbour have
+// spread_tasks (machines with two nodes with CPUs only): as many CPU-bound tasks as the boot CPU's node and its nearest neighbour have
 // CPUs, queued on one CPU and then allowed on both nodes (the numa test's load); spread_ms is
 // how long until each ran on a CPU of its own, node_pushes how many balancing moved across
 // nodes on the way.
@@ -19,6 +19,7 @@
 #include "bench/bench.h"
 #include "boot/params.h"
 #include "debug/log.h"
+#include "lib/format.h"
 #include "mm/phys.h"
 #include "mm/pmm.h"
 #include "numa/numa.h"
@@ -205,12 +206,17 @@ KBENCH(numa) {
     const uint64_t allocs = g_allocs.load(), local = g_local.load();
     const uint64_t local_pm = allocs ? local * 100000 / allocs : 0;     // thousandths of %
     const uint64_t home_pm = home + away ? home * 100000 / (home + away) : 0;
+    // The spread needs two nodes with CPUs: on other machines its fields are left out.
+    char spread_fields[96] = "";
+    if (spread != 0)
+        format(spread_fields, sizeof(spread_fields),
+               ",\"spread_tasks\":%u,\"spread_ms\":%lu,\"node_pushes\":%lu", spread, spread_ms,
+               pushes);
     console_printf("bench: {\"name\":\"numa.placement\",\"bench\":\"numa\",\"cpus\":%u,\"nodes\":%u,"
                    "\"allocations\":%lu,\"alloc_local_pct\":%lu.%03lu,\"home_tasks\":%u,"
-                   "\"home_runtime_pct\":%lu.%03lu,\"spread_tasks\":%u,\"spread_ms\":%lu,"
-                   "\"node_pushes\":%lu,\"wasted_core_violations\":%lu}\n",
+                   "\"home_runtime_pct\":%lu.%03lu%s,\"wasted_core_violations\":%lu}\n",
                    cpus_online(), m.nodes(), allocs, local_pm / 1000, local_pm % 1000, ntasks,
-                   home_pm / 1000, home_pm % 1000, spread, spread_ms, pushes, violations);
+                   home_pm / 1000, home_pm % 1000, spread_fields, violations);
 }
 
 } // namespace cohort
