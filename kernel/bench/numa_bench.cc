@@ -8,10 +8,10 @@
 // home_runtime_pct: one task per node with CPUs and memory, created on a CPU of that node,
 // touches a buffer on that node for bench.numa_ms (default 300); the share of their run time
 // spent on a CPU of their node (target >= 90).
-// spread_tasks (machines with two nodes with CPUs only): as many CPU-bound tasks as the boot CPU's node and its nearest neighbour have
-// CPUs, queued on one CPU and then allowed on both nodes (the numa test's load); spread_ms is
-// how long until each ran on a CPU of its own, node_pushes how many balancing moved across
-// nodes on the way.
+// spread_tasks (only where two nodes have CPUs): as many CPU-bound tasks as the boot CPU's
+// node and its nearest neighbour have CPUs, queued on one CPU and then allowed on both nodes
+// (the numa test's load); spread_ms is how long until each ran on a CPU of its own,
+// node_pushes how many balancing moved across nodes on the way.
 // wasted_core_violations: the scheduler's online check over the whole run (a CPU idle for two
 // balance intervals of a CPU with a waiting task it could run; target 0).
 #include <atomic>
