@@ -34,6 +34,7 @@
 #include "smp/cpu.h"
 #include "smp/ipi.h"
 #include "smp/percpu.h"
+#include "smp/hotplug.h"
 #include "smp/smp.h"
 #include "sync/lock_debug.h"
 #include "test/ktest.h"
@@ -179,6 +180,7 @@ void main_task(void*) {
     boot_trace_log();
     // Before anything compares TSC readings across CPUs (its own line reports what it found).
     if (cpus_online() > 1) x86::tsc_sync_check_all();
+    hotplug_apply_boot_param(); // cpu.offline=LIST
 
     // test= and bench= end the run with a status the host runner reads.
     struct Mode {

@@ -20,6 +20,7 @@
 #include "sched/topology.h"
 #include "sched/wait.h"
 #include "smp/call.h"
+#include "smp/hotplug.h"
 #include "smp/cpu.h"
 #include "smp/tlb.h"
 #include "sync/cpu_relax.h"
@@ -424,9 +425,30 @@ void cmd_poweroff(size_t, Words) {
     console_printf("powering off\n");
     arch::machine_poweroff(true);
 }
-void cmd_hotplug(size_t, Words w) {
-    console_printf("error: %.*s: CPU hotplug is not implemented yet\n",
-                   static_cast<int>(w[0].size()), w[0].data());
+void cmd_hotplug(size_t n, Words w) {
+    const bool offline = w[0] == "offline";
+    const auto cpu = n == 2 ? parse_u32(w[1]) : std::nullopt;
+    if (!cpu) {
+        console_printf("error: usage: %s CPU (a CPU number, 1..%u)\n",
+                       offline ? "offline" : "online", cpu_count() - 1);
+        return;
+    }
+    HotplugReport r;
+    const HotplugError e = offline ? cpu_offline(*cpu, &r) : cpu_online(*cpu, &r);
+    if (e == HotplugError::PinnedTask) {
+        console_printf("error: cpu%u stays online: task '%s' may run only there (change its "
+                       "affinity first)\n", *cpu, r.task_name);
+    } else if (e != HotplugError::None) {
+        console_printf("error: cpu%u: %s\n", *cpu, hotplug_error_name(e));
+    } else if (offline) {
+        console_printf("cpu%u offline in %lu us: %u tasks and %u interrupt lines moved, %u "
+                       "timers to cpu%u; %u of %u CPUs online\n", *cpu, r.duration_us,
+                       r.tasks_moved, r.irqs_moved, r.timers_moved, r.timer_cpu, cpus_online(),
+                       cpu_count());
+    } else {
+        console_printf("cpu%u online in %lu us; %u of %u CPUs online\n", *cpu, r.duration_us,
+                       cpus_online(), cpu_count());
+    }
 }
 
 struct Command {
@@ -449,8 +471,8 @@ constexpr Command kCommands[] = {
     {"spawn", "spin|sleep|pingpong N", "start kernel tasks; `spawn stop` ends them", cmd_spawn},
     {"test", "GLOB", "run in-kernel tests (KTAP), as test= does", cmd_test},
     {"bench", "NAME", "run benchmarks (JSON lines), as bench= does", cmd_bench},
-    {"offline", "CPU", "take a CPU offline (needs CPU hotplug)", cmd_hotplug},
-    {"online", "CPU", "bring a CPU back (needs CPU hotplug)", cmd_hotplug},
+    {"offline", "CPU", "take a CPU offline: its tasks, timers, interrupts move", cmd_hotplug},
+    {"online", "CPU", "start an offline CPU again", cmd_hotplug},
     {"panic", "", "panic on purpose (shows the NMI stop of every CPU)", cmd_panic},
     {"poweroff", "", "leave (QEMU exits with status 0)", cmd_poweroff},
 };

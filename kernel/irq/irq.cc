@@ -46,10 +46,25 @@ bool g_eligible[kMaxCpus] COHORT_GUARDED_BY(g_irq_lock);
 
 COHORT_PERCPU(uint64_t, g_hits[kMaxIrqs]);
 
+// A CPU going offline (CPU hotplug): no line is routed to it any more.
+std::atomic<uint32_t> g_leaving{kMaxCpus};
+
 bool cpu_can_take(uint32_t cpu) {
     const CpuData* c = cpu_by_id(cpu);
     return c != nullptr && c->online.load(std::memory_order_acquire) &&
+           cpu != g_leaving.load(std::memory_order_acquire) &&
            arch::irqchip_reachable(c->apic_id);
+}
+
+// Fills g_routed and g_eligible for the spreading rule.
+void count_routes() COHORT_REQUIRES(g_irq_lock) {
+    const uint32_t n = cpu_count();
+    for (uint32_t c = 0; c < n; ++c) {
+        g_routed[c] = 0;
+        g_eligible[c] = cpu_can_take(c);
+    }
+    for (const Line& l : g_lines)
+        if (l.used && l.cpu < n) ++g_routed[l.cpu];
 }
 
 void dispatch(arch::IrqFrame& frame) {
@@ -133,12 +148,7 @@ int irq_request_isa(uint8_t isa_irq, const char* name, DeviceHandler handler, vo
         return -1;
     }
     const uint32_t n = cpu_count();
-    for (uint32_t c = 0; c < n; ++c) {
-        g_routed[c] = 0;
-        g_eligible[c] = cpu_can_take(c);
-    }
-    for (const Line& l : g_lines)
-        if (l.used && l.cpu < n) ++g_routed[l.cpu];
+    count_routes();
     const auto cpu = irq::spread_target(std::span(g_routed, n), std::span(g_eligible, n));
     if (!cpu) {
         *error = IrqError::CpuUnreachable;
@@ -179,10 +189,34 @@ void irq_release(int id) {
     l.used = false;
 }
 
+uint32_t irq_evacuate(uint32_t cpu) {
+    g_leaving.store(cpu, std::memory_order_release);
+    if (cpu >= cpu_count()) return 0;
+    Guard<SpinLock, IrqSave> g(g_irq_lock);
+    uint32_t moved = 0;
+    for (Line& l : g_lines) {
+        if (!l.used || l.cpu != cpu) continue;
+        count_routes();
+        const auto to = irq::spread_target(std::span(g_routed, cpu_count()),
+                                           std::span(g_eligible, cpu_count()));
+        if (!to) {
+            log_error("irq: %s cannot leave cpu%u: no other CPU can take it", l.name, cpu);
+            continue;
+        }
+        l.cpu = *to;
+        arch::irqchip_retarget(l.gsi, cpu_by_id(*to)->apic_id);
+        log_info("irq: %s moves from cpu%u to cpu%u (cpu%u goes offline)", l.name, cpu, *to, cpu);
+        ++moved;
+    }
+    return moved;
+}
+
 IrqError irq_set_affinity(int id, uint32_t cpu) {
     if (cpu >= cpu_count()) return IrqError::NoSuchCpu;
     const CpuData* c = cpu_by_id(cpu);
-    if (c == nullptr || !c->online.load(std::memory_order_acquire)) return IrqError::CpuOffline;
+    if (c == nullptr || !c->online.load(std::memory_order_acquire) ||
+        cpu == g_leaving.load(std::memory_order_acquire))
+        return IrqError::CpuOffline;
     if (!arch::irqchip_reachable(c->apic_id)) return IrqError::CpuUnreachable;
     Guard<SpinLock, IrqSave> g(g_irq_lock);
     if (id < 0 || id >= static_cast<int>(kMaxIrqs) || !g_lines[id].used) return IrqError::NoSuchIrq;

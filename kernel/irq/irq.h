@@ -57,6 +57,11 @@ struct IrqInfo {
     bool masked;      // as the controller has it now
     uint8_t hw_dest;  // as the controller has it now
 };
+/// CPU hotplug: routes every line of `cpu` to other CPUs (by the spreading rule) and keeps new
+/// and moved lines off it; irq_evacuate(kMaxCpus) ends that once it is offline (the online
+/// flag keeps them off then). Returns the lines moved.
+uint32_t irq_evacuate(uint32_t cpu);
+
 /// The line with id `id`, if it is routed.
 bool irq_info(int id, IrqInfo* out);
 /// Interrupts line `id` delivered to `cpu` since it was routed.

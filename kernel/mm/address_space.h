@@ -69,6 +69,9 @@ AddressSpace* address_space_current();
 /// flushes if anything changed meanwhile (Linux's lazy TLB). `tlb.lazy=0` turns this off:
 /// kernel threads then load the kernel's space.
 void address_space_enter_lazy();
+/// CPU hotplug, on the CPU going offline: loads the kernel's space and leaves every space's
+/// active set, so no shootdown waits for it; forgets its PCIDs (INIT empties the TLB).
+void address_space_cpu_leaving();
 /// Lazy TLB is on (`tlb.lazy`, default 1).
 bool tlb_lazy_enabled();
 

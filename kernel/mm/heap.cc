@@ -30,6 +30,7 @@ void heap_enable_cpu_caches() {
         log_warn("heap: no memory for per-CPU caches; every allocation takes its class lock");
 }
 void heap_drain() { g_heap.drain(); }
+uint64_t heap_drain_cpu(uint32_t cpu) { return g_heap.drain_cpu(cpu); }
 uint64_t heap_cached_objects() { return g_heap.cached_objects(); }
 void* kmalloc(size_t size) { return g_heap.alloc(size); }
 void* kzalloc(size_t size) {

@@ -14,6 +14,8 @@ void heap_enable_cpu_caches();
 /// Gives cached objects and kept empty slabs back, so heap_stats().pages is what live objects
 /// use: tests that compare against a baseline drain first.
 void heap_drain();
+/// Flushes CPU `cpu`'s object cache (CPU hotplug); returns the objects flushed.
+uint64_t heap_drain_cpu(uint32_t cpu);
 uint64_t heap_cached_objects();
 /// 16-byte aligned, uninitialised; nullptr when out of memory.
 [[nodiscard]] void* kmalloc(size_t size);

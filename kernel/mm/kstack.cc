@@ -255,11 +255,11 @@ void kstack_free(KernelStack& s) {
     if (put_back(s)) purge_pending();
 }
 
-uint64_t kstack_drain() {
+namespace {
+// Queues every stack of `c`'s cache for the purge; returns how many.
+uint64_t empty_cache(CpuData* c) {
     uint64_t n = 0;
-    for (uint32_t cpu = 0; cpu < cpu_count(); ++cpu) {
-        CpuData* c = cpu_by_id(cpu);
-        if (c == nullptr) continue;
+    {
         StackCache& sc = per_cpu_on(c, g_stack_cache);
         for (;;) {
             KernelStack s;
@@ -272,6 +272,22 @@ uint64_t kstack_drain() {
             ++n;
         }
     }
+    return n;
+}
+} // namespace
+
+uint64_t kstack_drain() {
+    uint64_t n = 0;
+    for (uint32_t cpu = 0; cpu < cpu_count(); ++cpu)
+        if (CpuData* c = cpu_by_id(cpu)) n += empty_cache(c);
+    purge_pending();
+    return n;
+}
+
+uint64_t kstack_drain_cpu(uint32_t cpu) {
+    CpuData* c = cpu_by_id(cpu);
+    if (c == nullptr) return 0;
+    const uint64_t n = empty_cache(c);
     purge_pending();
     return n;
 }

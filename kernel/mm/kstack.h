@@ -38,6 +38,8 @@ void kstack_enable_cpu_caches();
 /// Unmaps every cached stack and every stack awaiting a purge, and frees them. Returns how
 /// many stacks came out of CPU caches.
 uint64_t kstack_drain();
+/// The same for CPU `cpu`'s cache alone (CPU hotplug).
+uint64_t kstack_drain_cpu(uint32_t cpu);
 
 struct KstackStats {
     uint64_t slots_in_use = 0;   // mapped or awaiting a purge, cached ones included

@@ -263,6 +263,14 @@ void enable_cpu_caches() {
     log_info("pmm: per-CPU page caches on (up to %lu frames each)", budget < 256 ? budget : 256);
 }
 
+uint64_t drain_cpu_cache(uint32_t cpu) {
+    CpuData* c = cpu_by_id(cpu);
+    if (!g_caches_on.load(std::memory_order_acquire) || c == nullptr) return 0;
+    CpuPages& cp = per_cpu_on(c, g_cpu_pages);
+    Guard<SpinLock, IrqSave> g(cp.lock);
+    return cp.cache.drain(pool_of(*g_zones[home_node(c)]));
+}
+
 uint64_t drain_cpu_caches() {
     if (!g_caches_on.load(std::memory_order_acquire)) return 0;
     uint64_t frames = 0;

@@ -28,6 +28,8 @@ void enable_cpu_caches();
 /// each cache has its own lock). Allocation does this by itself before it fails. Returns the
 /// frames that went back.
 uint64_t drain_cpu_caches();
+/// The same for CPU `cpu`'s cache alone (CPU hotplug); returns the frames.
+uint64_t drain_cpu_cache(uint32_t cpu);
 
 /// Frames, at one moment. At a quiescent point managed == free + cached + used: every frame is
 /// in the allocator, in a CPU cache, or held by a caller (counted on every path, so a frame

@@ -283,6 +283,19 @@ void SlabHeap::free(void* p) {
     IrqSave::restore(irq);
 }
 
+uint64_t SlabHeap::drain_cpu(uint32_t cpu) {
+    CpuCache* caches = __atomic_load_n(&cpus_, __ATOMIC_ACQUIRE);
+    if (caches == nullptr || cpu >= cpu_count_) return 0;
+    CpuCache& cc = caches[cpu];
+    Guard<SpinLock, IrqSave> guard(cc.lock);
+    uint64_t n = 0;
+    for (size_t cls = 0; cls < kClassCount; ++cls) {
+        n += cc.count[cls];
+        if (cc.count[cls] != 0) flush(cc, cls, cc.count[cls]);
+    }
+    return n;
+}
+
 void SlabHeap::drain() {
     CpuCache* caches = __atomic_load_n(&cpus_, __ATOMIC_ACQUIRE);
     for (uint32_t i = 0; caches != nullptr && i < cpu_count_; ++i) {

@@ -54,6 +54,9 @@ class SlabHeap {
     /// stats().pages is what the live objects need. Takes each CPU cache's lock in turn (no
     /// CPU is interrupted).
     void drain();
+    /// Flushes CPU `cpu`'s object cache to the depots (CPU hotplug: the CPU goes offline).
+    /// Returns the objects flushed.
+    uint64_t drain_cpu(uint32_t cpu);
     /// 16-byte aligned memory of at least `size` bytes; nullptr when out of memory or size 0.
     [[nodiscard]] void* alloc(size_t size);
     /// A large allocation (whole pages, freed like any other) whose pages come from `source`

@@ -20,6 +20,19 @@ void arrive(Task* t, uint32_t cpu, int64_t lag, bool woken) COHORT_NO_THREAD_SAF
     for (;;) {
         RunQueue& dst = rq_of(cpu);
         dst.lock.lock();
+        // A CPU going offline takes nothing new but its own worker (which waits there for it).
+        if (dst.down.load(std::memory_order_relaxed) && t != dst.worker) {
+            sched::ProbeCost cost = probe_budget();
+            uint32_t alt = choose_cpu(t, cpu, cost);
+            if (alt == kMaxCpus || alt == cpu) {
+                alt = this_cpu()->cpu_id; // online: we run here
+                t->homeless = !t->affinity.test(alt);
+            }
+            t->cpu.store(alt, std::memory_order_release);
+            dst.lock.unlock();
+            cpu = alt;
+            continue;
+        }
         if (!t->affinity.test(cpu)) {
             sched::ProbeCost cost = probe_budget();
             const uint32_t alt = choose_cpu(t, cpu, cost);
@@ -133,6 +146,7 @@ bool long_idle_cpu_for(const Task* t, uint32_t me, uint64_t two_ago) {
 // Idle CPU: take one waiting task from a queue that has one, nearest domain first, trying a
 // bounded number of queues. Interrupts off.
 bool try_steal() {
+    if (this_rq().down.load(std::memory_order_relaxed)) return false; // going offline
     const uint32_t me = this_cpu()->cpu_id;
     sched::ProbeCost cost = probe_budget();
     const uint32_t from = sched::steal_nearest(machine(), me, cost, [&](uint32_t victim) {
@@ -207,7 +221,7 @@ void balance(RunQueue& rq, uint64_t now) COHORT_REQUIRES(rq.lock) {
 // Enqueues a new or woken task on the CPU the placement rules choose. Called with `t` Blocked
 // (or new) and off every queue and CPU; interrupts off.
 // Only new tasks come here (woken ones go through wake_up).
-void place(Task* t) {
+void place(Task* t) COHORT_NO_THREAD_SAFETY_ANALYSIS {
     // A new task has no warm cache anywhere: start the search at a rotating CPU, so tasks created
     // in a burst spread over the idle CPUs instead of all landing on the first one.
     // Pack mode searches for idle CPUs from the creating CPU instead (beside work that is
@@ -227,12 +241,23 @@ void place(Task* t) {
         log_warn("sched: task %lu (%s) has no online CPU in its affinity; running it on cpu%u",
                  t->id, t->name, cpu);
     }
-    RunQueue& rq = rq_of(cpu);
-    Guard<ParkLock, NoIrq> g(rq.lock);
+    // Checked under the lock: a CPU going offline (chosen from a mask a moment old) has moved
+    // its tasks away or will see this one when it does.
+    RunQueue* q = &rq_of(cpu);
+    q->lock.lock();
+    if (q->down.load(std::memory_order_relaxed) && cpu != this_cpu()->cpu_id) {
+        q->lock.unlock();
+        cpu = this_cpu()->cpu_id;
+        t->homeless = !t->affinity.test(cpu);
+        q = &rq_of(cpu);
+        q->lock.lock();
+    }
+    RunQueue& rq = *q;
     t->cpu.store(cpu, std::memory_order_release);
     t->fair.vruntime = rq.fair.placement(0, true, kParams);
     enqueue(rq, t);
     kick(cpu, rq, t);
+    rq.lock.unlock();
 }
 
 } // namespace sched_impl

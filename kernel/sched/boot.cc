@@ -50,6 +50,10 @@ void provision(CpuData* cpu) {
 // bring-up in sched_enter_ap) as its idle task, and its worker.
 void init_cpu(CpuData* cpu) {
     RunQueue* rq = &per_cpu_on(cpu, g_rq);
+    if (rq->down.load(std::memory_order_acquire) && rq->idle != nullptr) {
+        reinit_cpu(cpu, *rq); // back from offline (CPU hotplug)
+        return;
+    }
     new (rq) RunQueue();
     new (&per_cpu_on(cpu, g_cpu_tasks)) CpuTasks(); // its lists point at themselves
     timer_init_cpu(cpu);

@@ -76,10 +76,13 @@ void publish_load(RunQueue& rq) COHORT_REQUIRES(rq.lock) {
         rq.runnable.store(runnable, std::memory_order_relaxed);
     // The shared masks change only on transitions: a CPU that stays busy (or idle) writes no
     // shared line however often it switches.
+    // A CPU going offline keeps its bits out of the masks (sched_cpu_going_down cleared them).
+    const bool listed = rq.ready.load(std::memory_order_relaxed) &&
+                        !rq.down.load(std::memory_order_relaxed);
     if (rq.is_idle.load(std::memory_order_relaxed) != idle) {
         if (idle) rq.idle_since.store(monotonic_ns(), std::memory_order_relaxed);
         rq.is_idle.store(idle, std::memory_order_relaxed);
-        if (rq.ready.load(std::memory_order_relaxed)) {
+        if (listed) {
             if (idle) g_idle.set(rq.pos);
             else g_idle.clear(rq.pos);
         }
@@ -87,7 +90,7 @@ void publish_load(RunQueue& rq) COHORT_REQUIRES(rq.lock) {
     if (rq.overloaded != overloaded) {
         rq.overloaded = overloaded;
         if (overloaded) rq.waiting_since = monotonic_ns();
-        if (rq.ready.load(std::memory_order_relaxed)) {
+        if (listed) {
             if (overloaded) g_overloaded.set(rq.pos);
             else g_overloaded.clear(rq.pos);
         }
@@ -114,7 +117,8 @@ sched::CpuLoad load_view(uint32_t cpu) {
     sched::CpuLoad l;
     if (c == nullptr || !c->online.load(std::memory_order_acquire)) return l;
     const RunQueue& rq = per_cpu_on(c, g_rq);
-    if (!rq.ready.load(std::memory_order_acquire)) return l;
+    if (!rq.ready.load(std::memory_order_acquire) || rq.down.load(std::memory_order_acquire))
+        return l;
     l.online = true;
     l.idle = rq.is_idle.load(std::memory_order_relaxed);
     l.runnable = rq.runnable.load(std::memory_order_relaxed);
@@ -298,7 +302,11 @@ void schedule(bool preempted, bool yielding) COHORT_NO_THREAD_SAFETY_ANALYSIS {
         if (first != nullptr && first->vruntime >= prev->fair.vruntime)
             prev->fair.vruntime = first->vruntime + 1;
     }
-    const bool allowed_here = prev->homeless || prev->affinity.test(this_cpu()->cpu_id);
+    // A CPU going offline keeps only its worker (and idle task): a task preempted here leaves
+    // as one whose affinity changed does, through finish_switch.
+    const bool allowed_here =
+        (prev->homeless || prev->affinity.test(this_cpu()->cpu_id)) &&
+        (!rq.down.load(std::memory_order_relaxed) || prev == rq.worker);
     if (stays && !prev->idle && allowed_here) enqueue(rq, prev);
     // Not allowed here any more (task_set_affinity while it ran): Ready on no queue, so it is
     // not picked again; finish_switch moves it once its registers are saved.
@@ -375,6 +383,7 @@ void preempt_point() {
             arch::irq_enable();
             continue;
         }
+        if (rq.parking) sched_park_here(); // CPU hotplug: nothing is left here
         if (try_steal()) {
             arch::irq_enable();
             continue;

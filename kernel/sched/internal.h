@@ -49,6 +49,10 @@ struct alignas(64) RunQueue {
     std::atomic<uint32_t> runnable{0}; // queued + running (not counting idle)
     std::atomic<bool> is_idle{true};
     std::atomic<bool> ready{false};
+    // CPU hotplug: the CPU is going (or has gone) offline: nothing new is placed here, and its
+    // bits stay out of the shared masks. `parking`: its tasks are gone, the idle loop parks it.
+    std::atomic<bool> down{false};
+    bool parking = false;
     // When is_idle last became true (monotonic ns): balancing elsewhere tells from it how long
     // this CPU has idled beside waiting work.
     std::atomic<uint64_t> idle_since{0};
@@ -101,7 +105,8 @@ struct alignas(64) RunQueue {
 #pragma clang diagnostic push
 #pragma clang diagnostic ignored "-Winvalid-offsetof"
 static_assert(offsetof(RunQueue, runnable) < 64 && offsetof(RunQueue, is_idle) < 64 &&
-              offsetof(RunQueue, ready) < 64 && offsetof(RunQueue, idle_since) < 64);
+              offsetof(RunQueue, ready) < 64 && offsetof(RunQueue, idle_since) < 64 &&
+              offsetof(RunQueue, down) < 64);
 static_assert(offsetof(RunQueue, lock) == 64, "the lock word shares no line with the load");
 #pragma clang diagnostic pop
 extern RunQueue g_rq; // per CPU
@@ -169,6 +174,9 @@ void place(Task* t);
 
 // wake.cc
 bool wake_up_locked_irqs_off(Task* t);
+
+// hotplug.cc
+void reinit_cpu(CpuData* cpu, RunQueue& rq);
 
 // task.cc
 void put_task(Task* t);

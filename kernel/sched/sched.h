@@ -219,6 +219,20 @@ uint64_t sched_wasted_core_violations();
 /// Switches into a task on a CPU outside its affinity (checked on every switch; logged).
 uint64_t sched_affinity_violations();
 
+/// CPU hotplug (smp/hotplug.cc). Tasks other than `cpu`'s idle task and worker whose affinity
+/// allows only `cpu`: how many, and the first one's name in `name`.
+uint32_t sched_tasks_pinned_to(uint32_t cpu, char* name, size_t name_size);
+/// Stops placing work on `cpu` (any CPU may call it): placement, stealing and balancing treat
+/// it as offline from here on.
+void sched_cpu_going_down(uint32_t cpu);
+/// On the CPU going down, in its worker: moves every queued task to another CPU, cancels its
+/// slice timer and lets its idle loop park it once the worker blocks. Returns the tasks moved.
+uint32_t sched_evacuate_here();
+/// `cpu` runs its scheduler and takes new work (online, not going down).
+bool sched_cpu_running(uint32_t cpu);
+/// The idle loop of a CPU whose tasks are gone: hands it to smp_cpu_parked.
+[[noreturn]] void sched_park_here();
+
 /// Called from the context switch path by a task on its first run; private to sched/.
 extern "C" [[noreturn]] void sched_task_first_run(Task* t);
 

@@ -119,6 +119,31 @@ void smp_ap_reached(CpuData* cpu, BootStage stage) {
 
 const SmpBootReport& smp_boot_report() { return g_report; }
 
+bool smp_restart_cpu(CpuData* cpu, uint64_t timeout_ms, uint64_t* duration_us) {
+    CpuData* one[1] = {cpu};
+    const std::span<CpuData* const> aps{one, 1};
+    cpu->boot_stage.store(BootStage::NotStarted, std::memory_order_release);
+    if (const char* why = arch::ap_prepare(aps)) {
+        log_error("hotplug: cpu%u cannot be started: %s", cpu->cpu_id, why);
+        return false;
+    }
+    const uint64_t start = monotonic_ns();
+    arch::ap_start(aps);
+    while (!terminal(cpu->boot_stage.load(std::memory_order_acquire)) &&
+           monotonic_ns() - start < timeout_ms * 1'000'000)
+        timer_halt_until(monotonic_ns() + 100'000);
+    const BootStage s = cpu->boot_stage.load(std::memory_order_acquire);
+    const bool ok = s == BootStage::Online;
+    if (!ok) {
+        log_error("hotplug: cpu%u (APIC id %u) did not come back: stopped at %s", cpu->cpu_id,
+                  cpu->apic_id, boot_stage_name(s));
+        arch::ap_recall(*cpu); // back to waiting for a SIPI, wherever it stopped
+    }
+    arch::ap_finish(aps, !ok);
+    if (duration_us != nullptr) *duration_us = (monotonic_ns() - start) / 1000;
+    return ok;
+}
+
 bool smp_prepare(std::span<const ApTarget> all_targets) {
     SmpBootReport& rep = g_report;
     rep = {static_cast<uint32_t>(all_targets.size() + 1), 0, 1, 0, 0, false};

@@ -58,8 +58,9 @@ enum McKind : uint32_t { kIrq = 0, kDeferred = 1, kMcKinds = 2 };
 /// senders; the backlog of requests the rate limit held back and the deferred list, which only
 /// the owning CPU touches (with interrupts off). Sending side: the async pool and multicasts.
 struct CallQueue {
-    std::atomic<CallRequest*> head;
+    std::atomic<CallRequest*> head; // kClosed once the CPU went offline (call_close_here)
     AtomicCpuMask incoming[kMcKinds]; // senders with a multicast for this CPU
+    std::atomic<bool> mc_closed;      // multicasts are refused (the CPU is going offline)
     CallRequest* backlog_head;
     CallRequest* backlog_tail;
     CallRequest* deferred_head;
@@ -68,6 +69,7 @@ struct CallQueue {
     CallLimiter limiter; // consulted only once this CPU has timers to retry with (limiter_on)
     bool limiter_on;
     bool retry_armed;
+    bool closing; // this CPU is going offline: everything queued runs, the queue is closed
     Timer retry; // looks at the backlog again when the limiter's window ends
     alignas(64) AsyncPool pool;
     Multicast outgoing[kMcKinds];
@@ -80,15 +82,22 @@ std::atomic<bool> g_limit_configured{false};
 
 CallQueue& queue_of(uint32_t cpu) { return per_cpu_on(cpu_by_id(cpu), g_call_queue); }
 
-/// Returns true when the queue was empty: then the caller must send the IPI.
-bool push(CpuData* target, CallRequest* req) {
+/// The head of a queue whose CPU went offline: pushes fail, so a request is either queued
+/// before the CPU's last drain (and runs there) or refused (CallStatus::Offline).
+CallRequest* const kClosed = reinterpret_cast<CallRequest*>(uintptr_t{1});
+
+enum class Pushed { First, More, Closed };
+
+/// First: the queue was empty, the caller must send the IPI.
+Pushed push(CpuData* target, CallRequest* req) {
     CallQueue& q = per_cpu_on(target, g_call_queue);
     CallRequest* old = q.head.load(std::memory_order_relaxed);
     do {
+        if (old == kClosed) return Pushed::Closed;
         req->next = old;
     } while (!q.head.compare_exchange_weak(old, req, std::memory_order_release,
                                            std::memory_order_relaxed));
-    return old == nullptr;
+    return old == nullptr ? Pushed::First : Pushed::More;
 }
 
 // What a target can check about a request it did not make: the magic says it is one, the
@@ -160,9 +169,13 @@ struct PassCost {
 // Queues `req` to `target`. Once pushed, the request belongs to the target's queue whatever
 // happens to the IPI: a sender must never reuse or free it before it completes. (An IPI that
 // cannot be sent leaves it to the waiter's re-send and the idle check: run_stranded_calls.)
-void enqueue(CpuData* target, CallRequest* req) {
+// Returns false if the target's queue is closed (it went offline): the request was not queued.
+bool enqueue(CpuData* target, CallRequest* req) {
+    const Pushed p = push(target, req);
+    if (p == Pushed::Closed) return false;
     this_cpu()->counters.calls_sent.fetch_add(1, std::memory_order_relaxed);
-    if (push(target, req)) ipi_send(target, IpiKind::Call);
+    if (p == Pushed::First) ipi_send(target, IpiKind::Call);
+    return true;
 }
 
 /// Waits for `pending` to reach zero, answering our own calls meanwhile (someone may be
@@ -221,7 +234,10 @@ CallStatus post_async(uint32_t cpu, CallFn fn, void* arg, uint32_t source, bool 
     CallRequest* req = &pool.slots[slot];
     *req = CallRequest{nullptr, fn,  arg,  nullptr, kCallMagic, source,
                        static_cast<uint8_t>(slot), true, deferred, false};
-    enqueue(cpu_by_id(cpu), req);
+    if (!enqueue(cpu_by_id(cpu), req)) {
+        pool.used.fetch_and(~(uint64_t{1} << slot), std::memory_order_release);
+        return CallStatus::Offline;
+    }
     return CallStatus::Ok;
 }
 
@@ -249,8 +265,10 @@ bool run_multicasts(CallQueue& q, McKind kind, PassCost* cost, uint64_t* now) {
             }
             if (kind == kIrq) q.mc_held.clear(src);
             // Cleared before the call completes: the sender may post its next multicast (and
-            // set the bit again) as soon as its pending count reaches zero.
-            q.incoming[kind].clear(src);
+            // set the bit again) as soon as its pending count reaches zero. Whoever clears it
+            // completes the call: a sender that found this CPU going offline takes its bit back
+            // (post_many), and then it is not ours to run.
+            if (!q.incoming[kind].test_and_clear(src)) continue;
             Multicast& m = queue_of(src).outgoing[kind];
             const CallFn fn = m.fn;
             void* const arg = m.arg;
@@ -351,7 +369,8 @@ void run_pending_calls() {
     arch::IrqOff irq; // the backlog, the deferred list and the limiter are this CPU's
     CpuData* me = this_cpu();
     CallQueue& q = per_cpu(g_call_queue);
-    if (!q.limiter_on && g_limit_configured.load(std::memory_order_acquire) && timer_ready_here()) {
+    if (!q.limiter_on && !q.closing && g_limit_configured.load(std::memory_order_acquire) &&
+        timer_ready_here()) {
         // Until now every request was admitted.
         q.limiter.set_params(g_limit_params, g_limit_accounts + size_t{me->cpu_id} * cpu_count(),
                              cpu_count());
@@ -367,7 +386,9 @@ void run_pending_calls() {
         arm_retry(q);
         return;
     }
-    CallRequest* list = q.head.exchange(nullptr, std::memory_order_acquire);
+    // Closing (call_close_here), the queue is taken for the last time and left closed.
+    CallRequest* list = q.head.exchange(q.closing ? kClosed : nullptr, std::memory_order_acquire);
+    if (list == kClosed) list = nullptr;
     cost.handled = list != nullptr;
     // Reverse: pushes made a LIFO stack, calls must run in the order they were made.
     CallRequest* ordered = nullptr;
@@ -427,7 +448,8 @@ void run_pending_calls() {
 void run_stranded_calls() {
     CallQueue& q = per_cpu(g_call_queue);
     if (q.retry_armed) return; // held back on purpose: the retry timer comes
-    const bool queued = q.head.load(std::memory_order_acquire) != nullptr ||
+    const CallRequest* head = q.head.load(std::memory_order_acquire);
+    const bool queued = (head != nullptr && head != kClosed) ||
                         q.incoming[kIrq].any(cpu_count()) || q.incoming[kDeferred].any(cpu_count());
     if (!queued || arch::irq_pending(arch::kVecCall)) return;
     // Work is queued for us and no call IPI is on its way: either its sender is between the
@@ -463,6 +485,32 @@ bool run_deferred_work() {
     }
 }
 
+void call_close_here() {
+    CallQueue& q = per_cpu(g_call_queue);
+    {
+        arch::IrqOff irq;
+        q.closing = true;
+        q.limiter_on = false; // what was held back runs now
+        if (q.retry_armed) timer_cancel(q.retry);
+        q.retry_armed = false;
+        q.mc_closed.store(true, std::memory_order_seq_cst);
+    }
+    run_pending_calls(); // closes the queue; interrupt-context calls run, deferred ones wait
+    run_deferred_work();
+    run_pending_calls(); // multicasts whose senders did not see the mark yet
+    run_deferred_work();
+}
+
+void call_reopen(uint32_t cpu) {
+    CallQueue& q = queue_of(cpu);
+    q.closing = false;
+    q.backlog_head = q.backlog_tail = nullptr;
+    q.deferred_head = q.deferred_tail = nullptr;
+    q.mc_held = CpuMask{};
+    q.mc_closed.store(false, std::memory_order_seq_cst);
+    q.head.store(nullptr, std::memory_order_release);
+}
+
 bool has_deferred_work() {
     const CallQueue& q = per_cpu(g_call_queue);
     return q.deferred_head != nullptr || q.incoming[kDeferred].any(cpu_count());
@@ -488,7 +536,7 @@ CallStatus call_on(uint32_t cpu, CallFn fn, void* arg, bool wait) {
             return CallStatus::RefusedIrqsOff;
         }
         req.source_cpu = me->cpu_id;
-        enqueue(cpu_by_id(cpu), &req);
+        if (!enqueue(cpu_by_id(cpu), &req)) return CallStatus::Offline;
     }
     wait_for(pending, [cpu] { resend_to(cpu); });
     return CallStatus::Ok;
@@ -587,10 +635,20 @@ CallStatus post_many(const Targets& to, CallFn fn, void* arg, bool wait, bool de
             continue;
         }
         m.pending.fetch_add(1, std::memory_order_relaxed);
-        me->counters.calls_sent.fetch_add(1, std::memory_order_relaxed);
         // The bit publishes fn, arg and the count (a seq_cst RMW); it was clear, since our
         // previous multicast completed everywhere before this one started.
-        queue_of(c).incoming[kind].test_and_set(slot_cpu);
+        CallQueue& tq = queue_of(c);
+        tq.incoming[kind].test_and_set(slot_cpu);
+        // A target going offline sets mc_closed, then runs the bits it finds (seq_cst both
+        // sides): it sees ours, or we see its mark and take the bit back. Whoever clears the
+        // bit owns the call; if we do, it never ran.
+        if (tq.mc_closed.load(std::memory_order_seq_cst) &&
+            tq.incoming[kind].test_and_clear(slot_cpu)) {
+            m.pending.fetch_sub(1, std::memory_order_relaxed);
+            status = CallStatus::Offline;
+            continue;
+        }
+        me->counters.calls_sent.fetch_add(1, std::memory_order_relaxed);
         ++targets;
     }
     // Every other CPU: one broadcast when the shorthand is exact; else one IPI per x2APIC

@@ -58,6 +58,13 @@ CallStatus run_on_many(const CpuMask& cpus, CallFn fn, void* arg);
 /// As run_on, without waiting: the work is queued and this returns at once.
 CallStatus run_on_async(uint32_t cpu, CallFn fn, void* arg);
 
+/// CPU hotplug, on the CPU going offline, in its worker (thread context), once it is no longer
+/// counted online: closes its queue and runs every call queued so far (interrupt-context ones
+/// with interrupts off, deferred ones here). From then on calls to it return
+/// CallStatus::Offline: a call is either queued before the close and runs, or refused.
+void call_close_here();
+/// CPU hotplug, before an offline CPU restarts: its queue accepts calls again.
+void call_reopen(uint32_t cpu);
 /// Drains the running CPU's request queue (the IPI handler and waiting callers use it).
 void run_pending_calls();
 /// The idle loop's check before it halts (interrupts off): requests queued for this CPU with

@@ -24,6 +24,7 @@ const char* boot_stage_name(BootStage s) {
     case BootStage::Online: return "online";
     case BootStage::FeatureMismatch: return "refused: CPU features differ from the boot CPU";
     case BootStage::Stalled: return "stalled on request (smp.inject_stall)";
+    case BootStage::Offline: return "offline (halted until started again)";
     }
     return "?";
 }
@@ -46,6 +47,10 @@ void set_cpu_table(CpuData** table, uint32_t count) {
 void mark_online(CpuData* cpu) {
     cpu->online.store(true, std::memory_order_release);
     g_online.fetch_add(1, std::memory_order_acq_rel);
+}
+void mark_offline(CpuData* cpu) {
+    cpu->online.store(false, std::memory_order_seq_cst);
+    g_online.fetch_sub(1, std::memory_order_acq_rel);
 }
 } // namespace detail
 

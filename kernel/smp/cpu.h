@@ -30,6 +30,7 @@ enum class BootStage : uint32_t {
     Online,          // counted online: may receive IPIs
     FeatureMismatch, // refused to come online (CPUID differs from the boot CPU)
     Stalled,         // stopped on purpose (smp.inject_stall)
+    Offline,         // taken offline (CPU hotplug): halted until INIT-SIPI-SIPI
 };
 const char* boot_stage_name(BootStage s);
 
@@ -119,6 +120,7 @@ uint32_t cpus_online();
 namespace detail {
 void set_cpu_table(CpuData** table, uint32_t count);
 void mark_online(CpuData* cpu);
+void mark_offline(CpuData* cpu); // CPU hotplug
 } // namespace detail
 
 } // namespace cohort

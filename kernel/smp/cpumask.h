@@ -64,6 +64,11 @@ class AtomicCpuMask {
     bool test_and_set(uint32_t cpu) {
         return (words_[cpu / 64].fetch_or(bit(cpu), std::memory_order_seq_cst) & bit(cpu)) != 0;
     }
+    /// Clears the bit and returns whether it was set: of two CPUs clearing it, exactly one sees
+    /// true.
+    bool test_and_clear(uint32_t cpu) {
+        return (words_[cpu / 64].fetch_and(~bit(cpu), std::memory_order_seq_cst) & bit(cpu)) != 0;
+    }
     /// Word `w` (CPUs 64w .. 64w+63), for callers that scan without copying 512 bytes.
     uint64_t word(uint32_t w) const { return words_[w].load(std::memory_order_seq_cst); }
     /// Any bit set among CPUs [0, limit).

@@ -44,6 +44,10 @@ void smp_ap_reached(CpuData* cpu, BootStage stage);
 
 /// The report of the bring-up that happened at boot.
 const SmpBootReport& smp_boot_report();
+/// CPU hotplug: starts an offline CPU again through the bring-up path of the boot (trampoline,
+/// INIT-SIPI-SIPI, the feature, TSC and LAPIC steps, sched_enter_ap). Waits up to
+/// `timeout_ms`; false (logged, the CPU sent INIT again) if it did not come online.
+bool smp_restart_cpu(CpuData* cpu, uint64_t timeout_ms, uint64_t* duration_us);
 
 /// A per-CPU variable each CPU sets to its own logical id during bring-up (tests read it).
 extern uint32_t g_cpu_probe;

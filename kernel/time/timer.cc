@@ -3,6 +3,7 @@
 #include <new>
 
 #include "arch/arch.h"
+#include "smp/call.h"
 #include "smp/cpu.h"
 #include "smp/percpu.h"
 #include "sync/cpu_relax.h"
@@ -36,6 +37,9 @@ struct TimerQueue {
 COHORT_PERCPU(TimerQueue, g_timers);
 
 TimerQueue& queue_of(uint32_t cpu) { return per_cpu_on(cpu_by_id(cpu), g_timers); }
+
+// Timer::cpu while timer_evacuate carries the timer from one queue to another.
+constexpr uint32_t kMoving = UINT32_MAX - 1;
 
 // Programs the LAPIC for the earliest pending deadline. Only the owning CPU touches its LAPIC.
 void reprogram(TimerQueue& q) COHORT_REQUIRES(q.lock) {
@@ -118,6 +122,10 @@ bool timer_cancel(Timer& t) {
     for (;;) {
         const uint32_t cpu = t.cpu.load(std::memory_order_acquire);
         if (cpu == UINT32_MAX) return false;
+        if (cpu == kMoving) { // in neither queue for a moment: wait for where it lands
+            cpu_relax();
+            continue;
+        }
         TimerQueue& q = queue_of(cpu);
         Guard<SpinLock, IrqSave> g(q.lock);
         if (t.cpu.load(std::memory_order_relaxed) != cpu) continue; // fired or moved meanwhile
@@ -132,7 +140,46 @@ bool timer_cancel(Timer& t) {
 
 namespace {
 void end_halt(Timer&, void*) {} // the interrupt ending the HLT is the point
+
+void reprogram_here(void*) {
+    TimerQueue& q = per_cpu(g_timers);
+    Guard<SpinLock, NoIrq> g(q.lock); // a remote call: interrupts are off
+    q.programmed = 0;
+    reprogram(q);
+}
 } // namespace
+
+uint32_t timer_evacuate(uint32_t to) {
+    COHORT_ASSERT(!arch::irqs_enabled() && to != this_cpu()->cpu_id);
+    TimerQueue& from = per_cpu(g_timers);
+    TimerQueue& dst = queue_of(to);
+    uint32_t moved = 0;
+    bool dst_first = false;
+    for (;;) {
+        Timer* t;
+        {
+            Guard<SpinLock, NoIrq> g(from.lock);
+            t = from.pending.first();
+            if (t == nullptr) {
+                from.ready.store(false, std::memory_order_release);
+                from.programmed = 0;
+                arch::timer_stop();
+                break;
+            }
+            from.pending.remove(*t);
+            t->cpu.store(kMoving, std::memory_order_release);
+        }
+        // One queue lock at a time: both are of one class, and nothing orders two of them.
+        Guard<SpinLock, NoIrq> g(dst.lock);
+        t->cpu.store(to, std::memory_order_release);
+        dst.pending.insert(*t);
+        dst_first = dst_first || dst.pending.first() == t;
+        ++moved;
+    }
+    // Only a CPU touches its own LAPIC timer: one that must fire earlier now is told so.
+    if (dst_first) call_on(to, reprogram_here, nullptr, /*wait=*/false);
+    return moved;
+}
 
 void timer_halt_until(uint64_t deadline_ns) {
     Timer t;

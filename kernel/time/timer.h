@@ -52,6 +52,12 @@ bool timer_cancel_sync(Timer& t);
 /// timer queue; returns with interrupts enabled.
 void timer_halt_until(uint64_t deadline_ns);
 
+/// CPU hotplug, on the CPU going offline (interrupts off): moves every timer pending on its
+/// queue to CPU `to`'s, deadlines unchanged, stops its LAPIC timer and marks its queue not
+/// ready (timer_init_cpu readies it again). Per-CPU timers are the caller's to cancel first.
+/// Returns how many moved.
+uint32_t timer_evacuate(uint32_t to);
+
 /// Timers that fired on the calling CPU so far (statistics, tests).
 uint64_t timer_fired_count();
 

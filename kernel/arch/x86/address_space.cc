@@ -180,6 +180,15 @@ void address_space_activate(AddressSpace* as) {
     per_cpu(g_current_as) = as;
 }
 
+void address_space_cpu_leaving() {
+    x86::InterruptGuard irq;
+    address_space_activate(&g_kernel_as); // off any space a kernel thread kept lazily
+    g_kernel_as.active.clear(this_cpu()->cpu_id);
+    // INIT empties its TLB; the PCID cache must say so when it comes back.
+    new (&per_cpu(g_pcids)) PcidCache();
+    per_cpu(g_lazy) = LazyState{};
+}
+
 void address_space_enter_lazy() {
     x86::InterruptGuard irq;
     AddressSpace* as = address_space_current();

@@ -1,0 +1,431 @@
+// CPU hotplug: cpu_offline / cpu_online under the things that must cope with a CPU leaving
+// and coming back: remote calls, timers, tasks, shootdowns, the TSC and the LAPIC timer.
+// docs/hotplug.md.
+#include <atomic>
+#include <string_view>
+
+#include "boot/params.h"
+#include "mm/layout.h"
+#include "mm/phys.h"
+#include "mm/pmm.h"
+#include "mm/vmm.h"
+#include "sched/sched.h"
+#include "smp/call.h"
+#include "smp/cpu.h"
+#include "smp/hotplug.h"
+#include "sync/cpu_relax.h"
+#include "test/ktest.h"
+#include "time/clock.h"
+
+namespace cohort {
+namespace {
+
+// The CPU the tests take offline: the last one (the boot CPU runs the tests).
+uint32_t victim() { return cpu_count() - 1; }
+
+bool all_online() { return cpus_online() == cpu_count(); }
+
+void note_cpu(void* arg) { *static_cast<uint32_t*>(arg) = this_cpu()->cpu_id; }
+
+KTEST(hotplug, the_boot_cpu_and_bad_requests_are_refused) {
+    if (cpu_count() < 2) return ktest::skip("one CPU");
+    KEXPECT(cpu_offline(0) == HotplugError::BootCpu);
+    KEXPECT(cpu_offline(cpu_count()) == HotplugError::NoSuchCpu);
+    KEXPECT(cpu_online(1) == HotplugError::AlreadyOnline);
+    KEXPECT(cpu_online(0) == HotplugError::BootCpu);
+    KEXPECT(all_online());
+}
+
+KTEST(hotplug, a_cpu_goes_offline_and_comes_back) {
+    if (cpu_count() < 2) return ktest::skip("one CPU");
+    const uint32_t k = victim();
+    const uint32_t before = cpus_online();
+    HotplugReport r;
+    KASSERT(cpu_offline(k, &r) == HotplugError::None);
+    const CpuData* c = cpu_by_id(k);
+    KEXPECT(!c->online.load());
+    KEXPECT_EQ(cpus_online(), before - 1);
+    KEXPECT(c->boot_stage.load() == BootStage::Offline);
+    KEXPECT(!sched_cpu_running(k));
+    uint32_t ran_on = kMaxCpus;
+    KEXPECT(call_on(k, note_cpu, &ran_on, true) == CallStatus::Offline);
+    KEXPECT(run_on(k, note_cpu, &ran_on) == CallStatus::Offline);
+    KEXPECT_EQ(ran_on, kMaxCpus);
+    KEXPECT(cpu_offline(k) == HotplugError::AlreadyOffline);
+    HotplugReport back;
+    KASSERT(cpu_online(k, &back) == HotplugError::None);
+    KEXPECT(c->online.load());
+    KEXPECT_EQ(cpus_online(), before);
+    KEXPECT(sched_cpu_running(k));
+    KEXPECT(call_on(k, note_cpu, &ran_on, true) == CallStatus::Ok);
+    KEXPECT_EQ(ran_on, k);
+    ran_on = kMaxCpus;
+    KEXPECT(run_on(k, note_cpu, &ran_on) == CallStatus::Ok);
+    KEXPECT_EQ(ran_on, k);
+    // A task may be placed there again.
+    run_pinned(k, note_cpu, &ran_on);
+    KEXPECT_EQ(ran_on, k);
+    ktest::note("cpu%u offline in %lu us, online in %lu us", k, r.duration_us, back.duration_us);
+}
+
+// A task allowed only on the CPU: the offline is refused, naming it, until it is gone.
+struct PinnedSleeper {
+    std::atomic<bool> stop{false};
+};
+
+void sleep_until_stopped(void* arg) {
+    auto* p = static_cast<PinnedSleeper*>(arg);
+    while (!p->stop.load()) sleep_for(1'000'000);
+}
+
+KTEST(hotplug, a_task_pinned_only_to_the_cpu_keeps_it_online) {
+    if (cpu_count() < 2) return ktest::skip("one CPU");
+    const uint32_t k = victim();
+    PinnedSleeper p;
+    CpuMask only;
+    only.set(k);
+    TaskOptions o;
+    o.name = "pinned-here";
+    o.affinity = &only;
+    Task* t = task_create(sleep_until_stopped, &p, o);
+    KASSERT(t != nullptr);
+    HotplugReport r;
+    KEXPECT(cpu_offline(k, &r) == HotplugError::PinnedTask);
+    KEXPECT(std::string_view(r.task_name) == "pinned-here");
+    KEXPECT(cpu_by_id(k)->online.load());
+    KEXPECT(sched_cpu_running(k));
+    p.stop.store(true);
+    task_join(t);
+    KASSERT(cpu_offline(k) == HotplugError::None);
+    KASSERT(cpu_online(k) == HotplugError::None);
+}
+
+// Tasks queued there and a task sleeping on a timer armed there: the queued ones run
+// elsewhere, the sleeper wakes no earlier than asked and elsewhere.
+struct Mover {
+    std::atomic<bool> stop{false};
+    std::atomic<uint32_t> last_cpu{kMaxCpus};
+    std::atomic<uint64_t> laps{0};
+};
+
+void spin_and_note(void* arg) {
+    auto* m = static_cast<Mover*>(arg);
+    while (!m->stop.load(std::memory_order_relaxed)) {
+        m->last_cpu.store(this_cpu()->cpu_id, std::memory_order_relaxed);
+        m->laps.fetch_add(1, std::memory_order_relaxed);
+        cpu_relax();
+    }
+}
+
+struct Sleeper {
+    uint64_t asked_ns = 0, slept_ns = 0;
+    uint32_t armed_on = kMaxCpus, woke_on = kMaxCpus;
+};
+
+void sleep_once(void* arg) {
+    auto* s = static_cast<Sleeper*>(arg);
+    const uint64_t t0 = monotonic_ns();
+    s->armed_on = this_cpu()->cpu_id;
+    sleep_for(s->asked_ns);
+    s->slept_ns = monotonic_ns() - t0;
+    s->woke_on = this_cpu()->cpu_id;
+}
+
+KTEST(hotplug, queued_tasks_and_pending_timers_move_with_it) {
+    if (cpu_count() < 3) return ktest::skip("needs 3 CPUs");
+    const uint32_t k = victim();
+    CpuMask two; // the victim and cpu1: the tasks start on the victim and may only go to cpu1
+    two.set(k);
+    two.set(1);
+    CpuMask only;
+    only.set(k);
+    // Two tasks pinned to cpu1 keep it busy enough that balancing leaves the victim's three
+    // where they are until the offline moves them (a gap of one is not worth a move).
+    static Mover ballast[2];
+    Task* ballast_tasks[2];
+    CpuMask cpu1;
+    cpu1.set(1);
+    for (uint32_t i = 0; i < 2; ++i) {
+        ballast[i].stop = false;
+        TaskOptions o;
+        o.name = "hotplug-ballast";
+        o.affinity = &cpu1;
+        ballast_tasks[i] = task_create(spin_and_note, &ballast[i], o);
+        KASSERT(ballast_tasks[i] != nullptr);
+    }
+    constexpr uint32_t kSpinners = 3;
+    static Mover movers[kSpinners];
+    Task* spinners[kSpinners];
+    for (uint32_t i = 0; i < kSpinners; ++i) {
+        movers[i].stop = false;
+        movers[i].last_cpu = kMaxCpus;
+        TaskOptions o;
+        o.name = "hotplug-spin";
+        o.affinity = &only;
+        spinners[i] = task_create(spin_and_note, &movers[i], o);
+        KASSERT(spinners[i] != nullptr);
+    }
+    Sleeper s;
+    s.asked_ns = 300'000'000;
+    TaskOptions so;
+    so.name = "hotplug-sleep";
+    so.affinity = &only;
+    Task* sleeper = task_create(sleep_once, &s, so);
+    KASSERT(sleeper != nullptr);
+    // All on the victim; then allowed on cpu1 too (queued ones stay until the offline moves
+    // them), and the sleeper's timer is armed on the victim.
+    while (s.armed_on == kMaxCpus) sleep_for(1'000'000);
+    for (uint32_t i = 0; i < kSpinners; ++i) task_set_affinity(spinners[i], two);
+    task_set_affinity(sleeper, two);
+    HotplugReport r;
+    const HotplugError e = cpu_offline(k, &r);
+    KEXPECT(e == HotplugError::None);
+    // Every spinner runs again, on cpu1.
+    uint64_t laps[kSpinners];
+    for (uint32_t i = 0; i < kSpinners; ++i) laps[i] = movers[i].laps.load();
+    const uint64_t deadline = monotonic_ns() + 20'000'000'000;
+    bool all_ran = false;
+    while (!all_ran && monotonic_ns() < deadline) {
+        sleep_for(5'000'000);
+        all_ran = true;
+        for (uint32_t i = 0; i < kSpinners; ++i)
+            all_ran = all_ran && movers[i].laps.load() > laps[i] + 1 && movers[i].last_cpu.load() == 1;
+    }
+    KEXPECT(all_ran);
+    task_join(sleeper);
+    for (uint32_t i = 0; i < kSpinners; ++i) movers[i].stop.store(true);
+    for (uint32_t i = 0; i < kSpinners; ++i) task_join(spinners[i]);
+    for (uint32_t i = 0; i < 2; ++i) ballast[i].stop.store(true);
+    for (uint32_t i = 0; i < 2; ++i) task_join(ballast_tasks[i]);
+    KEXPECT_EQ(s.armed_on, k);
+    KEXPECT(s.woke_on != k);
+    KEXPECT(s.slept_ns >= s.asked_ns);
+    KEXPECT(r.timers_moved >= 1u);
+    // (How many the evacuation moved varies: from the moment the CPU is marked going down, a
+    // task switched out there leaves at its switch, before the worker gets to the rest.)
+    if (e == HotplugError::None) KASSERT(cpu_online(k) == HotplugError::None);
+    ktest::note("%u tasks and %u timers left cpu%u (timers to cpu%u); the sleeper asked for %lu "
+                "ms, slept %lu ms, woke on cpu%u", r.tasks_moved, r.timers_moved, k, r.timer_cpu,
+                s.asked_ns / 1'000'000, s.slept_ns / 1'000'000, s.woke_on);
+}
+
+// Remote calls queued to the CPU from every other CPU while it goes offline: each one that
+// was accepted ran exactly once, on it; the others were refused with "offline".
+struct CallStorm {
+    uint32_t target = 0;
+    std::atomic<bool> stop{false};
+    std::atomic<uint64_t> accepted{0}, refused{0}, ran{0}, ran_elsewhere{0}, other{0};
+    std::atomic<uint32_t> senders_done{0};
+};
+CallStorm* g_storm = nullptr;
+
+void storm_call(void*) {
+    g_storm->ran.fetch_add(1, std::memory_order_relaxed);
+    if (this_cpu()->cpu_id != g_storm->target)
+        g_storm->ran_elsewhere.fetch_add(1, std::memory_order_relaxed);
+}
+
+void storm_sender(void*) {
+    CallStorm& s = *g_storm;
+    uint64_t i = 0;
+    while (!s.stop.load(std::memory_order_relaxed)) {
+        // Asynchronous ones up to the sender's credit (Busy when it is used up), and now and
+        // then a synchronous one.
+        const bool wait = ++i % 16 == 0;
+        const CallStatus st = call_on(s.target, storm_call, nullptr, wait);
+        if (st == CallStatus::Ok) s.accepted.fetch_add(1, std::memory_order_relaxed);
+        else if (st == CallStatus::Offline) s.refused.fetch_add(1, std::memory_order_relaxed);
+        else if (st != CallStatus::Busy) s.other.fetch_add(1, std::memory_order_relaxed);
+        if (st != CallStatus::Ok) sleep_for(100'000);
+    }
+    s.senders_done.fetch_add(1);
+}
+
+KTEST(hotplug, calls_queued_to_a_departing_cpu_run_there_once_or_are_refused) {
+    if (cpu_count() < 3) return ktest::skip("needs 3 CPUs");
+    static CallStorm storm;
+    storm.target = victim();
+    storm.stop = false;
+    storm.accepted = storm.refused = storm.ran = storm.ran_elsewhere = storm.other = 0;
+    storm.senders_done = 0;
+    g_storm = &storm;
+    uint32_t senders = 0;
+    Task* tasks[kMaxCpus];
+    for (uint32_t c = 0; c + 1 < cpu_count(); ++c) {
+        CpuMask only;
+        only.set(c);
+        TaskOptions o;
+        o.name = "call-storm";
+        o.affinity = &only;
+        tasks[senders] = task_create(storm_sender, nullptr, o);
+        KASSERT(tasks[senders] != nullptr);
+        ++senders;
+    }
+    sleep_for(20'000'000);
+    HotplugReport r;
+    KASSERT(cpu_offline(storm.target, &r) == HotplugError::None);
+    sleep_for(20'000'000); // senders see "offline" for a while
+    storm.stop.store(true);
+    for (uint32_t i = 0; i < senders; ++i) task_join(tasks[i]);
+    const uint64_t accepted = storm.accepted.load(), ran = storm.ran.load();
+    KEXPECT_EQ(ran, accepted);
+    KEXPECT_EQ(storm.ran_elsewhere.load(), 0u);
+    KEXPECT(storm.refused.load() > 0);
+    KEXPECT_EQ(storm.other.load(), 0u);
+    KASSERT(cpu_online(storm.target) == HotplugError::None);
+    g_storm = nullptr;
+    ktest::note("%u senders: %lu calls accepted and run once each on cpu%u, %lu refused as "
+                "offline", senders, accepted, storm.target, storm.refused.load());
+}
+
+// A kernel mapping changed while the CPU is offline: the shootdown does not wait for it, and
+// back online it reads the new frame, not a translation it cached before.
+struct ReadVa {
+    uint64_t va;
+    uint64_t value;
+};
+
+void read_va(void* arg) {
+    auto* r = static_cast<ReadVa*>(arg);
+    r->value = *reinterpret_cast<volatile uint64_t*>(r->va);
+}
+
+uint64_t frame_with(uint64_t value) {
+    const uint64_t f = pmm::alloc_zeroed_page();
+    if (f != 0) *phys_to_virt<uint64_t>(f) = value;
+    return f;
+}
+
+KTEST(hotplug, a_cpu_back_online_never_reads_a_stale_translation) {
+    if (cpu_count() < 2) return ktest::skip("one CPU");
+    const uint32_t k = victim();
+    constexpr uint64_t kA = 0xa0a0'a0a0'0000'0001, kB = 0xb0b0'b0b0'0000'0002;
+    const uint64_t a = frame_with(kA), b = frame_with(kB);
+    KASSERT(a != 0 && b != 0);
+    ReadVa r{layout::kMmioAreaBase + layout::kMmioAreaSize - 0xa00000, 0};
+    KASSERT(vmm::map(r.va, a, layout::kPageSize, vmm::kRead | vmm::kWrite));
+    KASSERT(call_on(k, read_va, &r, true) == CallStatus::Ok);
+    KEXPECT_EQ(r.value, kA); // cached on k now
+    KASSERT(cpu_offline(k) == HotplugError::None);
+    KEXPECT_EQ(vmm::unmap(r.va, layout::kPageSize), uint64_t{1}); // does not wait for k
+    KASSERT(vmm::map(r.va, b, layout::kPageSize, vmm::kRead | vmm::kWrite));
+    KASSERT(cpu_online(k) == HotplugError::None);
+    KASSERT(call_on(k, read_va, &r, true) == CallStatus::Ok);
+    KEXPECT_EQ(r.value, kB);
+    vmm::unmap(r.va, layout::kPageSize);
+    pmm::free_pages(a);
+    pmm::free_pages(b);
+}
+
+// Shootdowns from another CPU while the CPU goes and comes several times: none waits for it.
+struct Remapper {
+    std::atomic<bool> stop{false};
+    std::atomic<uint64_t> remaps{0};
+    uint64_t va = 0, frame = 0;
+};
+
+void remap_loop(void* arg) {
+    auto* m = static_cast<Remapper*>(arg);
+    while (!m->stop.load()) {
+        if (vmm::map(m->va, m->frame, layout::kPageSize, vmm::kRead | vmm::kWrite))
+            vmm::unmap(m->va, layout::kPageSize); // a shootdown to every CPU online
+        m->remaps.fetch_add(1);
+    }
+}
+
+KTEST(hotplug, shootdowns_racing_with_offline_never_wait_for_it) {
+    if (cpu_count() < 3) return ktest::skip("needs 3 CPUs");
+    const uint32_t k = victim();
+    static Remapper m;
+    m.stop = false;
+    m.remaps = 0;
+    m.va = layout::kMmioAreaBase + layout::kMmioAreaSize - 0xc00000;
+    m.frame = pmm::alloc_zeroed_page();
+    KASSERT(m.frame != 0);
+    CpuMask one;
+    one.set(1);
+    TaskOptions o;
+    o.name = "remapper";
+    o.affinity = &one;
+    Task* t = task_create(remap_loop, &m, o);
+    KASSERT(t != nullptr);
+    constexpr uint32_t kCycles = 10;
+    uint32_t done = 0;
+    for (uint32_t i = 0; i < kCycles; ++i) {
+        if (cpu_offline(k) != HotplugError::None) break;
+        if (cpu_online(k) != HotplugError::None) break;
+        ++done;
+    }
+    const uint64_t remaps = m.remaps.load();
+    m.stop.store(true);
+    task_join(t);
+    pmm::free_pages(m.frame);
+    KEXPECT_EQ(done, kCycles);
+    KEXPECT(remaps > 0);
+    KEXPECT(all_online());
+    ktest::note("%u offline/online cycles of cpu%u beside %lu remaps with shootdowns", done, k,
+                remaps);
+}
+
+KTEST(hotplug, every_cpu_goes_offline_and_back_in_turn) {
+    if (cpu_count() < 2) return ktest::skip("one CPU");
+    uint32_t cycled = 0;
+    for (uint32_t k = 1; k < cpu_count(); ++k) {
+        if (!cpu_by_id(k)->online.load()) continue;
+        KEXPECT(cpu_offline(k) == HotplugError::None);
+        KEXPECT(cpu_online(k) == HotplugError::None);
+        uint32_t ran_on = kMaxCpus;
+        KEXPECT(call_on(k, note_cpu, &ran_on, true) == CallStatus::Ok);
+        KEXPECT_EQ(ran_on, k);
+        ++cycled;
+    }
+    KEXPECT(all_online());
+    ktest::note("%u CPUs went offline and came back, one after another", cycled);
+}
+
+// Cycles of one CPU, each followed by a look at its clocks: its TSC reads between two reads
+// of ours (it came back in step), and a sleep there lasts at least what it asked (its LAPIC
+// timer runs at the rate calibrated at boot, not faster).
+struct ClockCheck {
+    uint64_t read = 0;
+    uint64_t slept = 0;
+};
+
+void read_clock(void* arg) { static_cast<ClockCheck*>(arg)->read = monotonic_ns(); }
+
+void sleep_there(void* arg) {
+    const uint64_t t0 = monotonic_ns();
+    sleep_for(200'000);
+    static_cast<ClockCheck*>(arg)->slept = monotonic_ns() - t0;
+}
+
+KTEST(hotplug, cycles_of_one_cpu_keep_its_tsc_and_timer_right) {
+    if (cpu_count() < 2) return ktest::skip("one CPU");
+    const uint32_t k = victim();
+    const uint64_t cycles = param_u64("test.hotplug_cycles", 200);
+    uint64_t done = 0, tsc_bad = 0, timer_bad = 0, worst_us = 0;
+    for (uint64_t i = 0; i < cycles; ++i) {
+        HotplugReport off, on;
+        if (cpu_offline(k, &off) != HotplugError::None) break;
+        if (cpu_online(k, &on) != HotplugError::None) break;
+        const uint64_t us = off.duration_us + on.duration_us;
+        if (us > worst_us) worst_us = us;
+        ClockCheck c;
+        const uint64_t before = monotonic_ns();
+        if (call_on(k, read_clock, &c, true) != CallStatus::Ok) break;
+        const uint64_t after = monotonic_ns();
+        tsc_bad += c.read < before || c.read > after;
+        if (run_on(k, sleep_there, &c) != CallStatus::Ok) break;
+        timer_bad += c.slept < 200'000;
+        ++done;
+    }
+    KEXPECT_EQ(done, cycles);
+    KEXPECT_EQ(tsc_bad, 0u);
+    KEXPECT_EQ(timer_bad, 0u);
+    KEXPECT(all_online());
+    ktest::note("%lu cycles of cpu%u (test.hotplug_cycles), the slowest %lu us; TSC out of step "
+                "%lu times, a sleep cut short %lu times", done, k, worst_us, tsc_bad, timer_bad);
+}
+
+} // namespace
+} // namespace cohort
