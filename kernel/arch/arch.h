@@ -150,6 +150,9 @@ void timer_oneshot(uint64_t ns, uint8_t vector);
 bool timer_has_deadline();
 void timer_at(uint64_t cycles, uint8_t vector);
 void timer_stop();
+/// Raises `vector` on the CPU with APIC id `hw_id` now, as its own timer would: for a queue
+/// another CPU changed (CPU hotplug moves timers) and only its owner can program the timer for.
+void timer_kick(uint32_t hw_id, uint8_t vector);
 
 // --- TLB --------------------------------------------------------------------------------------
 /// Drops this CPU's translation of the page at `va`.

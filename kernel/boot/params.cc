@@ -52,6 +52,8 @@ constexpr ParamInfo kKnown[] = {
     {"cpu.offline", "CPUs to take offline once booted, e.g. 2,5-7 (CPU hotplug)"},
     {"hotplug.timeout_ms", "how long an offline or online may take before it is an error (2000)"},
     {"test.hotplug_cycles", "offline/online cycles of one CPU in the hotplug test (200)"},
+    {"stress.hotplug_seconds", "how long CPUs go offline and back under load in test=stress.* (10)"},
+    {"bench.hotplug_cycles", "bench=hotplug: offline/online cycles measured (default 200)"},
     {"ipi.broadcast", "0: never use the all-but-self IPI shorthand"},
     {"ipi.cluster", "0: multicasts send one IPI per CPU even in x2APIC mode (not per cluster)"},
     {"smp.max_cpus", "start at most this many CPUs (including the boot CPU)"},

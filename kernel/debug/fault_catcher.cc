@@ -1,5 +1,6 @@
 #include "debug/fault_catcher.h"
 
+#include "arch/arch.h"
 #include "debug/log.h"
 #include "sched/sched.h"
 #include "smp/cpu.h"
@@ -23,7 +24,12 @@ bool run_catching_faults(void (*fn)(void*), void* arg, FaultInfo* out, bool quie
     FaultCatcher catcher{};
     catcher.quiet = quiet;
     {
+        // One CPU's counts, read on that CPU: preempted between finding this CPU and reading
+        // them, a task moved elsewhere would read another CPU's counts of that moment (1 in
+        // the middle of its switch, say), and restore them into it on a fault.
+        arch::IrqOff irq;
         CpuData* cpu = this_cpu();
+        catcher.cpu = cpu->cpu_id;
         catcher.irq_depth = cpu->irq_depth;
         catcher.locks_held = cpu->locks_held;
         if (const HeldLockStack* s = current_held_locks()) {
@@ -68,14 +74,20 @@ void fault_catcher_unwind(uint64_t vector, uint64_t error_code, uint64_t rip, ui
     // Spinlocks taken inside fn stay taken (nothing knows how to release them safely), but the
     // counts that gate preemption and lock checking go back to what they were, so the CPU keeps
     // scheduling and later lock checks are not confused by a frame that no longer exists.
-    if (cpu->locks_held != c->locks_held)
+    // They are this CPU's counts: if the task moved while fn ran (it may be preempted, or
+    // block), it held nothing when it moved, so what it held at the start was nothing either,
+    // and the other CPU's entry counts mean nothing here (restoring them corrupted this CPU's
+    // count, seen as a task later blocking "holding" a lock it never took).
+    const bool moved = c->cpu != cpu->cpu_id;
+    const uint32_t base_locks = moved ? 0 : c->locks_held;
+    if (cpu->locks_held != base_locks)
         log_error("fault: the faulting code held %u spinlock(s); they stay locked",
-                  cpu->locks_held - c->locks_held);
-    cpu->locks_held = c->locks_held;
+                  cpu->locks_held - base_locks);
+    cpu->locks_held = base_locks;
     cpu->irq_depth = c->irq_depth;
     if (HeldLockStack* s = current_held_locks()) {
-        s->depth = c->held_depth;
-        s->overflow = c->held_overflow;
+        s->depth = moved ? 0 : c->held_depth;
+        s->overflow = moved ? 0 : c->held_overflow;
     }
     cohort_longjmp(&c->jump, 1);
 }

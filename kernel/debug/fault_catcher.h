@@ -28,6 +28,7 @@ struct FaultCatcher {
     uint32_t irq_depth;  // CpuData::irq_depth when set: restored on unwind
     uint32_t locks_held; // CpuData::locks_held when set: restored on unwind
     uint32_t held_depth, held_overflow; // the lock checker's held-lock stack when set
+    uint32_t cpu;        // the CPU those counts were read on
     /// Quiet catchers expect the fault and log only a debug line; others print a full report
     /// before recovering (the test harness uses those, so a crashing test is explained).
     bool quiet;

@@ -38,7 +38,8 @@ void kstack_enable_cpu_caches();
 /// Unmaps every cached stack and every stack awaiting a purge, and frees them. Returns how
 /// many stacks came out of CPU caches.
 uint64_t kstack_drain();
-/// The same for CPU `cpu`'s cache alone (CPU hotplug).
+/// CPU hotplug: CPU `cpu`'s cached stacks go to the purge queue (unmapped with the next
+/// batch, not now). Returns how many.
 uint64_t kstack_drain_cpu(uint32_t cpu);
 
 struct KstackStats {

@@ -51,7 +51,8 @@ void provision(CpuData* cpu) {
 void init_cpu(CpuData* cpu) {
     RunQueue* rq = &per_cpu_on(cpu, g_rq);
     if (rq->down.load(std::memory_order_acquire) && rq->idle != nullptr) {
-        reinit_cpu(cpu, *rq); // back from offline (CPU hotplug)
+        // Back from offline (CPU hotplug); `ready` stayed off since it parked.
+        reinit_cpu(cpu, *rq);
         return;
     }
     new (rq) RunQueue();

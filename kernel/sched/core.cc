@@ -11,6 +11,7 @@
 #include "mm/vmm.h"
 #include "sched/internal.h"
 #include "smp/call.h"
+#include "sync/lock_debug.h"
 #include "sync/lock_ranks.h"
 #include "time/clock.h"
 
@@ -289,6 +290,11 @@ void check_switch_frame(const Task* next) {
 // it behind the next waiting task of its class.
 void schedule(bool preempted, bool yielding) COHORT_NO_THREAD_SAFETY_ANALYSIS {
     RunQueue& rq = this_rq();
+    // Whoever switches away must hold nothing: the count is the CPU's, and the next task
+    // would inherit it (its backtrace shows who got here with one).
+    if (const uint32_t holds = lock_holds_on_this_cpu(); holds != 0)
+        panic("sched: cpu%u switches away from %s holding %u lock(s)/NoPreempt",
+              this_cpu()->cpu_id, rq.curr != nullptr ? rq.curr->name : "?", holds);
     rq.lock.lock();
     const uint64_t now = monotonic_ns();
     account(rq, now);
@@ -428,7 +434,17 @@ void sched_block() {
     COHORT_ASSERT(arch::irqs_enabled());
     // Blocking while holding a spinlock or inside NoPreempt would switch away from a section
     // that promised not to.
-    COHORT_ASSERT(lock_holds_on_this_cpu() == 0);
+    if (const uint32_t holds = lock_holds_on_this_cpu(); holds != 0) {
+        // Name what is held: a lock (with lock debugging, where it was taken), or a NoPreempt.
+        const char* what = "a NoPreempt section or an unbalanced count";
+#if COHORT_LOCK_DEBUG
+        if (const HeldLockStack* h = current_held_locks(); h && h->depth > 0)
+            what = h->entries[h->depth - 1].cls != nullptr ? h->entries[h->depth - 1].cls->name()
+                                                           : "an unnamed lock";
+#endif
+        panic("sched: task %s blocks on cpu%u holding %u lock(s)/NoPreempt (innermost: %s)",
+              current_task()->name, this_cpu()->cpu_id, holds, what);
+    }
     arch::irq_disable();
     schedule(false);
     arch::irq_enable();

@@ -85,6 +85,9 @@ bool sched_cpu_running(uint32_t cpu) { return cpu < cpu_count() && load_view(cpu
 void sched_park_here() {
     RunQueue& rq = this_rq();
     rq.parking = false;
+    // The scheduler stops here: when bring-up enables interrupts on the way back, before
+    // reinit_cpu, an interrupt's exit must not switch tasks on a queue not yet set up.
+    rq.ready.store(false, std::memory_order_release);
     smp_cpu_parked(); // does not return: the CPU waits for INIT-SIPI-SIPI
 }
 
@@ -107,6 +110,7 @@ void reinit_cpu(CpuData* cpu, RunQueue& rq) {
     rq.last_account = monotonic_ns();
     rq.need_resched.store(false, std::memory_order_relaxed);
     Guard<ParkLock, IrqSave> g(rq.lock);
+    rq.ready.store(true, std::memory_order_release);
     rq.down.store(false, std::memory_order_release);
     rq.is_idle.store(false, std::memory_order_relaxed);
     rq.overloaded = false;

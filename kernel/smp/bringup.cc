@@ -129,9 +129,14 @@ bool smp_restart_cpu(CpuData* cpu, uint64_t timeout_ms, uint64_t* duration_us) {
     }
     const uint64_t start = monotonic_ns();
     arch::ap_start(aps);
+    // A task sleeps (the scheduler runs others, and the vCPU may give its host core to the
+    // one starting); without one, the CPU halts until its timer.
+    const bool in_task = current_task() != nullptr;
     while (!terminal(cpu->boot_stage.load(std::memory_order_acquire)) &&
-           monotonic_ns() - start < timeout_ms * 1'000'000)
-        timer_halt_until(monotonic_ns() + 100'000);
+           monotonic_ns() - start < timeout_ms * 1'000'000) {
+        if (in_task) sleep_for(50'000);
+        else timer_halt_until(monotonic_ns() + 100'000);
+    }
     const BootStage s = cpu->boot_stage.load(std::memory_order_acquire);
     const bool ok = s == BootStage::Online;
     if (!ok) {

@@ -8,7 +8,9 @@
 #include "arch/arch.h"
 #include "boot/params.h"
 #include "debug/log.h"
+#include "debug/panic.h"
 #include "irq/irq.h"
+#include "lib/format.h"
 #include "mm/address_space.h"
 #include "mm/heap.h"
 #include "mm/kstack.h"
@@ -41,29 +43,46 @@ uint32_t timer_heir(uint32_t leaving) {
 
 struct Offline {
     HotplugReport* report;
+    uint64_t sent_ns; // when run_on was called
+    uint64_t done_ns; // when k's part ended
 };
+
+const char* const kStepNames[6] = {"worker start", "tasks", "caches", "calls", "timers", "park"};
 
 // On the departing CPU, in its worker (thread context, interrupts on): everything that must
 // happen there, in an order that loses nothing.
 void offline_here(void* arg) {
-    HotplugReport& r = *static_cast<Offline*>(arg)->report;
+    Offline& o = *static_cast<Offline*>(arg);
+    HotplugReport& r = *o.report;
     CpuData* me = this_cpu();
+    uint64_t t = monotonic_ns();
+    auto step = [&](uint32_t i) {
+        const uint64_t now = monotonic_ns();
+        r.step_us[i] = (now - t) / 1000;
+        t = now;
+    };
+    r.step_us[0] = t > o.sent_ns ? (t - o.sent_ns) / 1000 : 0;
     // 1. Its queued tasks go (it is out of the placement masks already, so nothing new comes).
     r.tasks_moved = sched_evacuate_here();
+    step(1);
     // 2. Its caches go back to the shared allocators.
     r.frames_drained = pmm::drain_cpu_cache(me->cpu_id);
     r.objects_drained = heap_drain_cpu(me->cpu_id);
     r.stacks_drained = kstack_drain_cpu(me->cpu_id);
+    step(2);
     // 3. No shootdown waits for it from here on: it is in no active set.
     address_space_cpu_leaving();
     // 4. Not online: senders get CallStatus::Offline, IPIs are refused; then what was queued
     // before runs here, and the queue closes.
     detail::mark_offline(me);
     call_close_here();
+    step(3);
     // 5. Its timers, with their deadlines, to a neighbour; its LAPIC timer stops.
     arch::IrqOff irq;
     r.timer_cpu = timer_heir(me->cpu_id);
     r.timers_moved = timer_evacuate(r.timer_cpu);
+    step(4);
+    o.done_ns = monotonic_ns();
     // The worker returns; the idle loop finds nothing to run and parks (smp_cpu_parked).
 }
 
@@ -75,7 +94,7 @@ HotplugError do_offline(uint32_t cpu, HotplugReport& r) {
     const uint64_t start = monotonic_ns();
     sched_cpu_going_down(cpu);
     r.irqs_moved = irq_evacuate(cpu);
-    Offline o{&r};
+    Offline o{&r, monotonic_ns(), 0};
     const CallStatus st = run_on(cpu, offline_here, &o);
     if (st != CallStatus::Ok)
         log_error("hotplug: cpu%u's own part of going offline did not run (%s)", cpu,
@@ -86,7 +105,18 @@ HotplugError do_offline(uint32_t cpu, HotplugReport& r) {
            monotonic_ns() < deadline)
         sleep_for(50'000);
     irq_evacuate(kMaxCpus);
-    r.duration_us = (monotonic_ns() - start) / 1000;
+    const uint64_t end = monotonic_ns();
+    r.duration_us = (end - start) / 1000;
+    r.step_us[5] = o.done_ns != 0 && end > o.done_ns ? (end - o.done_ns) / 1000 : 0;
+    if (r.duration_us > 1'000'000) {
+        // Slow (an emulator short of host cores, a long critical section somewhere): say where.
+        char steps[160];
+        size_t len = 0;
+        for (uint32_t i = 0; i < 6; ++i)
+            len += format(steps + len, sizeof(steps) - len, "%s%s %lu ms", i ? ", " : "",
+                          kStepNames[i], r.step_us[i] / 1000);
+        log_warn("hotplug: cpu%u took %lu ms to go offline: %s", cpu, r.duration_us / 1000, steps);
+    }
     if (c->boot_stage.load(std::memory_order_acquire) != BootStage::Offline) {
         log_error("hotplug: cpu%u did not park within hotplug.timeout_ms", cpu);
         return HotplugError::Stuck;
@@ -180,6 +210,10 @@ uint64_t hotplug_cycles() { return g_cycles.load(std::memory_order_relaxed); }
 void smp_cpu_parked() {
     arch::irq_disable();
     CpuData* me = this_cpu();
+    // It comes back with this CpuData: nothing may be held or nested now.
+    if (me->locks_held != 0 || me->irq_depth != 0)
+        panic("hotplug: cpu%u parks holding %u locks at interrupt depth %u", me->cpu_id,
+              me->locks_held, me->irq_depth);
     me->boot_stage.store(BootStage::Offline, std::memory_order_release);
     // Interrupts off, halted: only INIT (then a SIPI) gets it out, which is how cpu_online
     // starts it. An NMI (a panic's stop) would wake it into the halt loop again.

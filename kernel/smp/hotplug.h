@@ -30,6 +30,10 @@ struct HotplugReport {
     uint32_t irqs_moved = 0;   // device interrupt lines routed elsewhere
     uint64_t frames_drained = 0, objects_drained = 0, stacks_drained = 0; // per-CPU caches
     uint64_t duration_us = 0;
+    // Where an offline's time went (us): until k's worker started its part, moving its tasks,
+    // draining its caches, closing its call queue (running what was queued), moving its
+    // timers, and from the worker's return until k parked.
+    uint64_t step_us[6] = {};
     char task_name[24] = {}; // PinnedTask: the first such task
 };
 

@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "boot/params.h"
+#include "debug/fault_catcher.h"
 #include "mm/layout.h"
 #include "mm/phys.h"
 #include "mm/pmm.h"
@@ -367,6 +368,47 @@ KTEST(hotplug, shootdowns_racing_with_offline_never_wait_for_it) {
                 remaps);
 }
 
+// No machine-wide stop: on an otherwise idle machine, an offline and an online interrupt only
+// the CPUs they involve (the initiator, the CPU itself and, for an offline, the one that takes
+// its timers), however many CPUs there are. Counted by interrupts taken, not by time.
+uint32_t disturbed_since(const uint64_t* before, uint32_t skip_a, uint32_t skip_b,
+                         uint32_t* first) {
+    uint32_t n = 0;
+    *first = kMaxCpus;
+    for (uint32_t c = 0; c < cpu_count(); ++c) {
+        if (c == skip_a || c == skip_b) continue;
+        if (cpu_by_id(c)->counters.interrupts.load() != before[c]) {
+            if (*first == kMaxCpus) *first = c;
+            ++n;
+        }
+    }
+    return n;
+}
+
+KTEST(hotplug, an_offline_interrupts_only_the_cpus_it_involves) {
+    if (cpu_count() < 4) return ktest::skip("needs 4 CPUs");
+    const uint32_t k = victim();
+    static uint64_t before[kMaxCpus];
+    sleep_for(20'000'000); // let the previous tests' tasks and timers die down
+    for (uint32_t c = 0; c < cpu_count(); ++c) before[c] = cpu_by_id(c)->counters.interrupts.load();
+    HotplugReport r;
+    KASSERT(cpu_offline(k, &r) == HotplugError::None);
+    uint32_t first = kMaxCpus;
+    // cpu0 initiates; the timer heir may be kicked to reprogram its timer.
+    const bool heir_counted = r.timer_cpu != 0 && r.timer_cpu != k &&
+                              cpu_by_id(r.timer_cpu)->counters.interrupts.load() != before[r.timer_cpu];
+    const uint32_t off = disturbed_since(before, 0, k, &first) - (heir_counted ? 1 : 0);
+    for (uint32_t c = 0; c < cpu_count(); ++c) before[c] = cpu_by_id(c)->counters.interrupts.load();
+    KASSERT(cpu_online(k) == HotplugError::None);
+    uint32_t first_on = kMaxCpus;
+    const uint32_t on = disturbed_since(before, 0, k, &first_on);
+    KEXPECT_EQ(off, 0u);
+    KEXPECT_EQ(on, 0u);
+    ktest::note("of %u CPUs, besides cpu0, cpu%u and its timers' heir: %u interrupted by the "
+                "offline (first cpu%u), %u by the online (first cpu%u)", cpu_count(), k, off,
+                first == kMaxCpus ? 0 : first, on, first_on == kMaxCpus ? 0 : first_on);
+}
+
 KTEST(hotplug, every_cpu_goes_offline_and_back_in_turn) {
     if (cpu_count() < 2) return ktest::skip("one CPU");
     uint32_t cycled = 0;
@@ -425,6 +467,190 @@ KTEST(hotplug, cycles_of_one_cpu_keep_its_tsc_and_timer_right) {
     KEXPECT(all_online());
     ktest::note("%lu cycles of cpu%u (test.hotplug_cycles), the slowest %lu us; TSC out of step "
                 "%lu times, a sleep cut short %lu times", done, k, worst_us, tsc_bad, timer_bad);
+}
+
+// --- torture: CPUs go and come under load (test=stress.*) ----------------------------------
+
+uint64_t xorshift(uint64_t& x) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return x;
+}
+
+struct Churn {
+    std::atomic<bool> stop{false};
+    std::atomic<uint64_t> sync_ok{0}, sync_bad{0}, refused{0}, async_made{0}, async_ran{0};
+    std::atomic<uint64_t> sleeps{0}, early{0}, children{0}, child_failures{0};
+    std::atomic<uint64_t> reads{0}, stale{0};
+    std::atomic<uint32_t> workers_done{0};
+    uint64_t va = 0;      // a kernel page remapped by cpu0 between two tagged frames
+    uint64_t frames[2] = {};
+    std::atomic<uint64_t> gen{0}; // odd while changing
+};
+Churn* g_churn = nullptr;
+
+void churn_count(void* arg) { static_cast<std::atomic<uint32_t>*>(arg)->fetch_add(1); }
+void churn_async(void*) { g_churn->async_ran.fetch_add(1); }
+void churn_child(void*) { sleep_for(100'000); }
+
+void churn_read(void* arg) {
+    auto* r = static_cast<ReadVa*>(arg);
+    r->value = *reinterpret_cast<volatile uint64_t*>(r->va);
+}
+
+void churn_worker(void* arg) {
+    Churn& c = *g_churn;
+    uint64_t rng = 0x2545'f491'4f6c'dd1dull ^ reinterpret_cast<uintptr_t>(arg) ^ monotonic_ns();
+    while (!c.stop.load(std::memory_order_relaxed)) {
+        const uint32_t target = static_cast<uint32_t>(xorshift(rng) % cpu_count());
+        switch (xorshift(rng) % 5) {
+        case 0: { // a synchronous call, to a CPU that may be offline
+            std::atomic<uint32_t> runs{0};
+            const CallStatus st = call_on(target, churn_count, &runs, true);
+            if (st == CallStatus::Ok && runs.load() == 1) c.sync_ok.fetch_add(1);
+            else if (st == CallStatus::Offline && runs.load() == 0) c.refused.fetch_add(1);
+            else c.sync_bad.fetch_add(1);
+            break;
+        }
+        case 1: { // an asynchronous one: accepted means it runs
+            const CallStatus st = call_on(target, churn_async, nullptr, false);
+            if (st == CallStatus::Ok) c.async_made.fetch_add(1);
+            else if (st == CallStatus::Offline) c.refused.fetch_add(1);
+            break;
+        }
+        case 2: { // a short sleep: never early, wherever the timer ends up
+            const uint64_t ns = 20'000 + xorshift(rng) % 300'000;
+            const uint64_t t0 = monotonic_ns();
+            sleep_for(ns);
+            c.sleeps.fetch_add(1);
+            if (monotonic_ns() - t0 < ns) c.early.fetch_add(1);
+            break;
+        }
+        case 3: { // a child task, placed anywhere
+            TaskOptions o;
+            o.name = "churn-child";
+            Task* t = task_create(churn_child, nullptr, o);
+            if (t == nullptr) {
+                c.child_failures.fetch_add(1);
+                break;
+            }
+            task_join(t);
+            c.children.fetch_add(1);
+            break;
+        }
+        default: { // read the remapped page here (wherever this task runs now): a fault only
+                   // while it was changing, a value only of a version mapped meanwhile
+            const uint64_t g1 = c.gen.load(std::memory_order_acquire);
+            ReadVa r{c.va, 0};
+            FaultInfo f{};
+            const bool faulted = run_catching_faults(churn_read, &r, &f);
+            const uint64_t g2 = c.gen.load(std::memory_order_acquire);
+            c.reads.fetch_add(1);
+            if (faulted) {
+                if (g1 == g2 && g1 % 2 == 0) c.stale.fetch_add(1);
+                break;
+            }
+            const uint64_t version = r.value & 0xffff'ffff;
+            if ((r.value >> 32) != 0xc0de || version < g1 / 2 || version > (g2 + 1) / 2)
+                c.stale.fetch_add(1);
+            break;
+        }
+        }
+    }
+    c.workers_done.fetch_add(1);
+}
+
+// Manual for now (test=stress.cpus_go_offline_and_back_under_load): in about one 30-s run in
+// ten at 4 CPUs a task later blocks on a CPU whose lock-hold count is one too high, with every
+// recorded enter and exit there balanced (docs/hotplug.md, "Open"). Not in test=stress.* until
+// that is found.
+KTEST_MANUAL(stress, cpus_go_offline_and_back_under_load) {
+    if (cpu_count() < 3) return ktest::skip("needs 3 CPUs");
+    const uint64_t seconds = param_u64("stress.hotplug_seconds", 10);
+    static Churn churn;
+    Churn& c = churn;
+    c.stop = false;
+    c.sync_ok = c.sync_bad = c.refused = c.async_made = c.async_ran = 0;
+    c.sleeps = c.early = c.children = c.child_failures = c.reads = c.stale = 0;
+    c.workers_done = 0;
+    c.gen = 0;
+    g_churn = &c;
+    const uint64_t tasks_before = sched_live_tasks();
+    c.va = layout::kMmioAreaBase + layout::kMmioAreaSize - 0xe00000;
+    for (uint64_t i = 0; i < 2; ++i) {
+        c.frames[i] = pmm::alloc_zeroed_page();
+        KASSERT(c.frames[i] != 0);
+    }
+    *phys_to_virt<uint64_t>(c.frames[0]) = uint64_t{0xc0de} << 32;
+    KASSERT(vmm::map(c.va, c.frames[0], layout::kPageSize, vmm::kRead));
+    // One unpinned worker per CPU: placement and balancing keep them moving as CPUs go.
+    const uint32_t n = cpu_count();
+    static Task* workers[kMaxCpus];
+    for (uint32_t i = 0; i < n; ++i) {
+        TaskOptions o;
+        o.name = "churn";
+        workers[i] = task_create(churn_worker, reinterpret_cast<void*>(uintptr_t{i} + 1), o);
+        KASSERT(workers[i] != nullptr);
+    }
+    uint64_t rng = monotonic_ns() | 1;
+    uint64_t offlines = 0, onlines = 0, errors = 0, remaps = 0, most_offline = 0;
+    const uint64_t end = monotonic_ns() + seconds * 1'000'000'000;
+    while (monotonic_ns() < end) {
+        // Heads: a random online CPU but cpu0 goes (while two others stay); tails: a random
+        // offline one comes back.
+        const bool go = xorshift(rng) % 2 == 0 ? cpus_online() > 2 : cpus_online() == n;
+        uint32_t k = 1 + static_cast<uint32_t>(xorshift(rng) % (n - 1));
+        for (uint32_t tries = 0; tries < n && cpu_by_id(k)->online.load() != go; ++tries)
+            k = k + 1 < n ? k + 1 : 1;
+        HotplugError e = HotplugError::None;
+        if (go) {
+            e = cpu_offline(k);
+            offlines += e == HotplugError::None;
+        } else {
+            e = cpu_online(k);
+            onlines += e == HotplugError::None;
+        }
+        if (e != HotplugError::None && errors++ < 4)
+            ktest::note("cpu%u: %s", k, hotplug_error_name(e));
+        if (cpu_count() - cpus_online() > most_offline) most_offline = cpu_count() - cpus_online();
+        // And the page the workers read moves to its other frame.
+        const uint64_t version = c.gen.load() / 2 + 1;
+        c.gen.fetch_add(1, std::memory_order_acq_rel);
+        vmm::unmap(c.va, layout::kPageSize);
+        *phys_to_virt<volatile uint64_t>(c.frames[version % 2]) = (uint64_t{0xc0de} << 32) | version;
+        if (!vmm::map(c.va, c.frames[version % 2], layout::kPageSize, vmm::kRead)) c.stale.fetch_add(1);
+        c.gen.fetch_add(1, std::memory_order_acq_rel);
+        ++remaps;
+        sleep_for(xorshift(rng) % 2'000'000);
+    }
+    for (uint32_t k = 1; k < n; ++k)
+        if (!cpu_by_id(k)->online.load() && cpu_online(k) != HotplugError::None) ++errors;
+    c.stop.store(true);
+    for (uint32_t i = 0; i < n; ++i) task_join(workers[i]);
+    const uint64_t limit = monotonic_ns() + 30'000'000'000;
+    while ((c.async_ran.load() < c.async_made.load() || sched_live_tasks() > tasks_before) &&
+           monotonic_ns() < limit)
+        sleep_for(2'000'000);
+    vmm::unmap(c.va, layout::kPageSize);
+    pmm::free_pages(c.frames[0]);
+    pmm::free_pages(c.frames[1]);
+    g_churn = nullptr;
+    KEXPECT_EQ(errors, 0u);
+    KEXPECT(all_online());
+    KEXPECT(offlines > 0 && onlines > 0);
+    KEXPECT_EQ(c.sync_bad.load(), 0u);
+    KEXPECT_EQ(c.async_ran.load(), c.async_made.load());
+    KEXPECT_EQ(c.early.load(), 0u);
+    KEXPECT_EQ(c.stale.load(), 0u);
+    KEXPECT_EQ(c.child_failures.load(), 0u);
+    KEXPECT_EQ(sched_live_tasks(), tasks_before);
+    ktest::note("%lu s on %u CPUs: %lu offlines and %lu onlines (up to %lu CPUs offline at once), "
+                "%lu remaps; %lu sync calls ran once, %lu calls refused as offline, %lu/%lu async "
+                "ran; %lu sleeps (%lu early), %lu children, %lu checked reads (%lu stale)",
+                seconds, n, offlines, onlines, most_offline, remaps, c.sync_ok.load(),
+                c.refused.load(), c.async_ran.load(), c.async_made.load(), c.sleeps.load(),
+                c.early.load(), c.children.load(), c.reads.load(), c.stale.load());
 }
 
 } // namespace

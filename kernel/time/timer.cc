@@ -3,7 +3,6 @@
 #include <new>
 
 #include "arch/arch.h"
-#include "smp/call.h"
 #include "smp/cpu.h"
 #include "smp/percpu.h"
 #include "sync/cpu_relax.h"
@@ -140,13 +139,6 @@ bool timer_cancel(Timer& t) {
 
 namespace {
 void end_halt(Timer&, void*) {} // the interrupt ending the HLT is the point
-
-void reprogram_here(void*) {
-    TimerQueue& q = per_cpu(g_timers);
-    Guard<SpinLock, NoIrq> g(q.lock); // a remote call: interrupts are off
-    q.programmed = 0;
-    reprogram(q);
-}
 } // namespace
 
 uint32_t timer_evacuate(uint32_t to) {
@@ -176,8 +168,11 @@ uint32_t timer_evacuate(uint32_t to) {
         dst_first = dst_first || dst.pending.first() == t;
         ++moved;
     }
-    // Only a CPU touches its own LAPIC timer: one that must fire earlier now is told so.
-    if (dst_first) call_on(to, reprogram_here, nullptr, /*wait=*/false);
+    // Only a CPU touches its own LAPIC timer: one whose queue now starts earlier gets a timer
+    // interrupt, which runs what is due and programs the rest. Not a remote call: a call can
+    // be held back by the rate limiter, whose retry is itself a timer on that same queue,
+    // behind the one nobody programmed (seen as a CPU whose timers all stopped).
+    if (dst_first) arch::timer_kick(cpu_by_id(to)->apic_id, arch::kVecTimer);
     return moved;
 }
 

@@ -95,6 +95,7 @@ void timer_oneshot(uint64_t ns, uint8_t vector) { x86::lapic_timer_oneshot(ns, v
 bool timer_has_deadline() { return x86::lapic_timer_has_deadline(); }
 void timer_at(uint64_t cycles, uint8_t vector) { x86::lapic_timer_deadline(cycles, vector); }
 void timer_stop() { x86::lapic_timer_stop(); }
+void timer_kick(uint32_t hw_id, uint8_t vector) { x86::lapic_send_ipi(hw_id, vector); }
 
 } // namespace cohort::arch
 
