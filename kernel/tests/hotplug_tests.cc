@@ -118,6 +118,16 @@ void spin_and_note(void* arg) {
     }
 }
 
+// A spinning task on `allowed`, noting where it runs in `m`.
+Task* start_mover(Mover& m, const char* name, const CpuMask& allowed) {
+    m.stop = false;
+    m.last_cpu = kMaxCpus;
+    TaskOptions o;
+    o.name = name;
+    o.affinity = &allowed;
+    return task_create(spin_and_note, &m, o);
+}
+
 struct Sleeper {
     uint64_t asked_ns = 0, slept_ns = 0;
     uint32_t armed_on = kMaxCpus, woke_on = kMaxCpus;
@@ -147,23 +157,14 @@ KTEST(hotplug, queued_tasks_and_pending_timers_move_with_it) {
     CpuMask cpu1;
     cpu1.set(1);
     for (uint32_t i = 0; i < 2; ++i) {
-        ballast[i].stop = false;
-        TaskOptions o;
-        o.name = "hotplug-ballast";
-        o.affinity = &cpu1;
-        ballast_tasks[i] = task_create(spin_and_note, &ballast[i], o);
+        ballast_tasks[i] = start_mover(ballast[i], "hotplug-ballast", cpu1);
         KASSERT(ballast_tasks[i] != nullptr);
     }
     constexpr uint32_t kSpinners = 3;
     static Mover movers[kSpinners];
     Task* spinners[kSpinners];
     for (uint32_t i = 0; i < kSpinners; ++i) {
-        movers[i].stop = false;
-        movers[i].last_cpu = kMaxCpus;
-        TaskOptions o;
-        o.name = "hotplug-spin";
-        o.affinity = &only;
-        spinners[i] = task_create(spin_and_note, &movers[i], o);
+        spinners[i] = start_mover(movers[i], "hotplug-spin", only);
         KASSERT(spinners[i] != nullptr);
     }
     Sleeper s;
