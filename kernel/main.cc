@@ -29,6 +29,7 @@
 #include "mm/vmm.h"
 #include "mm/address_space.h"
 #include "platform/acpi.h"
+#include "platform/cpu_hotplug_acpi.h"
 #include "sched/sched.h"
 #include "smp/call.h"
 #include "smp/cpu.h"
@@ -144,10 +145,12 @@ void main_task(void*);
         apic_ids[n++] = bsp->apic_id;
         for (const ApTarget& t : topo.aps)
             if (n < kMaxCpus) apic_ids[n++] = t.apic_id;
+        for (const ApTarget& t : topo.hotplug_slots) // numbered as smp_prepare numbers them
+            if (n < kMaxCpus) apic_ids[n++] = t.apic_id;
         numa_init({apic_ids, n});
     }
     pmm::split_by_node(); // one allocator per node, before any CPU cache holds a block
-    smp_prepare(topo.aps);
+    smp_prepare(topo.aps, topo.hotplug_slots);
     numa_bind_cpus(); // the CPU table is final: every CPU learns its node before it runs
     // The CPU table is final: per-CPU caches and the scheduler cover every CPU before the APs
     // start, since each sets up its own scheduler the moment it is online.
@@ -181,6 +184,7 @@ void main_task(void*) {
     // Before anything compares TSC readings across CPUs (its own line reports what it found).
     if (cpus_online() > 1) x86::tsc_sync_check_all();
     hotplug_apply_boot_param(); // cpu.offline=LIST
+    acpi_cpu_hotplug_init();    // QEMU's device_add / device_del of CPUs
 
     // test= and bench= end the run with a status the host runner reads.
     struct Mode {

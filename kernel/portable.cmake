@@ -1,9 +1,11 @@
 # Portable sources: no hardware access, compiled into the kernel and into host tests.
 # Paths are relative to kernel/. Add new host-testable modules here.
 set(COHORT_PORTABLE_SOURCES
+  acpi/aml_region.cc
   acpi/error.cc
   acpi/fadt.cc
   acpi/madt.cc
+  acpi/qemu_cpuhp.cc
   acpi/srat.cc
   acpi/subtable.cc
   acpi/tables.cc

@@ -151,6 +151,42 @@ TEST(AcpiMadt, MoreCpusThanKMaxCpusKeepsTheFirstAndTheBsp) {
     }
 }
 
+TEST(AcpiMadt, HotplugSlotsAreDisabledCpusOfOldMadtsAndOnlineCapableOnes) {
+    for (uint8_t rev : {uint8_t{1}, uint8_t{5}}) {
+        SCOPED_TRACE(rev);
+        Builder t = madt(rev);
+        lapic(t, 0, 0, 1);    // the boot CPU
+        lapic(t, 1, 1, 1);    // started
+        lapic(t, 2, 2, 0);    // disabled: a slot only before revision 5
+        lapic(t, 3, 3, 2);    // online capable (revision 5): a slot
+        lapic(t, 4, 0xff, 0); // a placeholder id: never (the parser drops it already)
+        lapic(t, 5, 5, 0);
+        Parsed p(finish(t), 0);
+        ASSERT_TRUE(p.ok);
+        std::vector<cohort::ApTarget> out(8);
+        cohort::HotplugSlotsResult r =
+            cohort::select_hotplug_slots(p.topo, rev, 0, false, 100, out);
+        if (rev == 1) {
+            // Revision 1 has no online-capable bit: 3 is disabled like 2 and 5.
+            ASSERT_EQ(r.slots, 3u);
+            EXPECT_EQ(out[0].apic_id, 2u);
+            EXPECT_EQ(out[1].apic_id, 3u);
+            EXPECT_EQ(out[2].apic_id, 5u);
+            EXPECT_EQ(out[2].acpi_uid, 5u);
+        } else {
+            ASSERT_EQ(r.slots, 1u);
+            EXPECT_EQ(out[0].apic_id, 3u);
+        }
+        // Started online-capable CPUs are not slots; a cap keeps the first ones.
+        r = cohort::select_hotplug_slots(p.topo, rev, 0, true, 100, out);
+        EXPECT_EQ(r.slots, rev == 1 ? 3u : 0u);
+        r = cohort::select_hotplug_slots(p.topo, rev, 0, false, 1, out);
+        EXPECT_EQ(r.slots, 1u);
+        EXPECT_EQ(r.dropped, rev == 1 ? 2u : 0u);
+        EXPECT_EQ(out[0].apic_id, rev == 1 ? 2u : 3u);
+    }
+}
+
 TEST(AcpiMadt, CpuLimitCountsOnlyStartableCpus) {
     Builder t = madt(5);
     lapic(t, 0, 0, 1);

@@ -143,6 +143,14 @@ void console_serial_rx_interrupt(bool on);
 /// Ends the run: under QEMU the exit status says success (0) or failure; on hardware it halts.
 [[noreturn]] void machine_poweroff(bool success);
 
+// --- I/O space (x86 port I/O), where ACPI's SystemIO registers live -------------------------------
+inline uint8_t io_in8(uint16_t port);
+inline uint16_t io_in16(uint16_t port);
+inline uint32_t io_in32(uint16_t port);
+inline void io_out8(uint16_t port, uint8_t v);
+inline void io_out16(uint16_t port, uint16_t v);
+inline void io_out32(uint16_t port, uint32_t v);
+
 // --- The per-CPU timer --------------------------------------------------------------------------
 /// An interrupt on `vector` after `ns` nanoseconds.
 void timer_oneshot(uint64_t ns, uint8_t vector);

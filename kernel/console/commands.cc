@@ -77,7 +77,12 @@ void cmd_cpus(size_t, Words) {
         const CpuSchedStats s = online ? sched_cpu_stats(i) : CpuSchedStats{};
         const CpuCounters& k = c->counters;
         console_printf("%4u %5u %4u %6s %-16s %4u %5u %10lu %9lu %9lu %9lu %8lu\n", i, c->apic_id,
-                       c->node, online ? "yes" : "no", name, s.runnable, busy_pct(s),
+                       c->node,
+                       online ? "yes"
+                       : c->boot_stage.load(std::memory_order_acquire) == BootStage::Absent
+                           ? "absent"
+                           : "no",
+                       name, s.runnable, busy_pct(s),
                        k.interrupts.load(std::memory_order_relaxed), irq_total_on(i),
                        sum(k.ipis_sent, kIpiKinds), sum(k.ipis_received, kIpiKinds),
                        k.tlb_flushes.load(std::memory_order_relaxed));

@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "acpi/aml_region.h"
 #include "acpi/error.h"
 #include "acpi/phys.h"
 #include "acpi/tables.h"
@@ -144,6 +145,50 @@ void load_numa(const acpi::TableDirectory& dir, PlatformTopology& t) {
     log_errors(errors);
 }
 
+// The FADT, and from the DSDT where QEMU put its CPU hotplug register block.
+void load_fadt(const acpi::TableDirectory& dir, PlatformTopology& t) {
+    static acpi::Error error_storage[8];
+    acpi::ErrorLog errors(error_storage);
+    const auto phys = dir.find("FACP");
+    const auto header = phys ? acpi::read_table_header(g_reader, *phys, errors) : std::nullopt;
+    const auto fadt = load_whole(dir, "FACP", errors);
+    if (!fadt || !header) {
+        log_errors(errors);
+        return;
+    }
+    t.fadt = acpi::parse_fadt(*fadt);
+    t.has_fadt = true;
+    kfree(const_cast<uint8_t*>(fadt->data()));
+    // QEMU's tables say "BOCHS"; only there does a region named PRST mean its CPU hotplug block.
+    if (!header->oem_id.text().starts_with("BOCHS")) return;
+    const uint64_t dsdt = acpi::fadt_dsdt(t.fadt);
+    const auto dh = dsdt != 0 ? acpi::read_table_header(g_reader, dsdt, errors) : std::nullopt;
+    if (!dh || dh->length > (4u << 20)) {
+        log_errors(errors);
+        return;
+    }
+    auto buffer = alloc_span<uint8_t>(dh->length);
+    if (buffer.empty()) return;
+    if (const auto body = acpi::load_table(g_reader, dsdt, buffer, "DSDT", errors)) {
+        acpi::AmlRegion r;
+        const auto found = acpi::find_operation_region(acpi::sub_bytes(*body, acpi::kSdtHeaderSize,
+                                                                       body->size()),
+                                                       "PRST", r);
+        if (found == acpi::AmlRegionResult::Found && r.space == acpi::kSpaceSystemIo &&
+            r.address != 0 && r.address + r.length <= 0x10000 && r.length >= 12) {
+            t.qemu_cpuhp_port = static_cast<uint16_t>(r.address);
+            t.qemu_cpuhp_length = static_cast<uint16_t>(r.length);
+        } else if (found != acpi::AmlRegionResult::NotFound) {
+            log_warn("acpi: QEMU's CPU hotplug region (PRST) is not usable (%s); no CPU hotplug",
+                     found == acpi::AmlRegionResult::Found ? "not 12 bytes of port I/O"
+                     : found == acpi::AmlRegionResult::NotConstant ? "computed address"
+                                                                   : "declared twice");
+        }
+    }
+    log_errors(errors);
+    kfree(buffer.data());
+}
+
 } // namespace
 
 const PlatformTopology& platform_topology() { return g_topology; }
@@ -241,6 +286,18 @@ const PlatformTopology& platform_acpi_init(uint32_t bsp_apic_id) {
                  picked.startable, kMaxCpus, picked.over_limit);
     if (picked.no_room != 0)
         log_error("acpi: out of memory for the CPU list; %lu CPUs left offline", picked.no_room);
+    {
+        const size_t started = picked.aps + 1;
+        const uint64_t cap = param_u64("smp.hotplug_slots", kMaxCpus);
+        const size_t max_slots = started >= kMaxCpus ? 0 : (cap < kMaxCpus - started ? cap : kMaxCpus - started);
+        auto slots = alloc_span<ApTarget>(t.madt.cpus.size());
+        const HotplugSlotsResult hs = select_hotplug_slots(t.madt, header->revision, bsp_apic_id,
+                                                           start_online_capable, max_slots, slots);
+        t.hotplug_slots = slots.first(hs.slots);
+        if (hs.slots != 0 || hs.dropped != 0)
+            log_info("acpi: %lu CPU slot%s for hot-add%s", hs.slots, hs.slots == 1 ? "" : "s",
+                     hs.dropped != 0 ? " (more beyond smp.hotplug_slots or kMaxCpus)" : "");
+    }
     t.valid = true;
     log_info("acpi: MADT rev %u: %lu CPUs (%lu enabled, %lu online-capable), %lu IOAPIC%s, "
              "%lu overrides, LAPIC at %#lx",
@@ -249,6 +306,10 @@ const PlatformTopology& platform_acpi_init(uint32_t bsp_apic_id) {
              t.lapic_address);
     if (t.madt.cpus.truncated()) log_error("acpi: more CPUs than storage; some were dropped");
     load_numa(*dir, t);
+    load_fadt(*dir, t);
+    if (t.qemu_cpuhp_port != 0)
+        log_info("acpi: QEMU CPU hotplug block at port %#x (%u bytes)", t.qemu_cpuhp_port,
+                 t.qemu_cpuhp_length);
     return t;
 }
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <span>
 
+#include "acpi/fadt.h"
 #include "acpi/madt.h"
 #include "acpi/srat.h"
 #include "acpi/tables.h"
@@ -19,11 +20,21 @@ struct PlatformTopology {
     acpi::MadtTopology madt;       // spans point into heap storage owned by this module
     std::span<const ApTarget> aps; // CPUs to start (enabled, not the BSP)
     uint32_t not_started = 0;      // CPUs left alone: online-capable, disabled or over_limit
+    // CPUs that may be plugged in later (ACPI hot-add), in MADT order: they get per-CPU data at
+    // boot, after the started ones (smp.hotplug_slots=N caps them; 0: none).
+    std::span<const ApTarget> hotplug_slots;
     uint32_t over_limit = 0;       // startable CPUs beyond kMaxCpus (the first ones are kept)
     uint64_t lapic_address = 0;
     acpi::RootKind root_kind = acpi::RootKind::Rsdt;
     uint8_t rsdp_revision = 0;
     const char* rsdp_source = "none"; // where the RSDP came from, for the log and tests
+
+    bool has_fadt = false;
+    acpi::Fadt fadt;
+    // QEMU's CPU hotplug register block (platform/cpu_hotplug_acpi.cc), from its DSDT
+    // (OperationRegion PRST) when the tables are QEMU's ("BOCHS" OEM id); port 0: none.
+    uint16_t qemu_cpuhp_port = 0;
+    uint16_t qemu_cpuhp_length = 0;
 
     bool has_srat = false;            // NUMA information, when the firmware provides it
     acpi::SratInfo srat;

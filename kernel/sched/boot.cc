@@ -55,9 +55,6 @@ void init_cpu(CpuData* cpu) {
         reinit_cpu(cpu, *rq);
         return;
     }
-    new (rq) RunQueue();
-    new (&per_cpu_on(cpu, g_cpu_tasks)) CpuTasks(); // its lists point at themselves
-    timer_init_cpu(cpu);
     CpuProvision& given = per_cpu_on(cpu, g_provision);
     char name[24];
     format(name, sizeof(name), "idle/%u", cpu->cpu_id);
@@ -176,6 +173,16 @@ void sched_init() {
     call_limits_start();
     read_placement_param();
     build_topology();
+    // Every CPU's queue, task lists and timers exist from here on, whether it ever starts or
+    // not: lookups that walk every CPU (task listings, hotplug's pinned-task check, balancing)
+    // read them, and a hot-add slot may start much later.
+    for (uint32_t c = 0; c < cpu_count(); ++c) {
+        CpuData* cpu = cpu_by_id(c);
+        if (cpu == nullptr) continue;
+        new (&per_cpu_on(cpu, g_rq)) RunQueue();
+        new (&per_cpu_on(cpu, g_cpu_tasks)) CpuTasks(); // its lists point at themselves
+        timer_init_cpu(cpu);
+    }
     for (uint32_t c = 0; c < cpu_count(); ++c)
         if (CpuData* cpu = cpu_by_id(c); cpu != nullptr && cpu != this_cpu()) provision(cpu);
     init_cpu(this_cpu());

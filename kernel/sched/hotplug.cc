@@ -82,6 +82,10 @@ uint32_t sched_evacuate_here() {
 
 bool sched_cpu_running(uint32_t cpu) { return cpu < cpu_count() && load_view(cpu).online; }
 
+bool sched_cpu_started(uint32_t cpu) {
+    return cpu < cpu_count() && per_cpu_on(cpu_by_id(cpu), g_rq).idle != nullptr;
+}
+
 void sched_park_here() {
     RunQueue& rq = this_rq();
     rq.parking = false;

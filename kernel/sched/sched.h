@@ -230,6 +230,9 @@ void sched_cpu_going_down(uint32_t cpu);
 uint32_t sched_evacuate_here();
 /// `cpu` runs its scheduler and takes new work (online, not going down).
 bool sched_cpu_running(uint32_t cpu);
+/// Its scheduler was set up at least once: it has its idle task and worker (kept while it is
+/// offline or its slot empty).
+bool sched_cpu_started(uint32_t cpu);
 /// The idle loop of a CPU whose tasks are gone: hands it to smp_cpu_parked.
 [[noreturn]] void sched_park_here();
 

@@ -29,7 +29,7 @@ COHORT_PERCPU(uint32_t, g_cpu_probe);
 
 namespace {
 
-SmpBootReport g_report{1, 0, 1, 0, 0, false};
+SmpBootReport g_report{1, 0, 0, 1, 0, 0, false};
 
 // Stall injection (smp.inject_stall=APICID[@stage]), for tests.
 uint32_t g_stall_apic = UINT32_MAX;
@@ -149,9 +149,9 @@ bool smp_restart_cpu(CpuData* cpu, uint64_t timeout_ms, uint64_t* duration_us) {
     return ok;
 }
 
-bool smp_prepare(std::span<const ApTarget> all_targets) {
+bool smp_prepare(std::span<const ApTarget> all_targets, std::span<const ApTarget> slots) {
     SmpBootReport& rep = g_report;
-    rep = {static_cast<uint32_t>(all_targets.size() + 1), 0, 1, 0, 0, false};
+    rep = {static_cast<uint32_t>(all_targets.size() + 1), 0, 0, 1, 0, 0, false};
     parse_stall_injection();
     uint64_t max_cpus = param_u64("smp.max_cpus", UINT32_MAX);
     if (max_cpus == 0) {
@@ -169,7 +169,15 @@ bool smp_prepare(std::span<const ApTarget> all_targets) {
                  kMaxCpus);
     else if (n < all_targets.size())
         log_info("smp: smp.max_cpus=%lu: starting %lu of %lu APs", max_cpus, n, all_targets.size());
-    if (n == 0) return true;
+    // Slots take the ids after every AP the firmware listed (numa_init numbered them so): with
+    // APs left out, they would not.
+    if (n < all_targets.size() && !slots.empty()) {
+        log_warn("smp: %lu hot-add slots dropped: smp.max_cpus leaves APs out", slots.size());
+        slots = {};
+    }
+    if (slots.size() > kMaxCpus - (n + 1)) slots = slots.first(kMaxCpus - (n + 1));
+    const size_t m = slots.size();
+    if (n + m == 0) return true;
 
     auto abort = [&](const char* why) {
         // Before the CPU table is published and before any AP is woken: no other code knows
@@ -178,7 +186,7 @@ bool smp_prepare(std::span<const ApTarget> all_targets) {
         rep.aborted = true;
         return false;
     };
-    auto** table = static_cast<CpuData**>(kzalloc((n + 1) * sizeof(CpuData*)));
+    auto** table = static_cast<CpuData**>(kzalloc((n + m + 1) * sizeof(CpuData*)));
     if (table == nullptr) return abort("out of memory for the CPU table");
     table[0] = this_cpu();
     const uint64_t prep_start = monotonic_ns();
@@ -187,13 +195,23 @@ bool smp_prepare(std::span<const ApTarget> all_targets) {
         if (cpu == nullptr) return abort("out of memory for per-CPU data and stacks");
         table[i + 1] = cpu;
     }
+    for (size_t i = 0; i < m; ++i) {
+        CpuData* cpu = make_cpu(static_cast<uint32_t>(n + 1 + i), slots[i]);
+        if (cpu == nullptr) return abort("out of memory for the per-CPU data of hot-add slots");
+        cpu->boot_stage.store(BootStage::Absent, std::memory_order_relaxed);
+        table[n + 1 + i] = cpu;
+    }
     log_debug("smp: per-CPU data and stacks of %zu APs prepared in %lu us", n,
               (monotonic_ns() - prep_start) / 1000);
-    if (const char* why = arch::ap_prepare({table + 1, n})) return abort(why);
+    if (n != 0)
+        if (const char* why = arch::ap_prepare({table + 1, n})) return abort(why);
 
     // Published now, before any AP runs: an AP sets up its scheduler as soon as it is online,
     // and the CPU count, masks and per-CPU caches must already cover every CPU.
-    detail::set_cpu_table(table, static_cast<uint32_t>(n + 1));
+    detail::set_cpu_table(table, static_cast<uint32_t>(n + m + 1));
+    rep.slots = static_cast<uint32_t>(m);
+    if (m != 0)
+        log_info("smp: cpu%lu-cpu%lu kept for CPUs plugged in later (ACPI hot-add)", n + 1, n + m);
     g_table = table;
     g_aps = n;
     return true;

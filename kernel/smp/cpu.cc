@@ -25,6 +25,7 @@ const char* boot_stage_name(BootStage s) {
     case BootStage::FeatureMismatch: return "refused: CPU features differ from the boot CPU";
     case BootStage::Stalled: return "stalled on request (smp.inject_stall)";
     case BootStage::Offline: return "offline (halted until started again)";
+    case BootStage::Absent: return "absent (an empty hot-add slot)";
     }
     return "?";
 }

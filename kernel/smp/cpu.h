@@ -31,6 +31,7 @@ enum class BootStage : uint32_t {
     FeatureMismatch, // refused to come online (CPUID differs from the boot CPU)
     Stalled,         // stopped on purpose (smp.inject_stall)
     Offline,         // taken offline (CPU hotplug): halted until INIT-SIPI-SIPI
+    Absent,          // an empty hot-add slot, or a CPU ejected (ACPI hot-remove)
 };
 const char* boot_stage_name(BootStage s);
 

@@ -24,4 +24,26 @@ CpuListResult select_cpus_to_start(const acpi::MadtTopology& topo, uint32_t bsp_
     return r;
 }
 
+HotplugSlotsResult select_hotplug_slots(const acpi::MadtTopology& topo, uint8_t madt_revision,
+                                        uint32_t bsp_apic_id, bool online_capable_started,
+                                        size_t max_slots, std::span<ApTarget> out) {
+    HotplugSlotsResult r;
+    for (const acpi::CpuEntry& c : topo.cpus.items()) {
+        if (c.apic_id == bsp_apic_id) continue;
+        const bool candidate =
+            (c.state == acpi::CpuState::OnlineCapable && !online_capable_started) ||
+            (c.state == acpi::CpuState::Disabled && madt_revision < 5);
+        if (!candidate) continue;
+        const bool placeholder = c.source == acpi::MadtType::LocalApic ? c.apic_id >= 0xff
+                                                                       : c.apic_id == UINT32_MAX;
+        if (placeholder) continue;
+        if (r.slots >= max_slots || r.slots >= out.size()) {
+            ++r.dropped;
+            continue;
+        }
+        out[r.slots++] = {c.apic_id, c.uid};
+    }
+    return r;
+}
+
 } // namespace cohort

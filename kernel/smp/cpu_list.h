@@ -27,4 +27,19 @@ CpuListResult select_cpus_to_start(const acpi::MadtTopology& topo, uint32_t bsp_
                                    bool start_online_capable, size_t max_cpus,
                                    std::span<ApTarget> out);
 
+struct HotplugSlotsResult {
+    size_t slots = 0;     ///< Entries written to the output span.
+    size_t dropped = 0;   ///< Candidates beyond `max_slots` or the room in `out`.
+};
+
+/// The CPUs that may be plugged in later (ACPI hot-add): those the MADT lists but
+/// select_cpus_to_start left alone. Online-capable entries always qualify. Disabled ones
+/// qualify in MADTs older than revision 5, which had no other way to say "not yet" (QEMU lists
+/// every possible CPU so, and Linux counts them as possible); from revision 5 on a disabled,
+/// not online-capable entry is unusable. Placeholder APIC ids and the boot CPU never qualify.
+/// In table order, at most `max_slots`.
+HotplugSlotsResult select_hotplug_slots(const acpi::MadtTopology& topo, uint8_t madt_revision,
+                                        uint32_t bsp_apic_id, bool online_capable_started,
+                                        size_t max_slots, std::span<ApTarget> out);
+
 } // namespace cohort

@@ -124,11 +124,13 @@ HotplugError do_offline(uint32_t cpu, HotplugReport& r) {
     return HotplugError::None;
 }
 
-HotplugError do_online(uint32_t cpu, HotplugReport& r) {
+HotplugError do_online(uint32_t cpu, HotplugReport& r, bool plugged) {
     CpuData* c = cpu_by_id(cpu);
+    const BootStage stage = c->boot_stage.load(std::memory_order_acquire);
+    if (plugged && stage != BootStage::Absent) return HotplugError::NotAbsent;
     if (c->online.load(std::memory_order_acquire)) return HotplugError::AlreadyOnline;
-    if (c->boot_stage.load(std::memory_order_acquire) != BootStage::Offline)
-        return HotplugError::NotParked;
+    if (!plugged && stage == BootStage::Absent) return HotplugError::NotPresent;
+    if (!plugged && stage != BootStage::Offline) return HotplugError::NotParked;
     const uint64_t start = monotonic_ns();
     call_reopen(cpu);
     uint64_t us = 0;
@@ -145,19 +147,22 @@ HotplugError do_online(uint32_t cpu, HotplugReport& r) {
     return HotplugError::None;
 }
 
+enum class Kind : uint8_t { Offline, Online, Plugged };
+
 struct Op {
     uint32_t cpu;
-    bool offline;
+    Kind kind;
     HotplugReport* report;
     HotplugError result;
 };
 
 void run_op(void* arg) {
     Op& op = *static_cast<Op*>(arg);
-    op.result = op.offline ? do_offline(op.cpu, *op.report) : do_online(op.cpu, *op.report);
+    op.result = op.kind == Kind::Offline ? do_offline(op.cpu, *op.report)
+                                         : do_online(op.cpu, *op.report, op.kind == Kind::Plugged);
 }
 
-HotplugError operate(uint32_t cpu, bool offline, HotplugReport* report) {
+HotplugError operate(uint32_t cpu, Kind kind, HotplugReport* report) {
     HotplugReport local;
     HotplugReport& r = report != nullptr ? *report : local;
     r = HotplugReport{};
@@ -167,18 +172,19 @@ HotplugError operate(uint32_t cpu, bool offline, HotplugReport* report) {
     if (!arch::irqs_enabled() || current_task() == nullptr) return HotplugError::NotFromTask;
     g_hotplug.lock();
     // From cpu0, which never goes offline: the initiator is never the CPU it works on.
-    Op op{cpu, offline, &r, HotplugError::None};
+    Op op{cpu, kind, &r, HotplugError::None};
     run_pinned(0, run_op, &op);
     g_hotplug.unlock();
     if (op.result == HotplugError::None) {
-        if (offline) {
+        if (kind == Kind::Offline) {
             log_info("hotplug: cpu%u offline in %lu us: %u tasks moved, %u timers to cpu%u, "
                      "%u interrupt lines moved, caches: %lu frames, %lu objects, %lu stacks",
                      cpu, r.duration_us, r.tasks_moved, r.timers_moved, r.timer_cpu,
                      r.irqs_moved, r.frames_drained, r.objects_drained, r.stacks_drained);
         } else {
-            g_cycles.fetch_add(1, std::memory_order_relaxed);
-            log_info("hotplug: cpu%u online in %lu us", cpu, r.duration_us);
+            if (kind == Kind::Online) g_cycles.fetch_add(1, std::memory_order_relaxed);
+            log_info("hotplug: cpu%u %s in %lu us", cpu,
+                     kind == Kind::Plugged ? "plugged in and online" : "online", r.duration_us);
         }
     }
     return op.result;
@@ -199,12 +205,31 @@ const char* hotplug_error_name(HotplugError e) {
     case HotplugError::NotFromTask: return "must be called from a task with interrupts on";
     case HotplugError::Stuck: return "the CPU did not park in time";
     case HotplugError::StartFailed: return "the CPU did not come back online";
+    case HotplugError::NotPresent: return "no CPU is plugged in that slot";
+    case HotplugError::NotAbsent: return "that slot has a CPU already";
     }
     return "?";
 }
 
-HotplugError cpu_offline(uint32_t cpu, HotplugReport* report) { return operate(cpu, true, report); }
-HotplugError cpu_online(uint32_t cpu, HotplugReport* report) { return operate(cpu, false, report); }
+HotplugError cpu_offline(uint32_t cpu, HotplugReport* report) {
+    return operate(cpu, Kind::Offline, report);
+}
+HotplugError cpu_online(uint32_t cpu, HotplugReport* report) {
+    return operate(cpu, Kind::Online, report);
+}
+HotplugError cpu_plugged(uint32_t cpu, HotplugReport* report) {
+    return operate(cpu, Kind::Plugged, report);
+}
+
+void cpu_unplugged(uint32_t cpu) {
+    if (cpu == 0 || cpu >= cpu_count()) return;
+    g_hotplug.lock();
+    CpuData* c = cpu_by_id(cpu);
+    BootStage expected = BootStage::Offline;
+    if (!c->boot_stage.compare_exchange_strong(expected, BootStage::Absent))
+        log_error("hotplug: cpu%u was ejected while %s", cpu, boot_stage_name(expected));
+    g_hotplug.unlock();
+}
 uint64_t hotplug_cycles() { return g_cycles.load(std::memory_order_relaxed); }
 
 void smp_cpu_parked() {

@@ -18,6 +18,8 @@ enum class HotplugError : uint8_t {
     NotFromTask,    // from interrupt context or with interrupts off
     Stuck,          // the CPU did not park in time (logged)
     StartFailed,    // bring-up did not finish (logged; the CPU was sent INIT again)
+    NotPresent,     // an empty hot-add slot: no CPU is plugged in there
+    NotAbsent,      // cpu_plugged for a slot that has a CPU already
 };
 const char* hotplug_error_name(HotplugError e);
 
@@ -48,6 +50,13 @@ HotplugError cpu_offline(uint32_t cpu, HotplugReport* report = nullptr);
 /// SIPI, the CPUID and TSC checks, the local APIC): it rejoins placement, balancing, remote
 /// calls, shootdowns and interrupt spreading with an empty TLB.
 HotplugError cpu_online(uint32_t cpu, HotplugReport* report = nullptr);
+
+/// ACPI hot-add: a CPU was plugged into the empty slot `cpu` (BootStage::Absent, per-CPU data
+/// made at boot); starts it as cpu_online does, through the boot's bring-up path.
+HotplugError cpu_plugged(uint32_t cpu, HotplugReport* report = nullptr);
+/// ACPI hot-remove: the platform ejected `cpu`, which cpu_offline had parked; its slot is empty
+/// again (cpu_plugged can fill it).
+void cpu_unplugged(uint32_t cpu);
 
 /// `cpu.offline=LIST` on the command line (CPU numbers and ranges: 2,5-7): takes those CPUs
 /// offline once the scheduler runs. Logs what it could not do.

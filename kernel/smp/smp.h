@@ -16,6 +16,7 @@ struct ApTarget {
 
 struct SmpBootReport {
     uint32_t present;     // CPUs described (enabled) including the boot CPU
+    uint32_t slots;       // CPU ids kept for CPUs plugged in later (ACPI hot-add)
     uint32_t started;     // APs we tried to start
     uint32_t online;      // CPUs online at the end, including the boot CPU
     uint32_t failed;      // APs that did not come online
@@ -26,8 +27,10 @@ struct SmpBootReport {
 /// First half of bring-up: makes every AP's per-CPU data and stacks and the trampoline, then
 /// publishes the CPU table (cpu_count() is final; the APs are not online yet). On failure
 /// (logged) nothing is published and the boot CPU runs alone. Options come from the command
-/// line (smp.max_cpus, smp.inject_stall, ...).
-bool smp_prepare(std::span<const ApTarget> targets);
+/// line (smp.max_cpus, smp.inject_stall, ...). `slots` are CPUs that may be plugged in later
+/// (ACPI hot-add): they get their CPU ids and per-CPU data now, after the APs, in the Absent
+/// stage (none when smp.max_cpus leaves APs out).
+bool smp_prepare(std::span<const ApTarget> targets, std::span<const ApTarget> slots = {});
 
 /// Second half: starts the prepared APs in parallel (INIT to all, SIPI to all, one timeout for
 /// all, smp.timeout_ms) and waits for them. Each AP sets up its own scheduler as soon as it is

@@ -85,7 +85,14 @@ uint64_t kicks_sent() { return g_kicks.load(std::memory_order_relaxed); }
 
 bool consume_kick_nmis() {
     if (this_cpu() == nullptr) return false;
-    return per_cpu(g_waiters).kick_nmis.exchange(0, std::memory_order_relaxed) != 0;
+    // One kick per NMI: a kick sent while the NMI before it is being handled latches a second
+    // NMI, which must find its own count (taking them all at once made that one "unexpected").
+    // NMIs that merge leave a count behind, which at worst hides one unexplained NMI.
+    std::atomic<uint32_t>& n = per_cpu(g_waiters).kick_nmis;
+    uint32_t cur = n.load(std::memory_order_relaxed);
+    while (cur != 0 && !n.compare_exchange_weak(cur, cur - 1, std::memory_order_relaxed)) {
+    }
+    return cur != 0;
 }
 
 } // namespace cohort::park

@@ -4,12 +4,15 @@
 #include <atomic>
 #include <string_view>
 
+#include "arch/arch.h"
 #include "boot/params.h"
+#include "debug/log.h"
 #include "debug/fault_catcher.h"
 #include "mm/layout.h"
 #include "mm/phys.h"
 #include "mm/pmm.h"
 #include "mm/vmm.h"
+#include "platform/cpu_hotplug_acpi.h"
 #include "sched/sched.h"
 #include "smp/call.h"
 #include "smp/cpu.h"
@@ -562,6 +565,81 @@ void churn_worker(void* arg) {
     c.workers_done.fetch_add(1);
 }
 
+// The churn load: one unpinned worker per CPU id making calls, sleeping, starting children and
+// reading a page cpu0 may remap, while CPUs come and go.
+struct ChurnRun {
+    Churn& c;
+    uint64_t tasks_before = 0;
+    uint32_t n = 0;
+    Task* workers[kMaxCpus] = {};
+};
+
+bool churn_start(ChurnRun& run) {
+    Churn& c = run.c;
+    c.stop = false;
+    c.sync_ok = c.sync_bad = c.refused = c.async_made = c.async_ran = 0;
+    c.sleeps = c.early = c.children = c.child_failures = c.reads = c.stale = 0;
+    c.workers_done = 0;
+    c.gen = 0;
+    g_churn = &c;
+    run.tasks_before = sched_live_tasks();
+    c.va = layout::kMmioAreaBase + layout::kMmioAreaSize - 0xe00000;
+    for (uint64_t i = 0; i < 2; ++i) {
+        c.frames[i] = pmm::alloc_zeroed_page();
+        if (c.frames[i] == 0) return false;
+    }
+    *phys_to_virt<uint64_t>(c.frames[0]) = uint64_t{0xc0de} << 32;
+    if (!vmm::map(c.va, c.frames[0], layout::kPageSize, vmm::kRead)) return false;
+    // Placement and balancing keep them moving as CPUs go.
+    run.n = cpu_count();
+    for (uint32_t i = 0; i < run.n; ++i) {
+        TaskOptions o;
+        o.name = "churn";
+        run.workers[i] = task_create(churn_worker, reinterpret_cast<void*>(uintptr_t{i} + 1), o);
+        if (run.workers[i] == nullptr) return false;
+    }
+    return true;
+}
+
+// cpu0 moves the page the workers read to its other frame.
+void churn_remap(Churn& c) {
+    const uint64_t version = c.gen.load() / 2 + 1;
+    c.gen.fetch_add(1, std::memory_order_acq_rel);
+    vmm::unmap(c.va, layout::kPageSize);
+    *phys_to_virt<volatile uint64_t>(c.frames[version % 2]) = (uint64_t{0xc0de} << 32) | version;
+    if (!vmm::map(c.va, c.frames[version % 2], layout::kPageSize, vmm::kRead)) c.stale.fetch_add(1);
+    c.gen.fetch_add(1, std::memory_order_acq_rel);
+}
+
+// Stops the workers, waits for what they started, and checks nothing was lost or wrong.
+// `cpu_tasks` is how many tasks CPUs that started for the first time meanwhile added (an idle
+// task and a worker each, which stay).
+void churn_stop_and_check(ChurnRun& run, uint64_t cpu_tasks = 0) {
+    Churn& c = run.c;
+    c.stop.store(true);
+    for (uint32_t i = 0; i < run.n; ++i) task_join(run.workers[i]);
+    const uint64_t limit = monotonic_ns() + 30'000'000'000;
+    const uint64_t tasks_after = run.tasks_before + cpu_tasks;
+    while ((c.async_ran.load() < c.async_made.load() || sched_live_tasks() > tasks_after) &&
+           monotonic_ns() < limit)
+        sleep_for(2'000'000);
+    vmm::unmap(c.va, layout::kPageSize);
+    pmm::free_pages(c.frames[0]);
+    pmm::free_pages(c.frames[1]);
+    g_churn = nullptr;
+    KEXPECT_EQ(c.sync_bad.load(), 0u);
+    KEXPECT_EQ(c.async_ran.load(), c.async_made.load());
+    KEXPECT_EQ(c.early.load(), 0u);
+    KEXPECT_EQ(c.stale.load(), 0u);
+    KEXPECT_EQ(c.child_failures.load(), 0u);
+    KEXPECT_EQ(sched_live_tasks(), tasks_after);
+    ktest::note("load: %lu sync calls ran once, %lu calls refused as offline, %lu/%lu async ran; "
+                "%lu sleeps (%lu early), %lu children, %lu checked reads (%lu stale)",
+                c.sync_ok.load(), c.refused.load(), c.async_ran.load(), c.async_made.load(),
+                c.sleeps.load(), c.early.load(), c.children.load(), c.reads.load(),
+                c.stale.load());
+}
+
 // Manual for now (test=stress.cpus_go_offline_and_back_under_load): in about one 30-s run in
 // ten at 4 CPUs a task later blocks on a CPU whose lock-hold count is one too high, with every
 // recorded enter and exit there balanced (docs/hotplug.md, "Open"). Not in test=stress.* until
@@ -570,30 +648,10 @@ KTEST_MANUAL(stress, cpus_go_offline_and_back_under_load) {
     if (cpu_count() < 3) return ktest::skip("needs 3 CPUs");
     const uint64_t seconds = param_u64("stress.hotplug_seconds", 10);
     static Churn churn;
+    static ChurnRun run{churn};
+    KASSERT(churn_start(run));
+    const uint32_t n = run.n;
     Churn& c = churn;
-    c.stop = false;
-    c.sync_ok = c.sync_bad = c.refused = c.async_made = c.async_ran = 0;
-    c.sleeps = c.early = c.children = c.child_failures = c.reads = c.stale = 0;
-    c.workers_done = 0;
-    c.gen = 0;
-    g_churn = &c;
-    const uint64_t tasks_before = sched_live_tasks();
-    c.va = layout::kMmioAreaBase + layout::kMmioAreaSize - 0xe00000;
-    for (uint64_t i = 0; i < 2; ++i) {
-        c.frames[i] = pmm::alloc_zeroed_page();
-        KASSERT(c.frames[i] != 0);
-    }
-    *phys_to_virt<uint64_t>(c.frames[0]) = uint64_t{0xc0de} << 32;
-    KASSERT(vmm::map(c.va, c.frames[0], layout::kPageSize, vmm::kRead));
-    // One unpinned worker per CPU: placement and balancing keep them moving as CPUs go.
-    const uint32_t n = cpu_count();
-    static Task* workers[kMaxCpus];
-    for (uint32_t i = 0; i < n; ++i) {
-        TaskOptions o;
-        o.name = "churn";
-        workers[i] = task_create(churn_worker, reinterpret_cast<void*>(uintptr_t{i} + 1), o);
-        KASSERT(workers[i] != nullptr);
-    }
     uint64_t rng = monotonic_ns() | 1;
     uint64_t offlines = 0, onlines = 0, errors = 0, remaps = 0, most_offline = 0;
     const uint64_t end = monotonic_ns() + seconds * 1'000'000'000;
@@ -615,43 +673,82 @@ KTEST_MANUAL(stress, cpus_go_offline_and_back_under_load) {
         if (e != HotplugError::None && errors++ < 4)
             ktest::note("cpu%u: %s", k, hotplug_error_name(e));
         if (cpu_count() - cpus_online() > most_offline) most_offline = cpu_count() - cpus_online();
-        // And the page the workers read moves to its other frame.
-        const uint64_t version = c.gen.load() / 2 + 1;
-        c.gen.fetch_add(1, std::memory_order_acq_rel);
-        vmm::unmap(c.va, layout::kPageSize);
-        *phys_to_virt<volatile uint64_t>(c.frames[version % 2]) = (uint64_t{0xc0de} << 32) | version;
-        if (!vmm::map(c.va, c.frames[version % 2], layout::kPageSize, vmm::kRead)) c.stale.fetch_add(1);
-        c.gen.fetch_add(1, std::memory_order_acq_rel);
+        churn_remap(c);
         ++remaps;
         sleep_for(xorshift(rng) % 2'000'000);
     }
     for (uint32_t k = 1; k < n; ++k)
         if (!cpu_by_id(k)->online.load() && cpu_online(k) != HotplugError::None) ++errors;
-    c.stop.store(true);
-    for (uint32_t i = 0; i < n; ++i) task_join(workers[i]);
-    const uint64_t limit = monotonic_ns() + 30'000'000'000;
-    while ((c.async_ran.load() < c.async_made.load() || sched_live_tasks() > tasks_before) &&
-           monotonic_ns() < limit)
-        sleep_for(2'000'000);
-    vmm::unmap(c.va, layout::kPageSize);
-    pmm::free_pages(c.frames[0]);
-    pmm::free_pages(c.frames[1]);
-    g_churn = nullptr;
+    churn_stop_and_check(run);
     KEXPECT_EQ(errors, 0u);
     KEXPECT(all_online());
     KEXPECT(offlines > 0 && onlines > 0);
-    KEXPECT_EQ(c.sync_bad.load(), 0u);
-    KEXPECT_EQ(c.async_ran.load(), c.async_made.load());
-    KEXPECT_EQ(c.early.load(), 0u);
-    KEXPECT_EQ(c.stale.load(), 0u);
-    KEXPECT_EQ(c.child_failures.load(), 0u);
-    KEXPECT_EQ(sched_live_tasks(), tasks_before);
     ktest::note("%lu s on %u CPUs: %lu offlines and %lu onlines (up to %lu CPUs offline at once), "
-                "%lu remaps; %lu sync calls ran once, %lu calls refused as offline, %lu/%lu async "
-                "ran; %lu sleeps (%lu early), %lu children, %lu checked reads (%lu stale)",
-                seconds, n, offlines, onlines, most_offline, remaps, c.sync_ok.load(),
-                c.refused.load(), c.async_ran.load(), c.async_made.load(), c.sleeps.load(),
-                c.early.load(), c.children.load(), c.reads.load(), c.stale.load());
+                "%lu remaps", seconds, n, offlines, onlines, most_offline, remaps);
+}
+
+// ACPI hot-add and hot-remove, driven from the host: tools/hotplug-acpi-check (ctest
+// kernel.hotplug.acpi) boots -smp 2,maxcpus=8, waits for the "ready" line, then device_adds
+// test.acpi_adds CPUs and device_dels test.acpi_removes of them, checking after each step that
+// the kernel's online set is QEMU's. Here: the churn load runs throughout, every event is
+// handled, and the CPUs that came run work.
+KTEST_MANUAL(hotplug, acpi_cpus_come_and_go_under_load) {
+    const AcpiCpuHotplugStats s0 = acpi_cpu_hotplug_stats();
+    if (!s0.active) ktest::note("ACPI CPU hotplug is not active (QEMU q35 with -smp N,maxcpus=M)");
+    KASSERT(s0.active);
+    const uint64_t adds = param_u64("test.acpi_adds", 6);
+    const uint64_t removes = param_u64("test.acpi_removes", 5);
+    const uint64_t timeout_s = param_u64("test.acpi_timeout_s", 300);
+    const uint32_t online_before = cpus_online();
+    uint32_t unstarted_before = 0;
+    for (uint32_t i = 0; i < cpu_count(); ++i) unstarted_before += !sched_cpu_started(i);
+    uint64_t calls_before[kMaxCpus];
+    for (uint32_t i = 0; i < cpu_count(); ++i)
+        calls_before[i] = cpu_by_id(i)->counters.calls_run.load();
+    static Churn churn;
+    static ChurnRun run{churn};
+    KASSERT(churn_start(run));
+    log_info("hotplug-acpi: ready for %lu adds and %lu removes (%u CPUs online, %u slots)", adds,
+             removes, online_before, s0.slots);
+    const uint64_t deadline = monotonic_ns() + timeout_s * 1'000'000'000;
+    uint32_t most_online = online_before;
+    AcpiCpuHotplugStats s = s0;
+    while ((s.plugged - s0.plugged < adds || s.removed - s0.removed < removes) &&
+           monotonic_ns() < deadline) {
+        sleep_for(20'000'000);
+        churn_remap(churn);
+        if (cpus_online() > most_online) most_online = cpus_online();
+        s = acpi_cpu_hotplug_stats();
+    }
+    // With test.acpi_wait_host=1 the host says when it has compared the last step ('!' on the
+    // serial port): the run must not end while it still asks QEMU.
+    if (param_bool("test.acpi_wait_host", false)) {
+        uint8_t byte = 0;
+        while (!(arch::console_serial_read(byte) && byte == '!') && monotonic_ns() < deadline)
+            sleep_for(10'000'000);
+        KEXPECT_EQ(byte, uint8_t{'!'});
+    }
+    // Work that reached every CPU now online: the plugged ones took calls too.
+    uint32_t idle_plugged = 0;
+    for (uint32_t i = 0; i < cpu_count(); ++i) {
+        const CpuData* cpu = cpu_by_id(i);
+        if (cpu->online.load() && cpu->counters.calls_run.load() == calls_before[i]) {
+            ++idle_plugged;
+            ktest::note("cpu%u is online but ran no remote call during the test", i);
+        }
+    }
+    // CPUs that started for the first time (one that leaves keeps its tasks for its return).
+    uint32_t unstarted_after = 0;
+    for (uint32_t i = 0; i < cpu_count(); ++i) unstarted_after += !sched_cpu_started(i);
+    churn_stop_and_check(run, 2 * uint64_t{unstarted_before - unstarted_after});
+    KEXPECT_EQ(s.plugged - s0.plugged, adds);
+    KEXPECT_EQ(s.removed - s0.removed, removes);
+    KEXPECT_EQ(s.refused - s0.refused, 0u);
+    KEXPECT_EQ(uint64_t{cpus_online()}, online_before + adds - removes);
+    KEXPECT_EQ(uint64_t{most_online}, online_before + adds);
+    KEXPECT_EQ(idle_plugged, 0u);
+    ktest::note("%lu CPUs plugged in and %lu removed by QEMU (%lu SCIs); %u CPUs online at most",
+                s.plugged - s0.plugged, s.removed - s0.removed, s.scis - s0.scis, most_online);
 }
 
 } // namespace

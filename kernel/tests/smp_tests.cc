@@ -20,6 +20,7 @@
 #include "smp/call.h"
 #include "smp/cpu.h"
 #include "smp/percpu.h"
+#include "sched/sched.h"
 #include "smp/smp.h"
 #include "test/ktest.h"
 
@@ -48,9 +49,12 @@ KTEST(smp, all_enabled_cpus_online) {
     KEXPECT_EQ(uint64_t{rep.online}, expected);
     KEXPECT_EQ(uint64_t{cpus_online()}, expected);
     KEXPECT_EQ(rep.failed, 0u);
+    // Every CPU id is a running CPU, or one kept for a CPU plugged in later (at the end).
+    KEXPECT_EQ(cpu_count(), rep.online + rep.slots);
     for (uint32_t i = 0; i < cpu_count(); ++i) {
-        KEXPECT(cpu_by_id(i)->online.load());
-        KEXPECT(cpu_by_id(i)->boot_stage.load() == BootStage::Online);
+        const bool slot = i >= rep.online;
+        KEXPECT_EQ(cpu_by_id(i)->online.load(), !slot);
+        KEXPECT(cpu_by_id(i)->boot_stage.load() == (slot ? BootStage::Absent : BootStage::Online));
     }
 }
 
@@ -178,6 +182,16 @@ KTEST(smp, cpus_not_enabled_are_left_alone) {
     KEXPECT_EQ(uint64_t{topo.madt.disabled + topo.madt.online_capable}, expected);
     KEXPECT_EQ(uint64_t{topo.not_started}, expected);
     KEXPECT_EQ(smp_boot_report().failed, 0u);
+    // QEMU's MADT (revision 1) lists the CPUs -smp ...,maxcpus= may add later as disabled: each
+    // is a hot-add slot with its per-CPU data, not running.
+    if (topo.madt_revision < 5) {
+        KEXPECT_EQ(uint64_t{smp_boot_report().slots}, expected);
+        KEXPECT_EQ(uint64_t{topo.hotplug_slots.size()}, expected);
+        for (uint32_t i = cpus_online(); i < cpu_count(); ++i) {
+            KEXPECT(!cpu_by_id(i)->online.load());
+            KEXPECT(!sched_cpu_started(i));
+        }
+    }
 }
 
 KTEST(smp, injected_stall_is_reported) {

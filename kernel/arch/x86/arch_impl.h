@@ -59,6 +59,13 @@ inline void fpu_save(void* area) { x86::fpu_save(area); }
 inline void fpu_restore(const void* area) { x86::fpu_restore(area); }
 
 inline void tlb_flush_page(uint64_t va) { x86::invlpg(va); }
+
+inline uint8_t io_in8(uint16_t port) { return x86::inb(port); }
+inline uint16_t io_in16(uint16_t port) { return x86::inw(port); }
+inline uint32_t io_in32(uint16_t port) { return x86::inl(port); }
+inline void io_out8(uint16_t port, uint8_t v) { x86::outb(port, v); }
+inline void io_out16(uint16_t port, uint16_t v) { x86::outw(port, v); }
+inline void io_out32(uint16_t port, uint32_t v) { x86::outl(port, v); }
 inline void tlb_flush_nonglobal() { x86::write_cr3(x86::read_cr3()); }
 inline void tlb_flush_all() {
     // Toggling CR4.PGE drops global translations too (SDM 4.10.4.1); without PGE there are
