@@ -40,8 +40,8 @@ inline void irq_enable_and_wait();
 // --- This CPU's data ----------------------------------------------------------------------------
 // Every CPU keeps a base register pointing at its CpuData (x86: GSBASE), so a field of it is one
 // instruction away and no interrupt or migration can fall between finding the CPU and using
-// the field. From arch_impl.h: cpu_base_load<kOffset>() (the 64-bit word at that offset) and
-// cpu_base_add32<kOffset>(delta) (adds to the 32-bit word at that offset, as one
+// the field. From arch_impl.h: cpu_base_load<kOffset>() (the 64-bit word at that offset),
+// cpu_base_load32<kOffset>() (the 32-bit one) and cpu_base_add32<kOffset>(delta) (adds to the 32-bit word at that offset, as one
 // instruction). CpuTables and kIstCount: the per-CPU architecture state CpuData embeds.
 /// Points this CPU's base register at `base`.
 inline void set_cpu_base(const void* base);

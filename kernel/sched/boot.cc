@@ -71,6 +71,7 @@ void init_cpu(CpuData* cpu) {
     set_affinity(idle, just_here);
     rq->idle = rq->curr = idle;
     rq->last_account = monotonic_ns();
+    rq->irq_cycles_seen = cpu->counters.irq_cycles.load(std::memory_order_relaxed);
     rq->pos = g_topology.pos(cpu->cpu_id);
     cpu->current_task = idle;
     {

@@ -112,6 +112,7 @@ void reinit_cpu(CpuData* cpu, RunQueue& rq) {
     rq.next_balance = 0;
     rq.balanced_at[0] = rq.balanced_at[1] = 0;
     rq.last_account = monotonic_ns();
+    rq.irq_cycles_seen = cpu->counters.irq_cycles.load(std::memory_order_relaxed);
     rq.need_resched.store(false, std::memory_order_relaxed);
     Guard<ParkLock, IrqSave> g(rq.lock);
     rq.ready.store(true, std::memory_order_release);

@@ -92,6 +92,7 @@ struct alignas(64) RunQueue {
     uint64_t waiting_since = 0;
     uint64_t balanced_at[2] = {};
     uint64_t last_account = 0; // busy/idle accounting
+    uint64_t irq_cycles_seen = 0; // CpuCounters::irq_cycles at last_account: not a task's time
     std::atomic<uint64_t> switches{0}, busy_ns{0}, idle_ns{0}, migrations_in{0}, steals{0};
     // Wake-ups this CPU placed and the cache lines of other CPUs' state (and of the shared
     // masks) they read or wrote: their ratio must not grow with the number of CPUs.

@@ -20,8 +20,11 @@ void IrqSave::restore(State s) {
 }
 
 LockContext current_lock_context() {
-    const CpuData* cpu = this_cpu();
-    return {cpu != nullptr && cpu->irq_depth > 0, arch::irqs_enabled()};
+    // The interrupt depth in one load (see lock_holds_on_this_cpu): with interrupts on, the
+    // task may move between finding its CPU and reading a field of it.
+    const bool in_irq = this_cpu() != nullptr &&
+                        arch::cpu_base_load32<offsetof(CpuData, irq_depth)>() > 0;
+    return {in_irq, arch::irqs_enabled()};
 }
 
 // One instruction relative to the CPU base each: an interrupt (and with it a switch to another CPU) cannot
@@ -32,7 +35,14 @@ void lock_hold_enter() {
 void lock_hold_exit() {
     arch::cpu_base_add32<offsetof(CpuData, locks_held)>(-1);
 }
-uint32_t lock_holds_on_this_cpu() { return this_cpu()->locks_held; }
+// One load relative to the CPU base too: `this_cpu()->locks_held` is two, and a task preempted
+// between them (it holds nothing, so it may be) and moved reads the count of the CPU it left,
+// which that CPU's next task may have raised. sched_block, which checks it with interrupts on,
+// then panicked with a lock "held" by somebody else (the false alarm that kept the hotplug
+// torture manual).
+uint32_t lock_holds_on_this_cpu() {
+    return arch::cpu_base_load32<offsetof(CpuData, locks_held)>();
+}
 
 uint32_t current_owner_id() {
     return this_cpu()->cpu_id;

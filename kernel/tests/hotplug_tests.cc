@@ -640,11 +640,9 @@ void churn_stop_and_check(ChurnRun& run, uint64_t cpu_tasks = 0) {
                 c.stale.load());
 }
 
-// Manual for now (test=stress.cpus_go_offline_and_back_under_load): in about one 30-s run in
-// ten at 4 CPUs a task later blocks on a CPU whose lock-hold count is one too high, with every
-// recorded enter and exit there balanced (docs/hotplug.md, "Open"). Not in test=stress.* until
-// that is found.
-KTEST_MANUAL(stress, cpus_go_offline_and_back_under_load) {
+// The torture run of CPU hotplug (test=stress.*, not in test=all): cpu0 takes random CPUs
+// offline and back for stress.hotplug_seconds while the churn load runs everywhere.
+KTEST_NOT_IN_ALL(stress, cpus_go_offline_and_back_under_load) {
     if (cpu_count() < 3) return ktest::skip("needs 3 CPUs");
     const uint64_t seconds = param_u64("stress.hotplug_seconds", 10);
     static Churn churn;

@@ -29,6 +29,12 @@ inline uint64_t cpu_base_load() {
     return v;
 }
 template <size_t kOffset>
+inline uint32_t cpu_base_load32() {
+    uint32_t v;
+    asm volatile("movl %%gs:%c1, %0" : "=r"(v) : "i"(kOffset) : "memory");
+    return v;
+}
+template <size_t kOffset>
 inline void cpu_base_add32(int32_t delta) {
     asm volatile("addl %0, %%gs:%c1" : : "ri"(delta), "i"(kOffset) : "memory");
 }
