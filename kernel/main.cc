@@ -28,6 +28,7 @@
 #include "mm/pmm.h"
 #include "mm/vmm.h"
 #include "mm/address_space.h"
+#include "arch/x86/cr_pin.h"
 #include "platform/acpi.h"
 #include "platform/cpu_hotplug_acpi.h"
 #include "sched/sched.h"
@@ -249,6 +250,7 @@ extern "C" [[noreturn]] void kernel_main(uint32_t protocol, uint32_t info_phys) 
     log_info("cpu: TSC %lu.%03lu MHz (%s); enabled %s", tsc_hz() / 1000000,
              (tsc_hz() / 1000) % 1000, x86::tsc_source_name(x86::tsc_source()),
              x86::enable_security_features());
+    x86::cr_pin_enable(); // every CPU from here on, those started later included
 
     setup_memory();
     switch_to_guarded_stacks();

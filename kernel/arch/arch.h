@@ -45,6 +45,8 @@ inline void irq_enable_and_wait();
 // instruction). CpuTables and kIstCount: the per-CPU architecture state CpuData embeds.
 /// Points this CPU's base register at `base`.
 inline void set_cpu_base(const void* base);
+/// The base register is set (this_cpu() may be used).
+inline bool cpu_base_valid();
 
 // --- Time -------------------------------------------------------------------------------------
 /// This CPU's cycle counter (the TSC): monotonic on the CPU, the base of time/clock.h.

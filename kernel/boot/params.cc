@@ -6,6 +6,7 @@ namespace cohort {
 
 namespace {
 CommandLine g_cmdline;
+bool g_ready = false;
 
 // Every option the kernel understands. Add new ones here (and to README.md).
 constexpr ParamInfo kKnown[] = {
@@ -54,6 +55,15 @@ constexpr ParamInfo kKnown[] = {
     {"test.hotplug_cycles", "offline/online cycles of one CPU in the hotplug test (200)"},
     {"stress.hotplug_seconds", "how long CPUs go offline and back under load in test=stress.* (10)"},
     {"bench.hotplug_cycles", "bench=hotplug: offline/online cycles measured (default 200)"},
+    {"cpu.hotplug", "auto | on | off: ACPI CPU hot-add and hot-remove (auto: with hot-add slots)"},
+    {"smp.hotplug_slots", "at most this many CPU ids kept for CPUs plugged in later (ACPI)"},
+    {"test.acpi_adds", "CPUs the host adds in hotplug.acpi_cpus_come_and_go_under_load (6)"},
+    {"test.acpi_removes", "CPUs the host removes in that test (5)"},
+    {"test.acpi_timeout_s", "how long that test waits for the host's steps (300)"},
+    {"test.acpi_wait_host", "that test ends only after a '!' from the host on the serial port"},
+    {"test.acpi_load", "that test runs its call and scheduler load meanwhile (default 1)"},
+    {"security.cr_pinning", "pin CR0.WP, CR4.SMEP/SMAP/UMIP and EFER.NXE (default 1; 0 for tests)"},
+    {"security.audit", "record configuration writes in each CPU's audit ring (default 1)"},
     {"ipi.broadcast", "0: never use the all-but-self IPI shorthand"},
     {"ipi.cluster", "0: multicasts send one IPI per CPU even in x2APIC mode (not per cluster)"},
     {"smp.max_cpus", "start at most this many CPUs (including the boot CPU)"},
@@ -88,9 +98,11 @@ size_t params_warn_unknown(const CommandLine& cmdline) {
 void params_init(const char* text) {
     if (!g_cmdline.parse(text)) log_warn("cmdline: %s", g_cmdline.error());
     params_warn_unknown(g_cmdline);
+    g_ready = true;
 }
 
 const CommandLine& params() { return g_cmdline; }
+bool params_ready() { return g_ready; }
 
 uint64_t param_u64(std::string_view key, uint64_t fallback) {
     uint64_t v = 0;

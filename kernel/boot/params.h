@@ -18,6 +18,8 @@ struct ParamInfo {
 /// Parses `text`, logs syntax errors and warns about every unknown key.
 void params_init(const char* text);
 const CommandLine& params();
+/// params_init has run (before, every option reads as absent).
+bool params_ready();
 /// Warns about every key in `cmdline` that the kernel does not know. Returns how many.
 size_t params_warn_unknown(const CommandLine& cmdline);
 /// Known options (for diagnostics and documentation).

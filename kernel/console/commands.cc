@@ -6,10 +6,12 @@
 #include "arch/arch.h"
 #include "bench/bench.h"
 #include "console/args.h"
+#include "debug/audit.h"
 #include "debug/log.h"
-#include "lib/format.h"
 #include "debug/panic.h"
+#include "debug/symbols.h"
 #include "irq/irq.h"
+#include "lib/format.h"
 #include "mm/address_space.h"
 #include "mm/heap.h"
 #include "mm/kstack.h"
@@ -456,6 +458,43 @@ void cmd_hotplug(size_t n, Words w) {
     }
 }
 
+void print_audit(uint32_t cpu, size_t max) {
+    AuditEntry e[AuditLog::kSize];
+    const size_t n = audit_snapshot(cpu, e, max < AuditLog::kSize ? max : AuditLog::kSize);
+    const uint64_t total = audit_count(cpu);
+    console_printf("cpu%u: %lu configuration writes since boot%s\n", cpu, total,
+                   total > n ? ", the last ones:" : "");
+    for (size_t i = 0; i < n; ++i) {
+        char reg[16];
+        if (e[i].kind == AuditKind::Msr) format(reg, sizeof(reg), "MSR %#x", e[i].reg);
+        else if (e[i].kind == AuditKind::Cr || e[i].kind == AuditKind::Xcr)
+            format(reg, sizeof(reg), "%s%u", audit_kind_name(e[i].kind), e[i].reg);
+        else if (e[i].kind == AuditKind::Tss) format(reg, sizeof(reg), "TSS IST%u", e[i].reg);
+        else format(reg, sizeof(reg), "%s base", audit_kind_name(e[i].kind));
+        uint64_t off = 0;
+        const char* fn = symbolize(e[i].caller, &off);
+        char where[64];
+        if (fn != nullptr) format(where, sizeof(where), "%s+%#lx", fn, off);
+        else format(where, sizeof(where), "%#lx", e[i].caller);
+        console_printf("  %10lu us  %-12s %#18lx -> %#-18lx %s\n", tsc_to_ns(e[i].cycles) / 1000,
+                       reg, e[i].old_value, e[i].new_value, where);
+    }
+}
+
+void cmd_audit(size_t n, Words w) {
+    const auto cpu = n == 2 ? parse_u32(w[1]) : std::nullopt;
+    if (n > 2 || (n == 2 && (!cpu || *cpu >= cpu_count()))) {
+        console_printf("error: usage: audit [CPU] (a CPU number, 0..%u)\n", cpu_count() - 1);
+        return;
+    }
+    if (cpu) {
+        print_audit(*cpu, AuditLog::kSize);
+        return;
+    }
+    for (uint32_t c = 0; c < cpu_count(); ++c)
+        if (audit_count(c) != 0) print_audit(c, 4); // the last few of each; `audit CPU` for more
+}
+
 struct Command {
     const char* name;
     const char* args;
@@ -477,6 +516,7 @@ constexpr Command kCommands[] = {
     {"test", "GLOB", "run in-kernel tests (KTAP), as test= does", cmd_test},
     {"bench", "NAME", "run benchmarks (JSON lines), as bench= does", cmd_bench},
     {"offline", "CPU", "take a CPU offline: its tasks, timers, interrupts move", cmd_hotplug},
+    {"audit", "[CPU]", "configuration writes (MSRs, control registers, IDT/GDT/TSS) and who made them", cmd_audit},
     {"online", "CPU", "start an offline CPU again", cmd_hotplug},
     {"panic", "", "panic on purpose (shows the NMI stop of every CPU)", cmd_panic},
     {"poweroff", "", "leave (QEMU exits with status 0)", cmd_poweroff},

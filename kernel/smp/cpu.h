@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "arch/arch.h"
+#include "debug/audit.h"
 #include "smp/ipi.h"
 
 namespace cohort {
@@ -86,6 +87,7 @@ struct alignas(64) CpuData {
 
     CpuCounters counters;
     alignas(64) arch::CpuTables tables; // this CPU's GDT and TSS
+    AuditLog audit; // configuration writes made on this CPU (debug/audit.h)
 };
 static_assert(offsetof(CpuData, self) == 0, "this_cpu() loads %gs:0");
 static_assert(offsetof(CpuData, percpu_offset) == 8, "per-CPU variables load %gs:8");

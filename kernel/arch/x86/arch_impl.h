@@ -22,6 +22,8 @@ inline constexpr int kIstCount = x86::kIstCount;
 inline void set_cpu_base(const void* base) {
     x86::wrmsr(x86::msr::kGsBase, reinterpret_cast<uint64_t>(base));
 }
+// Zero until the CPU's bring-up sets it (INIT clears it).
+inline bool cpu_base_valid() { return x86::rdmsr(x86::msr::kGsBase) != 0; }
 template <size_t kOffset>
 inline uint64_t cpu_base_load() {
     uint64_t v;
@@ -78,8 +80,7 @@ inline void tlb_flush_all() {
     // none and a CR3 write drops everything.
     const uint64_t cr4 = x86::read_cr4();
     if (cr4 & x86::cr4::kPge) {
-        x86::write_cr4(cr4 & ~x86::cr4::kPge);
-        x86::write_cr4(cr4);
+        x86::cr4_toggle_pge(cr4); // a flush, not a configuration change: pinned, not audited
         return;
     }
     tlb_flush_nonglobal();

@@ -29,9 +29,7 @@ inline uint64_t rdmsr(uint32_t msr) {
     asm volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
     return (uint64_t(hi) << 32) | lo;
 }
-inline void wrmsr(uint32_t msr, uint64_t v) {
-    asm volatile("wrmsr" : : "c"(msr), "a"(uint32_t(v)), "d"(uint32_t(v >> 32)) : "memory");
-}
+inline void wrmsr(uint32_t msr, uint64_t v);
 
 /// Serialising-enough TSC read for interval measurement on one CPU.
 inline uint64_t rdtsc() {
@@ -49,18 +47,27 @@ inline CpuidResult cpuid(uint32_t leaf, uint32_t subleaf = 0) {
     return r;
 }
 
-#define COHORT_CR_ACCESSORS(n)                                                                     \
+#define COHORT_CR_READ(n)                                                                          \
     inline uint64_t read_cr##n() {                                                                 \
         uint64_t v;                                                                                \
         asm volatile("mov %%cr" #n ", %0" : "=r"(v));                                              \
         return v;                                                                                  \
-    }                                                                                              \
-    inline void write_cr##n(uint64_t v) { asm volatile("mov %0, %%cr" #n : : "r"(v) : "memory"); }
-COHORT_CR_ACCESSORS(0)
-COHORT_CR_ACCESSORS(2)
-COHORT_CR_ACCESSORS(3)
-COHORT_CR_ACCESSORS(4)
-#undef COHORT_CR_ACCESSORS
+    }
+COHORT_CR_READ(0)
+COHORT_CR_READ(2)
+COHORT_CR_READ(3)
+COHORT_CR_READ(4)
+#undef COHORT_CR_READ
+inline void write_cr3(uint64_t v) { asm volatile("mov %0, %%cr3" : : "r"(v) : "memory"); }
+/// CR0, CR4 and EFER are written only through these (arch/x86/cr_pin.cc): once pinning is on,
+/// none of them can clear a pinned security bit (CR0.WP, CR4.SMEP/SMAP/UMIP, EFER.NXE).
+void write_cr0(uint64_t v);
+void write_cr4(uint64_t v);
+void write_efer(uint64_t v);
+/// A full TLB flush's CR4.PGE off-and-on: pinned like write_cr4, not audited (docs/security.md).
+void cr4_toggle_pge(uint64_t cr4);
+/// XCR0 (XSETBV), audited.
+void write_xcr0(uint64_t v);
 
 inline uint64_t read_rflags() {
     uint64_t f;
@@ -84,6 +91,10 @@ inline void invlpg(uint64_t va) { asm volatile("invlpg (%0)" : : "r"(va) : "memo
     }
 }
 
+inline void wrmsr_raw(uint32_t msr, uint64_t v) {
+    asm volatile("wrmsr" : : "c"(msr), "a"(uint32_t(v)), "d"(uint32_t(v >> 32)) : "memory");
+}
+
 namespace msr {
 constexpr uint32_t kApicBase = 0x1b;
 constexpr uint32_t kEfer = 0xc0000080;
@@ -100,6 +111,25 @@ constexpr uint64_t kSce = 1u << 0;
 constexpr uint64_t kLme = 1u << 8;
 constexpr uint64_t kNxe = 1u << 11;
 } // namespace efer
+
+/// MSR writes on hot paths, not audited (docs/security.md lists them): the x2APIC ICR and EOI,
+/// TSC_DEADLINE, and the LAPIC timer's LVT, initial count and divide registers, which one-shot
+/// mode writes on every timer arm.
+constexpr bool msr_write_is_hot(uint32_t msr) {
+    return msr == 0x830 || msr == 0x80b || msr == msr::kTscDeadline || msr == 0x832 ||
+           msr == 0x838 || msr == 0x83e;
+}
+/// Any other MSR write, recorded in this CPU's audit ring with its caller.
+void wrmsr_audited(uint32_t msr, uint64_t v);
+
+/// Every MSR write: EFER goes through its pinning check, hot-path MSRs straight to the CPU,
+/// the rest through the audit (the MSR number is a constant almost everywhere, so the tests
+/// fold away).
+inline void wrmsr(uint32_t msr, uint64_t v) {
+    if (msr == msr::kEfer) write_efer(v);
+    else if (msr_write_is_hot(msr)) wrmsr_raw(msr, v);
+    else wrmsr_audited(msr, v);
+}
 
 namespace cr0 {
 constexpr uint64_t kPe = 1u << 0;

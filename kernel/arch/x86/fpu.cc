@@ -18,11 +18,6 @@ Method g_method = Method::FxSave;
 uint64_t g_xcr0 = 0;
 size_t g_size = 512;
 
-void xsetbv(uint32_t reg, uint64_t value) {
-    asm volatile("xsetbv" : : "c"(reg), "a"(static_cast<uint32_t>(value)),
-                 "d"(static_cast<uint32_t>(value >> 32)));
-}
-
 } // namespace
 
 uint64_t fpu_enable_on_this_cpu() {
@@ -33,14 +28,14 @@ uint64_t fpu_enable_on_this_cpu() {
         // The boot CPU decided, from its own CPUID; every other CPU loads the same XCR0, so
         // one save-area size and layout serves a task wherever it runs. APs that lack one of
         // these components were refused before getting here (arch/x86/cpu_compat.h).
-        xsetbv(0, g_xcr0);
+        write_xcr0(g_xcr0);
         return g_xcr0;
     }
     const uint64_t supported = f.xsave_components;
     uint64_t xcr0 = kX87 | kSse;
     if ((supported & kAvx) != 0) xcr0 |= kAvx;
     if ((supported & kAvx) != 0 && (supported & kAvx512) == kAvx512) xcr0 |= kAvx512;
-    xsetbv(0, xcr0);
+    write_xcr0(xcr0);
     g_xcr0 = xcr0;
     g_size = (cpuid(0xd, 0).ebx + 63) & ~size_t{63}; // EBX: size for the XCR0 just loaded
     g_method = f.xsaveopt ? Method::XSaveOpt : Method::XSave;

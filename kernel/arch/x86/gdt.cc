@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "debug/audit.h"
+
 namespace cohort::x86 {
 
 namespace {
@@ -11,7 +13,9 @@ struct [[gnu::packed]] Pointer {
 };
 } // namespace
 
-void load_cpu_tables(CpuTables& t, const uint64_t (&ist_tops)[kIstCount]) {
+[[gnu::noinline]] void load_cpu_tables(CpuTables& t, const uint64_t (&ist_tops)[kIstCount]) {
+    Pointer old{};
+    asm volatile("sgdt %0" : "=m"(old));
     memset(&t, 0, sizeof(t));
     t.gdt[0] = 0;
     t.gdt[1] = 0x00af9a000000ffff; // kernel code: long mode, DPL 0
@@ -41,8 +45,15 @@ void load_cpu_tables(CpuTables& t, const uint64_t (&ist_tops)[kIstCount]) {
                  :
                  : "m"(ptr), "i"(uint64_t(kKernelCs)), "i"(kKernelDs), "r"(kTssSelector)
                  : "rax", "memory");
+    // One record for the pair: the GDT's new base, the TSS in it loaded with it.
+    audit_record(AuditKind::Gdt, 0, old.base, ptr.base,
+                 reinterpret_cast<uint64_t>(__builtin_return_address(0)));
 }
 
-void set_ist(CpuTables& t, IstSlot slot, uint64_t top) { t.tss.ist[slot - 1] = top; }
+[[gnu::noinline]] void set_ist(CpuTables& t, IstSlot slot, uint64_t top) {
+    const uint64_t old = t.tss.ist[slot - 1];
+    t.tss.ist[slot - 1] = top;
+    audit_record(AuditKind::Tss, slot, old, top, reinterpret_cast<uint64_t>(__builtin_return_address(0)));
+}
 
 } // namespace cohort::x86

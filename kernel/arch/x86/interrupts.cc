@@ -7,6 +7,7 @@
 #include "arch/x86/gdt.h"
 #include "arch/x86/lapic.h"
 #include "debug/fault_catcher.h"
+#include "debug/audit.h"
 #include "debug/log.h"
 #include "debug/panic.h"
 #include "lib/format.h"
@@ -145,12 +146,17 @@ void idt_init() {
     g_idt[kVecDebug].ist = kIstDebug;
 }
 
-void idt_load() {
-    struct [[gnu::packed]] {
+[[gnu::noinline]] void idt_load() {
+    struct [[gnu::packed]] Ptr {
         uint16_t limit;
         uint64_t base;
-    } ptr{sizeof(g_idt) - 1, reinterpret_cast<uint64_t>(g_idt)};
+    };
+    Ptr old{};
+    asm volatile("sidt %0" : "=m"(old));
+    const Ptr ptr{sizeof(g_idt) - 1, reinterpret_cast<uint64_t>(g_idt)};
     asm volatile("lidt %0" : : "m"(ptr));
+    audit_record(AuditKind::Idt, 0, old.base, ptr.base,
+                 reinterpret_cast<uint64_t>(__builtin_return_address(0)));
 }
 
 void set_irq_handler(uint8_t vector, IrqHandler handler) { g_handlers[vector] = handler; }
