@@ -42,7 +42,7 @@ void audit_record(AuditKind kind, uint32_t reg, uint64_t old_value, uint64_t new
 }
 
 size_t audit_snapshot(uint32_t cpu, AuditEntry* out, size_t max) {
-    const CpuData* c = cpu_by_id(cpu);
+    const CpuData* c = cpu_lookup(cpu);
     if (c == nullptr || max == 0) return 0;
     const AuditLog& log = c->audit;
     const uint64_t end = log.next.load(std::memory_order_acquire);
@@ -62,7 +62,7 @@ size_t audit_snapshot(uint32_t cpu, AuditEntry* out, size_t max) {
 }
 
 uint64_t audit_count(uint32_t cpu) {
-    const CpuData* c = cpu_by_id(cpu);
+    const CpuData* c = cpu_lookup(cpu);
     return c != nullptr ? c->audit.next.load(std::memory_order_acquire) : 0;
 }
 

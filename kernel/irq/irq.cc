@@ -169,7 +169,7 @@ int irq_request_isa(uint8_t isa_irq, const char* name, DeviceHandler handler, vo
     g_ctx[id].store(ctx, std::memory_order_relaxed);
     arch::set_irq_handler(vector, dispatch);
     g_vector_line[vector].store(static_cast<uint8_t>(id + 1), std::memory_order_release);
-    arch::irqchip_route(route.gsi, vector, route.signal, cpu_by_id(*cpu)->apic_id, false);
+    arch::irqchip_route(route.gsi, vector, route.signal, cpu_running(*cpu)->apic_id, false);
     log_info("irq: %s (ISA IRQ %u, GSI %u, %s) -> cpu%u vector %#x", name, isa_irq, route.gsi,
              route.signal.level ? "level" : "edge", *cpu, vector);
     *error = IrqError::None;
@@ -204,7 +204,7 @@ uint32_t irq_evacuate(uint32_t cpu) {
             continue;
         }
         l.cpu = *to;
-        arch::irqchip_retarget(l.gsi, cpu_by_id(*to)->apic_id);
+        arch::irqchip_retarget(l.gsi, cpu_running(*to)->apic_id);
         log_info("irq: %s moves from cpu%u to cpu%u (cpu%u goes offline)", l.name, cpu, *to, cpu);
         ++moved;
     }
@@ -236,7 +236,7 @@ bool irq_info(int id, IrqInfo* out) {
 }
 
 uint64_t irq_count_on(int id, uint32_t cpu) {
-    const CpuData* c = cpu_by_id(cpu);
+    const CpuData* c = cpu_lookup(cpu);
     if (c == nullptr || id < 0 || id >= static_cast<int>(kMaxIrqs)) return 0;
     return __atomic_load_n(&per_cpu_on(c, g_hits)[id], __ATOMIC_RELAXED);
 }

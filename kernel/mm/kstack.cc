@@ -288,7 +288,7 @@ uint64_t kstack_drain_cpu(uint32_t cpu) {
     // Queued for the next batched purge, not purged here: under heavy task churn on many
     // CPUs a purge on the way out took seconds (others keep queueing), and a CPU going
     // offline has no reason to wait for it.
-    CpuData* c = cpu_by_id(cpu);
+    CpuData* c = cpu_lookup(cpu);
     return c == nullptr ? 0 : empty_cache(c);
 }
 

@@ -264,7 +264,7 @@ void enable_cpu_caches() {
 }
 
 uint64_t drain_cpu_cache(uint32_t cpu) {
-    CpuData* c = cpu_by_id(cpu);
+    CpuData* c = cpu_lookup(cpu);
     if (!g_caches_on.load(std::memory_order_acquire) || c == nullptr) return 0;
     CpuPages& cp = per_cpu_on(c, g_cpu_pages);
     Guard<SpinLock, IrqSave> g(cp.lock);

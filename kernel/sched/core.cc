@@ -477,7 +477,7 @@ void sched_irq_exit() {
 
 CpuSchedStats sched_cpu_stats(uint32_t cpu) {
     CpuSchedStats s;
-    const CpuData* c = cpu_by_id(cpu);
+    const CpuData* c = cpu_lookup(cpu);
     if (c == nullptr) return s;
     const RunQueue& rq = per_cpu_on(c, g_rq);
     if (!rq.ready.load(std::memory_order_acquire)) return s;

@@ -1,5 +1,8 @@
 #include "smp/cpu.h"
 
+#include "debug/panic.h"
+#include "debug/symbols.h"
+
 
 namespace cohort {
 
@@ -37,7 +40,57 @@ void install_cpu_data(CpuData* cpu) {
 }
 
 uint32_t cpu_count() { return g_cpu_count; }
-CpuData* cpu_by_id(uint32_t id) { return id < g_cpu_count ? g_cpus[id] : nullptr; }
+
+namespace {
+
+[[noreturn, gnu::cold, gnu::noinline]] void bad_access(const char* what, uint32_t id,
+                                                       uint64_t detail, const void* caller) {
+    uint64_t off = 0;
+    const char* fn = symbolize(reinterpret_cast<uint64_t>(caller), &off);
+    panic("cpu access: %s (cpu id %u, %#lx), from %s+%#lx", what, id, detail, fn ? fn : "?", off);
+}
+
+inline CpuData* checked(uint32_t id, const void* caller, bool may_be_missing) {
+    if (id >= g_cpu_count) [[unlikely]] {
+        if (may_be_missing) return nullptr;
+        bad_access("no such CPU", id, g_cpu_count, caller);
+    }
+    CpuData* c = g_cpus[id];
+    if (c == nullptr || c->magic != kCpuDataMagic || c->cpu_id != id) [[unlikely]]
+        bad_access("its data is not live (stale or overwritten)", id,
+                   c != nullptr ? c->magic : 0, caller);
+    return c;
+}
+
+} // namespace
+
+CpuData* cpu_by_id(uint32_t id) { return checked(id, __builtin_return_address(0), false); }
+CpuData* cpu_lookup(uint32_t id) { return checked(id, __builtin_return_address(0), true); }
+
+const CpuData* cpu_validate(const CpuData* cpu) {
+    if (cpu == nullptr || cpu->magic != kCpuDataMagic || cpu->self != cpu) [[unlikely]]
+        bad_access("a pointer that is not a live CPU's data", cpu != nullptr ? cpu->cpu_id : ~0u,
+                   reinterpret_cast<uint64_t>(cpu), __builtin_return_address(0));
+    return cpu;
+}
+
+CpuData* cpu_running(uint32_t id) {
+    CpuData* c = checked(id, __builtin_return_address(0), false);
+    if (c->online.load(std::memory_order_acquire)) return c;
+    // Not counted online: coming up (between INIT and online) or going down (marked offline,
+    // not parked yet) is still running; absent, parked or never started is not.
+    const BootStage s = c->boot_stage.load(std::memory_order_acquire);
+    const bool coming_up = s == BootStage::InitSent || s == BootStage::SipiSent ||
+                           s == BootStage::LongMode || s == BootStage::Tables ||
+                           s == BootStage::Features || s == BootStage::Lapic;
+    const bool going_down = s == BootStage::Online;
+    if (!coming_up && !going_down) [[unlikely]]
+        bad_access(s == BootStage::Offline  ? "the CPU is offline"
+                   : s == BootStage::Absent ? "the CPU's slot is empty"
+                                            : "the CPU is not running",
+                   id, static_cast<uint64_t>(s), __builtin_return_address(0));
+    return c;
+}
 uint32_t cpus_online() { return g_online.load(std::memory_order_acquire); }
 
 namespace detail {

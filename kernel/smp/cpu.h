@@ -113,10 +113,25 @@ extern CpuData g_bsp_cpu_data;
 /// Points GSBASE at `cpu` (writes IA32_GS_BASE) after filling self and magic.
 void install_cpu_data(CpuData* cpu);
 
-/// All CPUs the kernel knows (present in the MADT and chosen to start), by logical id.
-/// Filled during SMP bring-up; before that only the boot CPU is listed.
+/// All CPUs the kernel knows (present in the MADT and chosen to start, and hot-add slots), by
+/// logical id. Filled during SMP bring-up; before that only the boot CPU is listed.
 uint32_t cpu_count();
+
+// --- Reaching another CPU's data (docs/security.md, "Validated cross-CPU access") -----------
+// Every access to a CPU's CpuData (and through it its per-CPU variables) starts from one of
+// these. They check the id range and the structure's magic, and the last one the CPU's state;
+// a bad access is a panic naming the caller, never a wild read.
+
+/// CPU `cpu_id`'s data. An id past the end or data that is not live (magic) panics.
 CpuData* cpu_by_id(uint32_t cpu_id);
+/// The same for an id from outside (the console, a lock's owner field): nullptr when there is
+/// no such CPU; data that is not live still panics.
+CpuData* cpu_lookup(uint32_t cpu_id);
+/// A CpuData pointer kept for later (a waiter's CPU, an IPI target): panics unless live.
+const CpuData* cpu_validate(const CpuData* cpu);
+/// For work that needs the CPU running (a timer or interrupt moved to it, an interrupt sent to
+/// it): as cpu_by_id, and panics unless it is online, coming up or going down.
+CpuData* cpu_running(uint32_t cpu_id);
 /// Number of CPUs online (that have completed bring-up).
 uint32_t cpus_online();
 

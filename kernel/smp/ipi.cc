@@ -63,6 +63,7 @@ void ipi_init() {
 }
 
 bool ipi_send(CpuData* target, IpiKind kind) {
+    if (target != nullptr) cpu_validate(target); // a stale pointer is a panic, not a wild IPI
     if (target == nullptr || !target->online.load(std::memory_order_acquire)) {
         log_error("ipi: refusing to send a %s IPI to cpu%d, which is not online", ipi_kind_name(kind),
                   target != nullptr ? static_cast<int>(target->cpu_id) : -1);

@@ -62,7 +62,7 @@ void kernel_lock_reporter(const LockReport& r) {
         if (r.holder != UINT32_MAX && r.holder != r.owner && r.holder < cpu_count() &&
             (last_bt == 0 || now - last_bt >= 10'000'000'000) &&
             g_last_backtrace_ns.compare_exchange_strong(last_bt, now))
-            request_backtrace(cpu_by_id(r.holder), "holding the lock above");
+            request_backtrace(cpu_lookup(r.holder), "holding the lock above");
         return;
     }
     if (r.kind == LockReportKind::IrqUnsafe) {

@@ -178,5 +178,41 @@ KTEST(security, configuration_writes_are_audited_with_their_caller) {
                 bad != 0 ? " (not everywhere)" : "");
 }
 
+// Validated cross-CPU access: the accessors take what is valid and refuse what is not without
+// a wild read. The refusals that panic are shown by the manual tests below, each run by a ctest
+// that expects the panic naming its caller (kernel.security.bad_cpu_*).
+KTEST(security, cross_cpu_accessors_take_every_cpu_and_refuse_missing_ones) {
+    for (uint32_t c = 0; c < cpu_count(); ++c) {
+        KEXPECT_EQ(cpu_by_id(c)->cpu_id, c);
+        KEXPECT(cpu_lookup(c) == cpu_by_id(c));
+        KEXPECT(cpu_validate(cpu_by_id(c)) == cpu_by_id(c));
+        if (cpu_by_id(c)->online.load()) KEXPECT(cpu_running(c) == cpu_by_id(c));
+    }
+    KEXPECT(cpu_lookup(cpu_count()) == nullptr);
+    KEXPECT(cpu_lookup(UINT32_MAX) == nullptr);
+}
+
+KTEST_MANUAL(security, cross_cpu_access_with_a_bad_id_panics) {
+    const CpuData* c = cpu_by_id(cpu_count() + 7);
+    ktest::note("not reached: cpu%u", c->cpu_id);
+}
+
+KTEST_MANUAL(security, cross_cpu_access_through_a_stale_pointer_panics) {
+    // What a pointer kept past the end of what it pointed to finds: memory reused for
+    // something else (here zeroes; the magic is what tells).
+    alignas(CpuData) static uint8_t reused[sizeof(CpuData)];
+    const CpuData* stale = reinterpret_cast<const CpuData*>(reused);
+    cpu_validate(stale);
+    ktest::note("not reached");
+}
+
+KTEST_MANUAL(security, work_for_an_offline_cpu_panics) {
+    if (cpu_count() < 2) return ktest::skip("one CPU");
+    const uint32_t last = cpu_count() - 1;
+    KASSERT(cpu_offline(last) == HotplugError::None);
+    const CpuData* c = cpu_running(last);
+    ktest::note("not reached: cpu%u", c->cpu_id);
+}
+
 } // namespace
 } // namespace cohort

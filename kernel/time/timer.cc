@@ -172,7 +172,7 @@ uint32_t timer_evacuate(uint32_t to) {
     // interrupt, which runs what is due and programs the rest. Not a remote call: a call can
     // be held back by the rate limiter, whose retry is itself a timer on that same queue,
     // behind the one nobody programmed (seen as a CPU whose timers all stopped).
-    if (dst_first) arch::timer_kick(cpu_by_id(to)->apic_id, arch::kVecTimer);
+    if (dst_first) arch::timer_kick(cpu_running(to)->apic_id, arch::kVecTimer);
     return moved;
 }
 
