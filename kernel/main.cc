@@ -213,8 +213,10 @@ void main_task(void*) {
 
 } // namespace
 
-extern "C" [[noreturn]] void kernel_main(uint32_t protocol, uint32_t info_phys) {
+extern "C" [[noreturn]] COHORT_NO_STACK_PROTECTOR void kernel_main(uint32_t protocol,
+                                                                  uint32_t info_phys) {
     CpuData* bsp = &g_bsp_cpu_data;
+    bsp->stack_canary = arch::random_u64(); // before GSBASE points here: nothing reads it yet
     bsp->cpu_id = 0;
     boot_trace_start();
     bsp->kernel_stack_bottom = reinterpret_cast<uint64_t>(bsp_boot_stack_bottom);

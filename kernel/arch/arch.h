@@ -145,6 +145,14 @@ void console_serial_rx_interrupt(bool on);
 /// Ends the run: under QEMU the exit status says success (0) or failure; on hardware it halts.
 [[noreturn]] void machine_poweroff(bool success);
 
+/// 64 unpredictable bits (x86: RDRAND where the CPU has it, mixed with the cycle counter), for
+/// stack-protector canaries. Usable from the first instruction of boot.
+uint64_t random_u64();
+
+/// Functions that run before the CPU's base register is set (the compiler's stack protector
+/// reads the canary through it): the boot CPU's first steps and an AP's entry.
+#define COHORT_NO_STACK_PROTECTOR __attribute__((no_stack_protector))
+
 // --- I/O space (x86 port I/O), where ACPI's SystemIO registers live -------------------------------
 inline uint8_t io_in8(uint16_t port);
 inline uint16_t io_in16(uint16_t port);

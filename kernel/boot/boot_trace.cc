@@ -21,7 +21,7 @@ uint64_t g_entry_tsc = 0;
 
 } // namespace
 
-void boot_trace_start() { g_entry_tsc = arch::cycles(); }
+COHORT_NO_STACK_PROTECTOR void boot_trace_start() { g_entry_tsc = arch::cycles(); }
 
 void boot_step(const char* name) {
     if (g_count < kMaxSteps) g_steps[g_count++] = {name, arch::cycles()};

@@ -11,6 +11,7 @@
 #include "debug/symbols.h"
 #include "lib/assert.h"
 #include "lib/format.h"
+#include "sched/sched.h"
 #include "smp/cpu.h"
 #include "smp/ipi.h"
 #include "smp/percpu.h"
@@ -233,3 +234,17 @@ void panic_with_frame(const x86::InterruptFrame& frame, const char* fmt, ...) {
 }
 
 } // namespace cohort
+
+// The compiler's stack protector calls this from a function whose canary (at the top of its
+// frame, copied from %gs:kStackCanaryOffset on entry) changed before it returned: something
+// wrote past a buffer on the stack. The return address is in that function.
+extern "C" [[noreturn]] COHORT_NO_STACK_PROTECTOR void __stack_chk_fail() {
+    using namespace cohort;
+    // The call is the checking function's last instruction (this never returns), so its return
+    // address may already be past the function's end: look up the byte before it.
+    uint64_t off = 0;
+    const char* fn = symbolize(reinterpret_cast<uint64_t>(__builtin_return_address(0)) - 1, &off);
+    const Task* t = current_task();
+    panic("stack protector: a stack buffer was overrun in %s+%#lx (task %s): its canary changed",
+          fn != nullptr ? fn : "?", off + 1, t != nullptr ? t->name : "(none)");
+}

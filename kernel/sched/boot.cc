@@ -65,6 +65,8 @@ void init_cpu(CpuData* cpu) {
     idle->cpu.store(cpu->cpu_id);
     idle->on_cpu = true;
     idle->stack.top = cpu->kernel_stack_top;
+    // The boot context becomes the idle task with the canary its frames were entered with.
+    idle->canary = cpu->stack_canary;
     idle->stack.bottom = cpu->kernel_stack_bottom;
     CpuMask just_here;
     just_here.set(cpu->cpu_id);

@@ -366,6 +366,9 @@ void schedule(bool preempted, bool yielding) COHORT_NO_THREAD_SAFETY_ANALYSIS {
 #endif
     this_cpu()->kernel_stack_top = next->stack.top;
     this_cpu()->kernel_stack_bottom = next->stack.bottom;
+    // Every function from here to the switch checks against `next`'s canary on both ends;
+    // this one returns only once prev runs again, when prev's is back.
+    this_cpu()->stack_canary = next->canary;
     rq.prev = prev;
     arch::context_switch(&prev->saved_rsp, next->saved_rsp);
     // Running again, possibly on another CPU: finish the switch that brought us here.

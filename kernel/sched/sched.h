@@ -56,6 +56,7 @@ struct TaskOptions {
 struct Task {
     sched::FairEntity fair; // first: the run queue hands back FairEntity pointers
     uint64_t saved_rsp = 0;
+    uint64_t canary = 0; // its stack-protector canary, loaded into CpuData on every switch
     std::atomic<TaskState> state{TaskState::Ready};
     std::atomic<uint32_t> cpu{0}; // the run queue it belongs to (where it runs or will run)
     bool on_cpu = false;          // its registers live on a CPU (set/cleared under that rq lock)

@@ -89,6 +89,7 @@ Task* new_task_memory(uint32_t node) {
         return nullptr;
     }
     t->fpu_area = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(t->fpu_alloc) + 63) & ~uintptr_t{63});
+    t->canary = arch::random_u64();
     arch::fpu_init_state(t->fpu_area);
     for (uint32_t c = 0; c < cpu_count(); ++c) t->affinity.set(c);
     t->home_node = node != kAnyNode ? node : local_memory_node();

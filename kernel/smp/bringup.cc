@@ -86,6 +86,7 @@ CpuData* make_cpu(uint32_t cpu_id, const ApTarget& t) {
     auto* cpu = new (mem) CpuData{};
     cpu->self = cpu;
     cpu->magic = kCpuDataMagic;
+    cpu->stack_canary = arch::random_u64();
     cpu->cpu_id = cpu_id;
     cpu->apic_id = t.apic_id;
     cpu->acpi_uid = t.acpi_uid;

@@ -33,7 +33,7 @@ const char* boot_stage_name(BootStage s) {
     return "?";
 }
 
-void install_cpu_data(CpuData* cpu) {
+COHORT_NO_STACK_PROTECTOR void install_cpu_data(CpuData* cpu) {
     cpu->self = cpu;
     cpu->magic = kCpuDataMagic;
     arch::set_cpu_base(cpu);

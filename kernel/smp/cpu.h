@@ -81,6 +81,9 @@ struct alignas(64) CpuData {
     uint32_t irq_depth;
     uint32_t nmi_depth; // NMI handlers do not nest, but they interrupt everything else
     uint32_t locks_held; // spinlocks held (sync/owner.h): no preemption while non-zero
+    // The running task's stack-protector canary: compiled code reads %gs:kStackCanaryOffset
+    // (-mstack-protector-guard-offset in kernel/CMakeLists.txt). Set on every switch.
+    uint64_t stack_canary;
     // Control state as this CPU set it up, recorded for the cross-CPU consistency tests.
     uint64_t cr0_seen, cr4_seen, efer_seen;
     bool self_check; // this_cpu(), GSBASE and per-CPU access were consistent on this CPU
@@ -100,6 +103,10 @@ static_assert(offsetof(CpuData, online) < 64 && offsetof(CpuData, apic_id) < 64 
 static_assert(offsetof(CpuData, kernel_stack_top) % 64 == 0 &&
               offsetof(CpuData, kernel_stack_top) >= offsetof(CpuData, ist_tops) + sizeof(uint64_t) * arch::kIstCount);
 static_assert(offsetof(CpuData, counters) % 64 == 0);
+/// Where the compiler's stack protector finds the canary (kernel/CMakeLists.txt passes it).
+inline constexpr size_t kStackCanaryOffset = 176;
+static_assert(offsetof(CpuData, stack_canary) == kStackCanaryOffset,
+              "kernel/CMakeLists.txt: -mstack-protector-guard-offset must match");
 
 constexpr uint64_t kCpuDataMagic = 0xc0407c0d'a7a5e1f0;
 

@@ -214,5 +214,60 @@ KTEST_MANUAL(security, work_for_an_offline_cpu_panics) {
     ktest::note("not reached: cpu%u", c->cpu_id);
 }
 
+// The stack protector's canary is the running task's: each task has its own, and the CPU's copy
+// (what compiled code checks against) is switched with the task.
+struct CanarySeen {
+    uint64_t cpu_copy = 0, task_own = 0;
+};
+void record_canary(void* arg) {
+    auto& c = *static_cast<CanarySeen*>(arg);
+    arch::IrqOff irq; // both read on one CPU, with no switch in between
+    c.cpu_copy = this_cpu()->stack_canary;
+    c.task_own = current_task()->canary;
+}
+
+KTEST(security, each_task_runs_with_its_own_stack_canary) {
+    constexpr uint32_t kTasks = 8;
+    CanarySeen seen[kTasks];
+    Task* tasks[kTasks];
+    for (uint32_t i = 0; i < kTasks; ++i) {
+        TaskOptions o;
+        o.name = "canary";
+        tasks[i] = task_create(record_canary, &seen[i], o);
+        KASSERT(tasks[i] != nullptr);
+    }
+    for (uint32_t i = 0; i < kTasks; ++i) task_join(tasks[i]);
+    CanarySeen mine;
+    record_canary(&mine);
+    uint32_t distinct = 0;
+    for (uint32_t i = 0; i < kTasks; ++i) {
+        KEXPECT_EQ(seen[i].cpu_copy, seen[i].task_own);
+        KEXPECT(seen[i].task_own != 0);
+        bool unique = seen[i].task_own != mine.task_own;
+        for (uint32_t j = 0; j < i; ++j) unique = unique && seen[j].task_own != seen[i].task_own;
+        distinct += unique;
+    }
+    KEXPECT_EQ(mine.cpu_copy, mine.task_own);
+    KEXPECT_EQ(distinct, kTasks);
+}
+
+// Writes past the end of a buffer on its own stack: the stack protector catches it on return
+// (kernel.security.stack_overrun_is_caught expects the panic naming this function).
+// Everything from the buffer up to the frame pointer: the canary (somewhere above the buffer
+// among the locals) is overwritten, the saved frame pointer and return address are not, so the
+// panic's backtrace can still walk past this frame.
+[[gnu::noinline]] void overrun_the_stack() {
+    char buf[16];
+    volatile char* p = buf;
+    const size_t n = static_cast<size_t>(static_cast<char*>(__builtin_frame_address(0)) - buf);
+    for (size_t i = 0; i < n; ++i) p[i] = 'A';
+    asm volatile("" : : "r"(buf) : "memory");
+}
+
+KTEST_MANUAL(security, a_stack_overrun_is_caught) {
+    overrun_the_stack();
+    ktest::note("not reached");
+}
+
 } // namespace
 } // namespace cohort

@@ -69,7 +69,8 @@ x86::TrampolineData* trampoline_data() { return phys_to_virt<x86::TrampolineData
 } // namespace
 
 /// First C++ code on an AP, on its own stack; `cpu` was found by the trampoline by APIC id.
-extern "C" [[noreturn]] void ap_entry(CpuData* cpu) {
+// No stack protector: the canary is read through GSBASE, which INIT left at zero.
+extern "C" [[noreturn]] COHORT_NO_STACK_PROTECTOR void ap_entry(CpuData* cpu) {
     // Off the trampoline's page tables first: their kernel half is the kernel's, so nothing
     // moves, and from here on this CPU caches nothing of the identity map the BSP will free.
     x86::write_cr3(vmm::kernel_root());

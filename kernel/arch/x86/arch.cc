@@ -143,4 +143,24 @@ void machine_poweroff(bool success) {
     x86::machine_exit(success ? x86::ExitStatus::Success : x86::ExitStatus::TestsFailed);
 }
 
+COHORT_NO_STACK_PROTECTOR uint64_t random_u64() {
+    uint64_t v = x86::rdtsc();
+    if ((x86::cpuid(1).ecx & (1u << 30)) != 0) { // RDRAND
+        for (int tries = 0; tries < 10; ++tries) {
+            uint64_t r;
+            bool ok;
+            asm volatile("rdrand %0; setc %1" : "=r"(r), "=qm"(ok));
+            if (ok) {
+                v ^= r;
+                break;
+            }
+        }
+    }
+    // splitmix64: the cycle counter alone is guessable; mixed, neighbours share no bits.
+    v += 0x9e3779b97f4a7c15ull;
+    v = (v ^ (v >> 30)) * 0xbf58476d1ce4e5b9ull;
+    v = (v ^ (v >> 27)) * 0x94d049bb133111ebull;
+    return (v ^ (v >> 31)) & ~uint64_t{0xff}; // a zero low byte stops string overruns
+}
+
 } // namespace cohort::arch
