@@ -180,14 +180,12 @@ void sched_init() {
     // not: lookups that walk every CPU (task listings, hotplug's pinned-task check, balancing)
     // read them, and a hot-add slot may start much later.
     for (uint32_t c = 0; c < cpu_count(); ++c) {
-        CpuData* cpu = cpu_by_id(c);
-        if (cpu == nullptr) continue;
+        CpuData* cpu = cpu_by_id(c); // never null: cpu_by_id checks
         new (&per_cpu_on(cpu, g_rq)) RunQueue();
         new (&per_cpu_on(cpu, g_cpu_tasks)) CpuTasks(); // its lists point at themselves
         timer_init_cpu(cpu);
+        if (cpu != this_cpu()) provision(cpu);
     }
-    for (uint32_t c = 0; c < cpu_count(); ++c)
-        if (CpuData* cpu = cpu_by_id(c); cpu != nullptr && cpu != this_cpu()) provision(cpu);
     init_cpu(this_cpu());
 }
 

@@ -34,9 +34,6 @@ HotplugSlotsResult select_hotplug_slots(const acpi::MadtTopology& topo, uint8_t 
             (c.state == acpi::CpuState::OnlineCapable && !online_capable_started) ||
             (c.state == acpi::CpuState::Disabled && madt_revision < 5);
         if (!candidate) continue;
-        const bool placeholder = c.source == acpi::MadtType::LocalApic ? c.apic_id >= 0xff
-                                                                       : c.apic_id == UINT32_MAX;
-        if (placeholder) continue;
         if (r.slots >= max_slots || r.slots >= out.size()) {
             ++r.dropped;
             continue;

@@ -36,7 +36,8 @@ struct HotplugSlotsResult {
 /// select_cpus_to_start left alone. Online-capable entries always qualify. Disabled ones
 /// qualify in MADTs older than revision 5, which had no other way to say "not yet" (QEMU lists
 /// every possible CPU so, and Linux counts them as possible); from revision 5 on a disabled,
-/// not online-capable entry is unusable. Placeholder APIC ids and the boot CPU never qualify.
+/// not online-capable entry is unusable. The boot CPU never qualifies (placeholder APIC ids
+/// never reach `topo.cpus`: parse_madt drops them).
 /// In table order, at most `max_slots`.
 HotplugSlotsResult select_hotplug_slots(const acpi::MadtTopology& topo, uint8_t madt_revision,
                                         uint32_t bsp_apic_id, bool online_capable_started,
