@@ -134,6 +134,7 @@ void main_task(void*);
     ipi_init();
     ipi_note_logical_id(bsp);
     call_limits_init();
+    if (!call_slots_setup(bsp->cpu_id, 0)) panic("boot: no memory for the boot CPU's call slots");
     boot_step("ipi");
     kernel_address_space().active.set(bsp->cpu_id);
     const PlatformTopology& topo = platform_acpi_init(bsp->apic_id);

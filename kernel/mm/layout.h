@@ -19,6 +19,11 @@ constexpr uint64_t kStackSlotSize = 256 * 1024;
 /// Device registers and firmware tables mapped on demand (uncached or write-back as asked).
 constexpr uint64_t kMmioAreaBase = 0xffffc08000000000;
 constexpr uint64_t kMmioAreaSize = 512ull << 30;
+/// Remote-call request slots (smp/call.cc): CPU n's at kCallSlotAreaBase + n * kCallSlotStride,
+/// so a target tells which CPU sent a request from the request's address alone.
+constexpr uint64_t kCallSlotAreaBase = 0xffffc10000000000;
+constexpr uint64_t kCallSlotStride = 8192;
+constexpr uint64_t kCallSlotAreaSize = 4096 * kCallSlotStride; // kMaxCpus CPUs
 /// The kernel image, linked at -2 GiB so code can use the kernel code model.
 constexpr uint64_t kKernelImageBase = 0xffffffff80000000;
 

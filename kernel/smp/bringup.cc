@@ -18,6 +18,7 @@
 #include "mm/pmm.h"
 #include "numa/numa.h"
 #include "sched/sched.h"
+#include "smp/call.h"
 #include "smp/cpu.h"
 #include "smp/percpu.h"
 #include "time/clock.h"
@@ -93,6 +94,7 @@ CpuData* make_cpu(uint32_t cpu_id, const ApTarget& t) {
     cpu->node = node == numa::kNoNode ? 0 : node; // its stacks are allocated there
     if (!arch::ap_prepare_cpu(*cpu)) return nullptr;
     if (!percpu_setup(cpu, node == numa::kNoNode ? 0 : node)) return nullptr;
+    if (!call_slots_setup(cpu_id, node == numa::kNoNode ? 0 : node)) return nullptr;
     return cpu;
 }
 

@@ -1,11 +1,18 @@
 #include "smp/call.h"
 
 #include <atomic>
+#include <cstddef>
+#include <cstring>
 
 #include "arch/arch.h"
 #include "boot/params.h"
 #include "debug/log.h"
+#include "debug/panic.h"
 #include "mm/heap.h"
+#include "mm/layout.h"
+#include "mm/phys.h"
+#include "mm/pmm.h"
+#include "mm/vmm.h"
 #include "smp/cpu.h"
 #include "smp/ipi.h"
 #include "sched/sched.h"
@@ -21,26 +28,88 @@ namespace {
 
 constexpr uint32_t kCallMagic = 0xca11'5afe;
 
-struct CallRequest {
+/// One unicast request. It always lives in one of its sender's slots (CallSlots), never on a
+/// stack or in the heap: the slot it sits in, not anything written in it, says who sent it.
+struct alignas(64) CallRequest {
     CallRequest* next;
     CallFn fn;
     void* arg;
-    std::atomic<uint32_t>* pending; // decremented once the call ran (synchronous callers)
+    std::atomic<uint32_t>* pending; // synchronous: the waiter's count (kRejected when refused)
     uint32_t magic;
-    uint32_t source_cpu;
-    uint8_t pool_slot; // pooled: its index in the source CPU's AsyncPool
-    bool pooled;       // an asynchronous request: back to its sender's pool once it ran
-    bool deferred;     // run in thread context (run_on), not in the IPI handler
-    bool held;         // was held back by the rate limit at least once (counted once)
+    uint32_t claimed_source; // the sender's own word: checked against its slot, never trusted
+    bool deferred;           // run in thread context (run_on), not in the IPI handler
+    bool held;               // was held back by the rate limit at least once (counted once)
+};
+static_assert(sizeof(CallRequest) == 64, "one slot, one cache line");
+
+/// Set in a waiter's count when its request was refused (a target's validation failed).
+constexpr uint32_t kRejected = 0x8000'0000;
+
+constexpr uint32_t kSyncCallSlots = 32;
+static_assert(kAsyncCallCredit <= 64 && kSyncCallSlots <= 64, "one word of slot bits");
+
+/// A CPU's request slots, at a fixed place in the call-slot area (mm/layout.h): a target finds
+/// the sender of a request by arithmetic on its address (slot_of), so a request cannot claim
+/// to come from a CPU whose slots it does not sit in. Asynchronous slots are the sender's
+/// credit; synchronous ones are held by a waiting task (which may have moved since). A slot is
+/// taken by its CPU (preemption off) and given back by whichever CPU completed the request.
+struct CallSlots {
+    alignas(64) std::atomic<uint64_t> async_used; // bit i: async[i] is queued or running
+    std::atomic<uint64_t> sync_used;              // bit i: sync[i] is queued or running
+    alignas(64) CallRequest async[kAsyncCallCredit];
+    CallRequest sync[kSyncCallSlots]; // right after async: slot index i covers both arrays
+};
+static_assert(sizeof(CallSlots) <= layout::kCallSlotStride, "the stride holds one CPU's slots");
+static_assert(offsetof(CallSlots, sync) == offsetof(CallSlots, async) + sizeof(CallSlots::async));
+
+CallSlots& slots_of(uint32_t cpu) {
+    return *reinterpret_cast<CallSlots*>(layout::kCallSlotAreaBase + cpu * layout::kCallSlotStride);
+}
+
+/// Where a request sits: the CPU whose slot it is and the slot's index (async first).
+struct SlotRef {
+    uint32_t cpu;
+    uint32_t index;
+    bool pooled() const { return index < kAsyncCallCredit; }
 };
 
-/// A sender's asynchronous requests, preallocated: its credit. A slot is taken by the sender
-/// (on that CPU, preemption off) and given back by whichever CPU ran the request.
-struct AsyncPool {
-    std::atomic<uint64_t> used; // bit i: slots[i] is queued or running
-    CallRequest slots[kAsyncCallCredit];
-};
-static_assert(kAsyncCallCredit <= 64, "one word of slot bits");
+/// The slot `r` sits in, from its address alone (nothing in it is read); false when it is not
+/// exactly a slot of a known CPU.
+bool slot_of(const CallRequest* r, SlotRef* out) {
+    const uint64_t a = reinterpret_cast<uint64_t>(r);
+    if (a < layout::kCallSlotAreaBase ||
+        a >= layout::kCallSlotAreaBase + uint64_t{cpu_count()} * layout::kCallSlotStride)
+        return false;
+    const uint64_t off = a - layout::kCallSlotAreaBase;
+    const uint64_t in = off % layout::kCallSlotStride;
+    constexpr uint64_t first = offsetof(CallSlots, async);
+    if (in < first || (in - first) % sizeof(CallRequest) != 0) return false;
+    const uint64_t index = (in - first) / sizeof(CallRequest);
+    if (index >= kAsyncCallCredit + kSyncCallSlots) return false;
+    *out = {static_cast<uint32_t>(off / layout::kCallSlotStride), static_cast<uint32_t>(index)};
+    return true;
+}
+
+/// Takes a free bit of the first `n` in `used`; -1 when all are taken.
+int take_bit(std::atomic<uint64_t>& used, uint32_t n) {
+    const uint64_t all = n == 64 ? ~uint64_t{0} : (uint64_t{1} << n) - 1;
+    uint64_t u = used.load(std::memory_order_acquire);
+    for (;;) {
+        const uint64_t free = ~u & all;
+        if (free == 0) return -1;
+        const int i = __builtin_ctzll(free);
+        if (used.compare_exchange_weak(u, u | (uint64_t{1} << i), std::memory_order_acquire,
+                                       std::memory_order_acquire))
+            return i;
+    }
+}
+
+void release_slot(SlotRef s) {
+    CallSlots& cs = slots_of(s.cpu);
+    if (s.pooled()) cs.async_used.fetch_and(~(uint64_t{1} << s.index), std::memory_order_release);
+    else cs.sync_used.fetch_and(~(uint64_t{1} << (s.index - kAsyncCallCredit)),
+                                std::memory_order_release);
+}
 
 /// The one synchronous multicast (call_on_many, run_on_many) a CPU has outstanding per kind.
 /// Targets find it through the sender's bit in their `incoming` mask, so one request serves
@@ -71,8 +140,7 @@ struct CallQueue {
     bool retry_armed;
     bool closing; // this CPU is going offline: everything queued runs, the queue is closed
     Timer retry; // looks at the backlog again when the limiter's window ends
-    alignas(64) AsyncPool pool;
-    Multicast outgoing[kMcKinds];
+    alignas(64) Multicast outgoing[kMcKinds];
 };
 COHORT_PERCPU(CallQueue, g_call_queue);
 
@@ -100,35 +168,71 @@ Pushed push(CpuData* target, CallRequest* req) {
     return old == nullptr ? Pushed::First : Pushed::More;
 }
 
-// What a target can check about a request it did not make: the magic says it is one, the
-// source says whose pool or stack it came from. A request with the right magic is always
-// completed, even when refused, so no sender waits for it forever.
-bool well_formed(const CallRequest* r) { return r->magic == kCallMagic; }
-bool runnable(const CallRequest* r) { return r->fn != nullptr && r->source_cpu < cpu_count(); }
-
-void complete(CallRequest* r) {
-    std::atomic<uint32_t>* pending = r->pending;
-    if (r->pooled) {
-        const uint64_t bit = uint64_t{1} << r->pool_slot;
-        queue_of(r->source_cpu).pool.used.fetch_and(~bit, std::memory_order_release);
-    }
-    // After this the (stack-allocated or pooled) request may be reused: nothing touches it.
-    if (pending != nullptr) pending->fetch_sub(1, std::memory_order_release);
+// Whether requests from `cpu` can be genuine: it is up (coming up, online or going down). A CPU
+// waits for its own requests to complete before it parks (call_wait_sends_done), so one from
+// a parked, absent or never-started CPU was not sent by it.
+bool may_send(uint32_t cpu) {
+    const BootStage st = cpu_by_id(cpu)->boot_stage.load(std::memory_order_acquire);
+    return st >= BootStage::LongMode && st <= BootStage::Online;
 }
 
-void execute(CallRequest* r) {
+int g_source_check = -1; // security.ipi_source_check, read on first use (tests turn it off)
+bool source_check() {
+    if (g_source_check < 0) g_source_check = param_bool("security.ipi_source_check", true) ? 1 : 0;
+    return g_source_check == 1;
+}
+
+/// Gives `r`'s slot back and tells its waiter, if any, that it ran (or was refused).
+void complete(CallRequest* r, SlotRef s, bool rejected = false) {
+    std::atomic<uint32_t>* pending = r->pending;
+    release_slot(s);
+    // After this the slot may be reused: nothing touches the request.
+    if (pending == nullptr) return;
+    if (rejected) pending->fetch_or(kRejected, std::memory_order_relaxed);
+    pending->fetch_sub(1, std::memory_order_release);
+}
+
+void execute(CallRequest* r, SlotRef s) {
     this_cpu()->counters.calls_run.fetch_add(1, std::memory_order_relaxed);
-    if (r->pooled) {
+    if (s.pooled()) {
         // Nobody waits for it: its slot goes back to the sender before it runs, so the credit
         // bounds what is queued, not what runs (a run_on_async job may run for seconds).
         const CallFn fn = r->fn;
         void* const arg = r->arg;
-        complete(r);
+        complete(r, s);
         fn(arg);
         return;
     }
     r->fn(r->arg);
-    complete(r);
+    complete(r, s);
+}
+
+/// The slot of a request that was accepted already (its address was checked then).
+SlotRef slot_known(const CallRequest* r) {
+    SlotRef s;
+    if (!slot_of(r, &s)) panic("smp: call request %p left its slot", static_cast<const void*>(r));
+    return s;
+}
+
+/// A target's checks on a request it did not make, in slot `at`. A refused request is counted
+/// and logged; if it is a request at all (magic), it is completed unrun with kRejected, so a
+/// waiting sender learns it was refused instead of waiting forever.
+bool accept(CallRequest* r, SlotRef at) {
+    CpuData* me = this_cpu();
+    const char* why = nullptr;
+    if (r->magic != kCallMagic) why = "no request magic";
+    else if (r->fn == nullptr) why = "no function";
+    else if (source_check() && r->claimed_source != at.cpu) why = "it claims another sender";
+    else if (source_check() && !may_send(at.cpu)) why = "its CPU is not up";
+    if (why == nullptr) return true;
+    me->counters.calls_rejected.fetch_add(1, std::memory_order_relaxed);
+    log_error("smp: cpu%u rejected the call request in cpu%u's slot %u (%s, stage %s): %s, "
+              "claimed sender %u", me->cpu_id, at.cpu, at.index, at.pooled() ? "async" : "sync",
+              boot_stage_name(cpu_by_id(at.cpu)->boot_stage.load(std::memory_order_relaxed)),
+              why, r->claimed_source);
+    if (r->magic == kCallMagic) complete(r, at, /*rejected=*/true);
+    else release_slot(at); // nothing in it is trusted, not even the waiter's count
+    return false;
 }
 
 void append(CallRequest*& head, CallRequest*& tail, CallRequest* r) {
@@ -193,7 +297,7 @@ void wait_for(std::atomic<uint32_t>& pending, Resend resend) {
     // for it: the CPU it waits for may be waiting for it the same way. Not while it keeps
     // preemption off (an interrupt-context multicast): that work may block.
     const bool worker = sched_in_worker() && lock_holds_on_this_cpu() == 0;
-    for (uint32_t spins = 1; pending.load(std::memory_order_acquire) != 0; ++spins) {
+    for (uint32_t spins = 1; (pending.load(std::memory_order_acquire) & ~kRejected) != 0; ++spins) {
         run_pending_calls();
         if (worker) run_deferred_work();
         cpu_relax();
@@ -217,34 +321,68 @@ bool online(uint32_t cpu) {
 }
 
 // Queues a pooled request nobody waits for; the target gives the slot back after running it.
-// Preemption off (the pool is the running CPU's).
+// Preemption off (the slots are the running CPU's).
 CallStatus post_async(uint32_t cpu, CallFn fn, void* arg, uint32_t source, bool deferred) {
-    AsyncPool& pool = per_cpu(g_call_queue).pool;
-    uint64_t used = pool.used.load(std::memory_order_acquire);
-    uint32_t slot;
-    do {
-        if (~used == 0) {
-            this_cpu()->counters.calls_refused_busy.fetch_add(1, std::memory_order_relaxed);
-            return CallStatus::Busy;
-        }
-        slot = static_cast<uint32_t>(__builtin_ctzll(~used));
-    } while (!pool.used.compare_exchange_weak(used, used | (uint64_t{1} << slot),
-                                              std::memory_order_acquire,
-                                              std::memory_order_acquire));
-    CallRequest* req = &pool.slots[slot];
-    *req = CallRequest{nullptr, fn,  arg,  nullptr, kCallMagic, source,
-                       static_cast<uint8_t>(slot), true, deferred, false};
+    CallSlots& cs = slots_of(source);
+    const int slot = take_bit(cs.async_used, kAsyncCallCredit);
+    if (slot < 0) {
+        this_cpu()->counters.calls_refused_busy.fetch_add(1, std::memory_order_relaxed);
+        return CallStatus::Busy;
+    }
+    CallRequest* req = &cs.async[slot];
+    *req = CallRequest{nullptr, fn, arg, nullptr, kCallMagic, source, deferred, false};
     if (!enqueue(cpu_by_id(cpu), req)) {
-        pool.used.fetch_and(~(uint64_t{1} << slot), std::memory_order_release);
+        release_slot({source, static_cast<uint32_t>(slot)});
         return CallStatus::Offline;
     }
     return CallStatus::Ok;
+}
+
+enum class SyncPost { Queued, Closed, NoSlot };
+
+/// A synchronous unicast request: one of the running CPU's synchronous slots, filled in and
+/// queued to `cpu`. Preemption off (the slots are the running CPU's). NoSlot: every slot is
+/// held by a task of this CPU still waiting for its call (wait_for_sync_slot, then try again).
+SyncPost try_post_sync(uint32_t cpu, CallFn fn, void* arg, std::atomic<uint32_t>* pending,
+                       bool deferred) {
+    const uint32_t me = this_cpu()->cpu_id;
+    CallSlots& cs = slots_of(me);
+    const int slot = take_bit(cs.sync_used, kSyncCallSlots);
+    if (slot < 0) return SyncPost::NoSlot;
+    CallRequest* req = &cs.sync[slot];
+    *req = CallRequest{nullptr, fn, arg, pending, kCallMagic, me, deferred, false};
+    if (enqueue(cpu_by_id(cpu), req)) return SyncPost::Queued;
+    release_slot({me, kAsyncCallCredit + static_cast<uint32_t>(slot)});
+    return SyncPost::Closed;
+}
+
+// Outside NoPreempt: one of the tasks holding this CPU's synchronous slots will be answered.
+void wait_for_sync_slot() {
+    run_pending_calls();
+    if (lock_holds_on_this_cpu() == 0) yield();
+    else cpu_relax();
 }
 
 void refuse_irqs_off(const char* what) {
     log_error("smp: %s from cpu%u with interrupts disabled refused: the target might be waiting "
               "for this CPU, which could then never answer",
               what, this_cpu()->cpu_id);
+}
+
+void reject_multicast(uint32_t src, McKind kind) {
+    CpuData* me = this_cpu();
+    me->counters.calls_rejected.fetch_add(1, std::memory_order_relaxed);
+    if (src >= cpu_count()) {
+        log_error("smp: cpu%u rejected a multicast from cpu%u: there is no such CPU", me->cpu_id,
+                  src);
+        return;
+    }
+    log_error("smp: cpu%u rejected a multicast from cpu%u: its CPU is not up (stage %s)",
+              me->cpu_id, src,
+              boot_stage_name(cpu_by_id(src)->boot_stage.load(std::memory_order_relaxed)));
+    Multicast& m = queue_of(src).outgoing[kind];
+    m.pending.fetch_or(kRejected, std::memory_order_relaxed);
+    m.pending.fetch_sub(1, std::memory_order_release);
 }
 
 // Runs the multicasts of `kind` that senders left for this CPU (interrupts off for kIrq).
@@ -255,6 +393,13 @@ bool run_multicasts(CallQueue& q, McKind kind, PassCost* cost, uint64_t* now) {
     for (uint32_t w = 0; w < words; ++w) {
         for (uint64_t bits = q.incoming[kind].word(w); bits != 0; bits &= bits - 1) {
             const uint32_t src = w * 64 + static_cast<uint32_t>(__builtin_ctzll(bits));
+            // The bit is the sender's slot: its multicast is the one in its own per-CPU data.
+            // A CPU that is not up cannot have set it (a multicast is done before its sender
+            // parks), and past the last CPU there is no sender at all.
+            if (src >= cpu_count() || (source_check() && !may_send(src))) {
+                if (q.incoming[kind].test_and_clear(src)) reject_multicast(src, kind);
+                continue;
+            }
             if (kind == kIrq && q.limiter_on && !q.limiter.admit(src, *now)) {
                 if (!q.mc_held.test(src)) {
                     q.mc_held.set(src);
@@ -361,6 +506,7 @@ const char* call_status_name(CallStatus s) {
     case CallStatus::RefusedIrqsOff: return "refused (interrupts disabled)";
     case CallStatus::Offline: return "target offline";
     case CallStatus::Busy: return "sender out of asynchronous-call credit";
+    case CallStatus::Rejected: return "rejected by the target (a request it could not attribute)";
     }
     return "?";
 }
@@ -390,9 +536,17 @@ void run_pending_calls() {
     CallRequest* list = q.head.exchange(q.closing ? kClosed : nullptr, std::memory_order_acquire);
     if (list == kClosed) list = nullptr;
     cost.handled = list != nullptr;
-    // Reverse: pushes made a LIFO stack, calls must run in the order they were made.
+    // Reverse: pushes made a LIFO stack, calls must run in the order they were made. Only
+    // what sits in a CPU's call slots is followed: any other pointer is not even read.
     CallRequest* ordered = nullptr;
     while (list != nullptr) {
+        SlotRef at;
+        if (!slot_of(list, &at)) {
+            me->counters.calls_rejected.fetch_add(1, std::memory_order_relaxed);
+            log_error("smp: cpu%u dropped its call queue from %p on: not a call slot, so nothing "
+                      "in or after it can be trusted", me->cpu_id, static_cast<void*>(list));
+            break;
+        }
         CallRequest* next = list->next;
         list->next = ordered;
         ordered = list;
@@ -401,22 +555,14 @@ void run_pending_calls() {
     while (ordered != nullptr) {
         CallRequest* r = ordered;
         ordered = r->next;
-        if (!well_formed(r) || !runnable(r)) {
-            me->counters.calls_rejected.fetch_add(1, std::memory_order_relaxed);
-            log_error("smp: cpu%u rejected a malformed call request %p (magic %#x, source %u)",
-                      me->cpu_id, static_cast<void*>(r), r->magic, r->source_cpu);
-            // One that is ours to complete is completed unrun, so its sender stops waiting;
-            // without the magic nothing in it can be trusted, not even its pending count.
-            if (well_formed(r) && r->source_cpu < cpu_count()) complete(r);
-            continue;
-        }
-        append(q.backlog_head, q.backlog_tail, r);
+        if (accept(r, slot_known(r))) append(q.backlog_head, q.backlog_tail, r);
     }
     // Run what the limiter admits, in order; the rest keeps its place in the backlog.
     CallRequest** link = &q.backlog_head;
     CallRequest* prev = nullptr;
     while (CallRequest* r = *link) {
-        if (q.limiter_on && !q.limiter.admit(r->source_cpu, now)) {
+        const SlotRef at = slot_known(r);
+        if (q.limiter_on && !q.limiter.admit(at.cpu, now)) {
             if (!r->held) {
                 r->held = true;
                 me->counters.calls_throttled.fetch_add(1, std::memory_order_relaxed);
@@ -432,10 +578,9 @@ void run_pending_calls() {
             sched_kick_worker();
             continue;
         }
-        const uint32_t source = r->source_cpu;
-        execute(r); // r may be reused from here on
+        execute(r, at); // r may be reused from here on
         const uint64_t after = monotonic_ns();
-        if (q.limiter_on) q.limiter.charge(source, after - now);
+        if (q.limiter_on) q.limiter.charge(at.cpu, after - now);
         cost.in_calls += after - now;
         cost.handled = true;
         now = after;
@@ -479,7 +624,7 @@ bool run_deferred_work() {
         // the CPU's own work, and long run_on work (a test running for seconds on every CPU)
         // must not leave its sender in debt for the next second. The worker is pinned to this
         // CPU, so the queue stays ours while we run.
-        if (r != nullptr) execute(r);
+        if (r != nullptr) execute(r, slot_known(r));
         else run_multicasts(per_cpu(g_call_queue), kDeferred, nullptr, nullptr);
         ran = true;
     }
@@ -518,28 +663,32 @@ bool has_deferred_work() {
 
 CallStatus call_on(uint32_t cpu, CallFn fn, void* arg, bool wait) {
     std::atomic<uint32_t> pending{1};
-    CallRequest req{nullptr, fn, arg, &pending, kCallMagic, 0, 0, false, false, false};
-    {
-        // "Is the target this CPU?" must stay true until the request is queued: no migration
-        // in between (the wait below may move; it only polls).
-        NoPreempt stay;
-        CpuData* me = this_cpu();
-        if (cpu == me->cpu_id) {
-            arch::IrqOff irq; // same conditions as on a remote CPU
-            fn(arg);
-            return CallStatus::Ok;
+    for (;;) {
+        {
+            // "Is the target this CPU?" must stay true until the request is queued: no
+            // migration in between (the wait below may move; it only polls).
+            NoPreempt stay;
+            CpuData* me = this_cpu();
+            if (cpu == me->cpu_id) {
+                arch::IrqOff irq; // same conditions as on a remote CPU
+                fn(arg);
+                return CallStatus::Ok;
+            }
+            if (!online(cpu)) return CallStatus::Offline;
+            if (!wait) return post_async(cpu, fn, arg, me->cpu_id, /*deferred=*/false);
+            if (!arch::irqs_enabled()) {
+                refuse_irqs_off("a synchronous call");
+                return CallStatus::RefusedIrqsOff;
+            }
+            const SyncPost p = try_post_sync(cpu, fn, arg, &pending, /*deferred=*/false);
+            if (p == SyncPost::Closed) return CallStatus::Offline;
+            if (p == SyncPost::Queued) break;
         }
-        if (!online(cpu)) return CallStatus::Offline;
-        if (!wait) return post_async(cpu, fn, arg, me->cpu_id, /*deferred=*/false);
-        if (!arch::irqs_enabled()) {
-            refuse_irqs_off("a synchronous call");
-            return CallStatus::RefusedIrqsOff;
-        }
-        req.source_cpu = me->cpu_id;
-        if (!enqueue(cpu_by_id(cpu), &req)) return CallStatus::Offline;
+        wait_for_sync_slot();
     }
     wait_for(pending, [cpu] { resend_to(cpu); });
-    return CallStatus::Ok;
+    return pending.load(std::memory_order_acquire) & kRejected ? CallStatus::Rejected
+                                                               : CallStatus::Ok;
 }
 
 namespace {
@@ -669,6 +818,7 @@ CallStatus post_many(const Targets& to, CallFn fn, void* arg, bool wait, bool de
         for (uint32_t c = 0; c < cpu_count(); ++c)
             if (c != slot_cpu && queue_of(c).incoming[kind].test(slot_cpu)) resend_to(c);
     });
+    if (m.pending.load(std::memory_order_acquire) & kRejected) status = CallStatus::Rejected;
     if (deferred) {
         m.owner.store(nullptr, std::memory_order_release);
     } else {
@@ -716,14 +866,18 @@ CallStatus run_on(uint32_t cpu, CallFn fn, void* arg) {
         return CallStatus::RefusedIrqsOff;
     }
     std::atomic<uint32_t> pending{1};
-    CallRequest req{nullptr, fn, arg, &pending, kCallMagic, 0, 0, false, true, false};
-    {
-        NoPreempt stay; // the source is the CPU the request is queued from
-        req.source_cpu = this_cpu()->cpu_id;
-        enqueue(cpu_by_id(cpu), &req);
+    for (;;) {
+        {
+            NoPreempt stay; // the slot is the CPU the request is queued from
+            const SyncPost p = try_post_sync(cpu, fn, arg, &pending, /*deferred=*/true);
+            if (p == SyncPost::Closed) return CallStatus::Offline;
+            if (p == SyncPost::Queued) break;
+        }
+        wait_for_sync_slot();
     }
     wait_for(pending, [cpu] { resend_to(cpu); });
-    return CallStatus::Ok;
+    return pending.load(std::memory_order_acquire) & kRejected ? CallStatus::Rejected
+                                                               : CallStatus::Ok;
 }
 
 CallStatus run_on_async(uint32_t cpu, CallFn fn, void* arg) {
@@ -757,7 +911,86 @@ void log_call_health() {
 
 uint32_t async_calls_outstanding(uint32_t cpu) {
     return static_cast<uint32_t>(
-        __builtin_popcountll(queue_of(cpu).pool.used.load(std::memory_order_relaxed)));
+        __builtin_popcountll(slots_of(cpu_by_id(cpu)->cpu_id).async_used.load(std::memory_order_relaxed)));
 }
 
 } // namespace cohort
+
+namespace cohort {
+
+bool call_slots_setup(uint32_t cpu, uint32_t node) {
+    constexpr uint64_t kPages = layout::kCallSlotStride / layout::kPageSize;
+    if (uint64_t{cpu} * layout::kCallSlotStride >= layout::kCallSlotAreaSize) return false;
+    const uint64_t va = layout::kCallSlotAreaBase + uint64_t{cpu} * layout::kCallSlotStride;
+    if (vmm::translate(va) != UINT64_MAX) return true; // a CPU id set up before
+    // On the sender's node: it writes every request; each target reads one.
+    const uint64_t phys = pmm::alloc_pages_node(node, kPages);
+    if (phys == 0) return false;
+    memset(phys_to_virt<void>(phys), 0, kPages * layout::kPageSize);
+    if (!vmm::map(va, phys, layout::kCallSlotStride, vmm::kWrite)) {
+        pmm::free_pages(phys, kPages);
+        return false;
+    }
+    return true;
+}
+
+void call_wait_sends_done() {
+    const uint32_t me = this_cpu()->cpu_id;
+    const CallSlots& cs = slots_of(me);
+    const CallQueue& q = per_cpu(g_call_queue);
+    const uint64_t start = monotonic_ns();
+    uint64_t report = start + 1'000'000'000;
+    for (;;) {
+        const int async = __builtin_popcountll(cs.async_used.load(std::memory_order_acquire));
+        const int sync = __builtin_popcountll(cs.sync_used.load(std::memory_order_acquire));
+        const bool mc = (q.outgoing[kIrq].pending.load(std::memory_order_acquire) & ~kRejected) != 0;
+        const bool run_mc = q.outgoing[kDeferred].owner.load(std::memory_order_acquire) != nullptr;
+        if (async == 0 && sync == 0 && !mc && !run_mc) return;
+        const uint64_t now = monotonic_ns();
+        if (now >= report) {
+            // Its targets are slow (or one never answers): say so; parking now would leave
+            // requests that can no longer be told from forged ones.
+            log_warn("smp: cpu%u waits %lu ms to park for its own calls: %d async and %d "
+                     "synchronous requests, %s multicast, %s run_on_many outstanding",
+                     me, (now - start) / 1'000'000, async, sync, mc ? "a" : "no",
+                     run_mc ? "a" : "no");
+            report = now + 1'000'000'000;
+        }
+        cpu_relax();
+    }
+}
+
+} // namespace cohort
+
+namespace cohort::call_testing {
+
+CallStatus forge_call(uint32_t target, uint32_t slot_cpu, uint32_t claimed, CallFn fn, void* arg) {
+    std::atomic<uint32_t> pending{1};
+    {
+        NoPreempt stay;
+        CallSlots& cs = slots_of(cpu_by_id(slot_cpu)->cpu_id);
+        const int slot = take_bit(cs.sync_used, kSyncCallSlots);
+        if (slot < 0) return CallStatus::Busy;
+        CallRequest* req = &cs.sync[slot];
+        *req = CallRequest{nullptr, fn, arg, &pending, kCallMagic, claimed, false, false};
+        if (!enqueue(cpu_by_id(target), req)) {
+            release_slot({slot_cpu, kAsyncCallCredit + static_cast<uint32_t>(slot)});
+            return CallStatus::Offline;
+        }
+    }
+    wait_for(pending, [target] { resend_to(target); });
+    return pending.load() & kRejected ? CallStatus::Rejected : CallStatus::Ok;
+}
+
+CallStatus forge_multicast(uint32_t target, uint32_t source, CallFn fn, void* arg) {
+    Multicast& m = queue_of(source).outgoing[kIrq];
+    m.fn = fn;
+    m.arg = arg;
+    m.pending.store(1, std::memory_order_relaxed);
+    queue_of(target).incoming[kIrq].test_and_set(source);
+    ipi_send(cpu_by_id(target), IpiKind::Call);
+    wait_for(m.pending, [target] { resend_to(target); });
+    return m.pending.load() & kRejected ? CallStatus::Rejected : CallStatus::Ok;
+}
+
+} // namespace cohort::call_testing

@@ -6,11 +6,14 @@
 // on a completion count and keeps draining its own queue meanwhile, so two CPUs calling each
 // other cannot deadlock.
 //
-// Nothing here allocates. A synchronous request lives on its caller's stack; a multicast
-// (call_on_many, run_on_many) is one request in the sender's per-CPU data that every target
-// finds through the sender's bit in its `incoming` mask; an asynchronous request takes one of
-// its sender's kAsyncCallCredit preallocated slots until it starts running, and a sender whose
-// slots are all queued gets CallStatus::Busy (and should retry later). Calls from one sender
+// Nothing here allocates. A multicast (call_on_many, run_on_many) is one request in the
+// sender's per-CPU data that every target finds through the sender's bit in its `incoming`
+// mask. A unicast request takes one of its sender's preallocated slots, which sit at a fixed
+// address per CPU: a target knows the sender from the slot (or the bit), never from what the
+// request says, and refuses one that claims another sender or comes from a CPU that is not up
+// (docs/security.md, "IPI sources"). An asynchronous request holds one of kAsyncCallCredit
+// slots until it starts running, and a sender whose slots are all queued gets
+// CallStatus::Busy (and should retry later); a synchronous one holds one of 32 until it ran. Calls from one sender
 // to one target run in the order they were made, except that a multicast may overtake
 // asynchronous calls that the rate limit holds back.
 #pragma once
@@ -28,6 +31,7 @@ enum class CallStatus {
     RefusedIrqsOff, // synchronous call with interrupts disabled: it could deadlock
     Offline,        // the target is not online
     Busy,           // the sender has kAsyncCallCredit asynchronous calls queued already
+    Rejected,       // the target refused the request: it did not come from where it claimed
 };
 const char* call_status_name(CallStatus s);
 
@@ -76,11 +80,28 @@ void run_stranded_calls();
 void log_call_health();
 /// Asynchronous requests of `cpu` queued now (of its kAsyncCallCredit).
 uint32_t async_calls_outstanding(uint32_t cpu);
+/// Maps CPU `cpu`'s request slots (in memory of NUMA node `node`); at boot, for every CPU id
+/// including hot-add slots. False when out of memory: the kernel cannot start that CPU.
+bool call_slots_setup(uint32_t cpu, uint32_t node);
+/// CPU hotplug, on the departing CPU just before it parks (interrupts off): waits until every
+/// request it sent has completed, so none is left that targets would have to refuse. Logs what
+/// is still outstanding every second.
+void call_wait_sends_done();
 /// Runs thread-context work queued by run_on (each CPU's worker task calls it with interrupts
 /// enabled). Returns true if it ran anything.
 bool run_deferred_work();
 /// Work queued by run_on is waiting on this CPU (call with interrupts disabled).
 bool has_deferred_work();
+
+/// Test hooks (docs/security.md, "IPI sources"): requests no genuine sender makes.
+namespace call_testing {
+/// Queues fn(arg) to `target` as a synchronous request sitting in `slot_cpu`'s slots and
+/// claiming to come from `claimed`, waits for the target, and returns its verdict.
+CallStatus forge_call(uint32_t target, uint32_t slot_cpu, uint32_t claimed, CallFn fn, void* arg);
+/// Sets `source`'s bit in `target`'s multicast mask, with fn(arg) in `source`'s multicast, as
+/// if `source` had sent one (it must not be sending: a CPU that is not up), and waits.
+CallStatus forge_multicast(uint32_t target, uint32_t source, CallFn fn, void* arg);
+} // namespace call_testing
 
 /// Reads the rate-limit options (ipi.rate_limit, ipi.budget_pct, ipi.source_pct).
 void call_limits_init();

@@ -239,6 +239,7 @@ void smp_cpu_parked() {
     if (me->locks_held != 0 || me->irq_depth != 0)
         panic("hotplug: cpu%u parks holding %u locks at interrupt depth %u", me->cpu_id,
               me->locks_held, me->irq_depth);
+    call_wait_sends_done(); // requests from a parked CPU are refused as forged
     me->boot_stage.store(BootStage::Offline, std::memory_order_release);
     // Interrupts off, halted: only INIT (then a SIPI) gets it out, which is how cpu_online
     // starts it. An NMI (a panic's stop) would wake it into the halt loop again.

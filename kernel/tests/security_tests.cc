@@ -214,6 +214,70 @@ KTEST_MANUAL(security, work_for_an_offline_cpu_panics) {
     ktest::note("not reached: cpu%u", c->cpu_id);
 }
 
+// --- IPI sources: a remote call is attributed by the slot it came through --------------------
+std::atomic<uint32_t> g_forged_ran{0};
+void forged_work(void*) { g_forged_ran.fetch_add(1); }
+uint64_t rejected_on(uint32_t c) { return cpu_by_id(c)->counters.calls_rejected.load(); }
+
+// A forged request must come back Rejected, counted once on its target, without running.
+bool refused(uint32_t target, CallStatus st, uint64_t before) {
+    return st == CallStatus::Rejected && rejected_on(target) == before + 1;
+}
+
+KTEST(security, remote_calls_are_attributed_by_their_slot_not_their_word) {
+    if (cpu_count() < 2) return ktest::skip("one CPU");
+    g_forged_ran = 0;
+    // 1. A request in cpu0's slots that says it comes from another CPU, to every other CPU.
+    uint32_t tried = 0, rejected = 0;
+    for (uint32_t t = 1; t < cpu_count(); ++t) {
+        if (!cpu_by_id(t)->online.load()) continue;
+        const uint32_t claimed = t + 1 < cpu_count() ? t + 1 : 1;
+        const uint64_t before = rejected_on(t);
+        ++tried;
+        if (refused(t, call_testing::forge_call(t, 0, claimed, forged_work, nullptr), before))
+            ++rejected;
+    }
+    ktest::note("%u of %u requests claiming another sender refused", rejected, tried);
+    KEXPECT_EQ(rejected, tried);
+    // The genuine path through the same slots still works, and runs once.
+    for (uint32_t t = 0; t < cpu_count(); ++t)
+        if (cpu_by_id(t)->online.load()) KEXPECT(call_on(t, forged_work, nullptr, true) == CallStatus::Ok);
+    uint32_t online = 0;
+    for (uint32_t t = 0; t < cpu_count(); ++t) online += cpu_by_id(t)->online.load() ? 1 : 0;
+    KEXPECT_EQ(g_forged_ran.load(), online);
+
+    // 2. From a CPU that is not up: a request in its slots, and a multicast bit of its own.
+    uint32_t k = 0;
+    for (uint32_t c = cpu_count(); c-- > 2;) {
+        if (cpu_by_id(c)->online.load()) {
+            k = c;
+            break;
+        }
+    }
+    if (k == 0) return ktest::note("no third CPU to take offline: the offline sender is not tried");
+    KASSERT(cpu_offline(k) == HotplugError::None);
+    g_forged_ran = 0;
+    uint64_t before = rejected_on(1);
+    const bool call_refused =
+        refused(1, call_testing::forge_call(1, k, k, forged_work, nullptr), before);
+    before = rejected_on(1);
+    const bool multicast_refused =
+        refused(1, call_testing::forge_multicast(1, k, forged_work, nullptr), before);
+    KASSERT(cpu_online(k) == HotplugError::None);
+    ktest::note("from offline cpu%u: request %s, multicast %s", k,
+                call_refused ? "refused" : "RAN", multicast_refused ? "refused" : "RAN");
+    KEXPECT(call_refused);
+    KEXPECT(multicast_refused);
+    KEXPECT_EQ(g_forged_ran.load(), 0u);
+    // Once back, its own calls are accepted again.
+    static CallStatus from_k;
+    from_k = CallStatus::Busy;
+    KEXPECT(run_on(k, [](void*) { from_k = call_on(1, forged_work, nullptr, true); }, nullptr) ==
+            CallStatus::Ok);
+    KEXPECT(from_k == CallStatus::Ok);
+    KEXPECT_EQ(g_forged_ran.load(), 1u);
+}
+
 // The stack protector's canary is the running task's: each task has its own, and the CPU's copy
 // (what compiled code checks against) is switched with the task.
 struct CanarySeen {
