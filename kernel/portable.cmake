@@ -10,6 +10,7 @@ set(COHORT_PORTABLE_SOURCES
   acpi/subtable.cc
   acpi/tables.cc
   arch/x86/cpu_compat.cc
+  arch/x86/kcfi_decode.cc
   arch/x86/topology.cc
   console/args.cc
   console/line_editor.cc

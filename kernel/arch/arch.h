@@ -152,6 +152,13 @@ uint64_t random_u64();
 /// Functions that run before the CPU's base register is set (the compiler's stack protector
 /// reads the canary through it): the boot CPU's first steps and an AP's entry.
 #define COHORT_NO_STACK_PROTECTOR __attribute__((no_stack_protector))
+/// Functions whose indirect calls go to targets that carry no KCFI type id: code the compiler
+/// generates (static constructors). Each use says why; everything else is checked.
+#if defined(__clang__) && __clang_major__ >= 16
+#define COHORT_NO_KCFI __attribute__((no_sanitize("kcfi")))
+#else
+#define COHORT_NO_KCFI
+#endif
 
 // --- I/O space (x86 port I/O), where ACPI's SystemIO registers live -------------------------------
 inline uint8_t io_in8(uint16_t port);

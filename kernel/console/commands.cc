@@ -126,7 +126,7 @@ void cmd_top(size_t, Words) {
     }
     for (uint32_t i = 0; i < n; ++i) prev[i] = sched_cpu_stats(i);
     console_printf("per-CPU load over each second; press any key to stop\n");
-    for (uint32_t round = 0;; ++round) {
+    for (;;) {
         if (read_byte_timeout(1'000'000'000) >= 0) break;
         console_printf("[%lu s]", monotonic_ns() / 1000000000);
         uint32_t shown = 0;

@@ -3,6 +3,8 @@
 
 #include "arch/x86/cpu.h"
 #include "arch/x86/cr_pin.h"
+#include "arch/x86/kcfi.h"
+#include "debug/fault_catcher.h"
 #include "debug/audit.h"
 #include "debug/symbols.h"
 #include "sched/sched.h"
@@ -10,6 +12,9 @@
 #include "smp/cpu.h"
 #include "smp/hotplug.h"
 #include "test/ktest.h"
+
+extern "C" uint64_t kcfi_probe_typed_asm(uint64_t); // kcfi_probe.S: carries its type id
+extern "C" uint64_t kcfi_probe_untyped_asm(uint64_t); // kcfi_probe.S: carries none
 
 namespace cohort {
 namespace {
@@ -276,6 +281,74 @@ KTEST(security, remote_calls_are_attributed_by_their_slot_not_their_word) {
             CallStatus::Ok);
     KEXPECT(from_k == CallStatus::Ok);
     KEXPECT_EQ(g_forged_ran.load(), 1u);
+}
+
+// --- Indirect calls (KCFI): a call through a pointer of the wrong type traps -----------------
+using ProbeFn = uint64_t (*)(uint64_t);
+uint64_t add_three(uint64_t x) { return x + 3; }
+std::atomic<uint32_t> g_wrong_target_ran{0};
+void wrong_target(void*) { g_wrong_target_ran.fetch_add(1); } // not uint64_t (uint64_t)
+
+// Hides where a pointer came from, so the compiler cannot turn the call into a direct one.
+template <typename T>
+T opaque(T p) {
+    asm volatile("" : "+r"(p));
+    return p;
+}
+
+struct Probe {
+    ProbeFn fn;
+    uint64_t result;
+};
+void call_probe(void* arg) {
+    auto& p = *static_cast<Probe*>(arg);
+    p.result = opaque(p.fn)(39);
+}
+
+struct KcfiSeen {
+    std::atomic<uint32_t> typed_ok{0};   // CPUs where both well-typed calls ran and returned
+    std::atomic<uint32_t> mismatch{0};   // CPUs where the C++ mismatch trapped at a KCFI trap
+    std::atomic<uint32_t> untyped{0};    // CPUs where the call to untyped assembly trapped
+};
+
+// One CPU's share: well-typed calls run; a C++ function of another type and an assembly
+// function with no type id are refused by the check before the call.
+void kcfi_on_this_cpu(void* arg) {
+    auto& seen = *static_cast<KcfiSeen*>(arg);
+    Probe cxx{&add_three, 0}, asm_typed{&kcfi_probe_typed_asm, 0};
+    call_probe(&cxx);
+    call_probe(&asm_typed);
+    if (cxx.result == 42 && asm_typed.result == 40) seen.typed_ok.fetch_add(1);
+    FaultInfo f{};
+    Probe wrong{reinterpret_cast<ProbeFn>(&wrong_target), 0};
+    if (run_catching_faults(call_probe, &wrong, &f) && f.vector == 6 && x86::kcfi_is_trap(f.rip))
+        seen.mismatch.fetch_add(1);
+    Probe untyped{&kcfi_probe_untyped_asm, 0};
+    if (run_catching_faults(call_probe, &untyped, &f) && f.vector == 6 && x86::kcfi_is_trap(f.rip))
+        seen.untyped.fetch_add(1);
+}
+
+KTEST(security, indirect_calls_of_the_wrong_type_trap_on_every_cpu) {
+    if (!x86::kcfi_enabled()) ktest::note("built without KCFI (COHORT_KCFI=OFF or clang < 16)");
+    g_wrong_target_ran = 0;
+    static KcfiSeen seen;
+    seen.typed_ok = seen.mismatch = seen.untyped = 0;
+    KASSERT(ktest::run_on_all_cpus(kcfi_on_this_cpu, &seen));
+    uint32_t online = 0;
+    for (uint32_t c = 0; c < cpu_count(); ++c) online += cpu_by_id(c)->online.load() ? 1 : 0;
+    ktest::note("%u CPUs: well-typed calls ran on %u, the wrong C++ type trapped on %u, untyped "
+                "assembly on %u; the wrong target ran %u times", online, seen.typed_ok.load(),
+                seen.mismatch.load(), seen.untyped.load(), g_wrong_target_ran.load());
+    KEXPECT_EQ(seen.typed_ok.load(), online);
+    KEXPECT_EQ(seen.mismatch.load(), online);
+    KEXPECT_EQ(seen.untyped.load(), online);
+    KEXPECT_EQ(g_wrong_target_ran.load(), 0u);
+}
+
+KTEST_MANUAL(security, a_mismatched_indirect_call_is_reported) {
+    Probe wrong{reinterpret_cast<ProbeFn>(&wrong_target), 0};
+    call_probe(&wrong);
+    ktest::note("not reached: the wrong target ran");
 }
 
 // The stack protector's canary is the running task's: each task has its own, and the CPU's copy

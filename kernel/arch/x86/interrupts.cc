@@ -9,6 +9,7 @@
 #include "debug/fault_catcher.h"
 #include "debug/audit.h"
 #include "debug/log.h"
+#include "arch/x86/kcfi.h"
 #include "debug/panic.h"
 #include "lib/format.h"
 #include "mm/kstack.h"
@@ -101,10 +102,14 @@ void report_exception(const InterruptFrame& f, const char* what) {
 void handle_exception(InterruptFrame& f) {
     CpuData* cpu = this_cpu();
     const char* what = kExceptionNames[f.vector];
+    // A failed KCFI check is a ud2 the compiler placed: say which call and target it was.
+    char kcfi[256];
+    const bool kcfi_trap = f.vector == kVecInvalidOpcode && kcfi_describe(f, kcfi, sizeof(kcfi));
     if (FaultCatcher* c = active_fault_catcher(); c != nullptr && recoverable_by_catcher(f.vector)) {
         if (c->quiet) {
-            log_debug("fault caught as expected: %s at rip %#lx", what, f.rip);
+            log_debug("fault caught as expected: %s at rip %#lx", kcfi_trap ? kcfi : what, f.rip);
         } else {
+            if (kcfi_trap) console_printf("\n*** cpu%u: %s\n", cpu->cpu_id, kcfi);
             report_exception(f, what);
             console_printf("    (recovered: the fault ends the current test)\n");
         }
@@ -127,6 +132,7 @@ void handle_exception(InterruptFrame& f) {
             kstack_describe_guard(f.rsp - 8, guard, sizeof(guard)))
             panic_with_frame(f, "double fault: kernel stack overflow (rsp %#lx%s)", f.rsp, guard);
     }
+    if (kcfi_trap) panic_with_frame(f, "%s", kcfi);
     panic_with_frame(f, "unhandled exception %s (vector %lu, error code %#lx) at rip %#lx", what,
                      f.vector, f.error_code, f.rip);
 }
