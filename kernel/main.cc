@@ -3,6 +3,7 @@
 
 #include "arch/x86/cpu.h"
 #include "arch/x86/cpu_features.h"
+#include "arch/x86/cpu_private.h"
 #include "arch/x86/cpu_stacks.h"
 #include "arch/x86/gdt.h"
 #include "arch/x86/interrupts.h"
@@ -100,6 +101,9 @@ void main_task(void*);
 /// hits a guard page instead of silently corrupting .bss.
 [[noreturn]] void switch_to_guarded_stacks() {
     CpuData* cpu = this_cpu();
+    // Onto the boot CPU's own top-level table first: its IST stacks are in its private region.
+    if (!x86::cpu_private_setup(*cpu)) panic("boot: cannot build the boot CPU's own page tables");
+    x86::write_cr3(cpu->page_root);
     if (!x86::alloc_cpu_stacks(*cpu)) panic("boot: cannot allocate the boot CPU's stacks");
     // The TSS is live: patch in the new IST stacks (the early ones are static and stay valid
     // until each slot is replaced).

@@ -63,6 +63,7 @@ constexpr ParamInfo kKnown[] = {
     {"test.acpi_wait_host", "that test ends only after a '!' from the host on the serial port"},
     {"test.acpi_load", "that test runs its call and scheduler load meanwhile (default 1)"},
     {"security.ipi_source_check", "refuse remote calls whose slot names another sender or a CPU that is not up (default 1; 0 for tests)"},
+    {"security.cpu_private", "take each CPU's private pages out of the direct map (default 1; 0 for tests)"},
     {"security.cr_pinning", "pin CR0.WP, CR4.SMEP/SMAP/UMIP and EFER.NXE (default 1; 0 for tests)"},
     {"security.audit", "record configuration writes in each CPU's audit ring (default 1)"},
     {"ipi.broadcast", "0: never use the all-but-self IPI shorthand"},

@@ -54,7 +54,13 @@ int64_t page_table_pages();
 /// virtual address of `pa` itself (offset preserved), or nullptr when out of address space.
 void* map_device(uint64_t pa, uint64_t size, uint32_t prot = kRead | kWrite | kUncached);
 
-/// Physical address of the kernel's top-level page table (shared by every address space).
+/// Removes `pages` frames from `phys` on from the direct map (or, with `read_only`, leaves them
+/// readable only), splitting its large pages as needed, and flushes them on every CPU: for the
+/// CPU-private regions. False (logged) when out of memory for the split tables.
+[[nodiscard]] bool direct_map_restrict(uint64_t phys, uint64_t pages, bool read_only);
+
+/// Physical address of the kernel's master top-level table: every CPU's own top-level table
+/// copies its kernel half, all but the CPU-private slot (arch/x86/cpu_private.cc).
 uint64_t kernel_root();
 
 struct WxAudit {

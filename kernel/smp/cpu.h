@@ -71,6 +71,12 @@ struct alignas(64) CpuData {
     std::atomic<BootStage> boot_stage; // the BSP and this CPU write it during bring-up only
     std::atomic<bool> online;
     uint64_t ist_tops[arch::kIstCount]; // read-mostly too (bring-up), on the next line
+    // This CPU's own top-level page table (physical) and its private pages (IST stacks and
+    // CPU-private variables: one physical block, removed from the direct map). Not secrets:
+    // the fault report names the owner of an address, and the tests aim at it.
+    uint64_t page_root;
+    uint64_t private_phys;
+    uint32_t private_pages;
 
     // --- written by this CPU on every switch, interrupt or lock ---
     alignas(64) uint64_t kernel_stack_top;

@@ -2,16 +2,24 @@
 #include <cstring>
 
 #include "arch/x86/cpu.h"
+#include "arch/x86/cpu_private.h"
 #include "arch/x86/cr_pin.h"
 #include "arch/x86/kcfi.h"
 #include "debug/fault_catcher.h"
+#include "mm/address_space.h"
+#include "mm/layout.h"
+#include "mm/phys.h"
+#include "mm/pmm.h"
 #include "debug/audit.h"
 #include "debug/symbols.h"
+#include "lib/format.h"
 #include "sched/sched.h"
 #include "smp/call.h"
 #include "smp/cpu.h"
+#include "smp/cpu_private.h"
 #include "smp/hotplug.h"
 #include "test/ktest.h"
+#include "time/clock.h"
 
 extern "C" uint64_t kcfi_probe_typed_asm(uint64_t); // kcfi_probe.S: carries its type id
 extern "C" uint64_t kcfi_probe_untyped_asm(uint64_t); // kcfi_probe.S: carries none
@@ -349,6 +357,154 @@ KTEST_MANUAL(security, a_mismatched_indirect_call_is_reported) {
     Probe wrong{reinterpret_cast<ProbeFn>(&wrong_target), 0};
     call_probe(&wrong);
     ktest::note("not reached: the wrong target ran");
+}
+
+// --- CPU-private mappings --------------------------------------------------------------------
+COHORT_CPU_PRIVATE(uint64_t, g_private_probe);
+
+struct PrivateSeen {
+    std::atomic<uint32_t> own_value{0};      // CPUs that read back their own value
+    std::atomic<uint32_t> stacks_refused{0}; // CPUs whose read-then-write of a neighbour's IST
+                                             // stack through the direct map faulted
+    std::atomic<uint32_t> tables_refused{0}; // ... whose write of its top-level table faulted
+    std::atomic<uint32_t> reported{0};       // faults whose description names the owner
+    std::atomic<uint32_t> tables_readable{0};
+};
+
+// Reads a word and writes the same value back: harmless if the write goes through (the test
+// then fails), and a fault at the first access the alias refuses.
+void touch(void* arg) {
+    auto* p = static_cast<volatile uint64_t*>(arg);
+    const uint64_t v = *p;
+    *p = v;
+}
+void read_only(void* arg) { (void)*static_cast<volatile uint64_t*>(arg); }
+
+bool names_owner(uint64_t addr, uint32_t owner) {
+    char what[128], want[16];
+    format(want, sizeof(want), "cpu%u's", owner);
+    return x86::cpu_private_describe(addr, what, sizeof(what)) && strstr(what, want) != nullptr;
+}
+
+uint64_t probe_value(uint32_t cpu) { return 0x9e1f'0000'0000'0000 | cpu; }
+
+void private_write(void*) {
+    arch::IrqOff irq; // on the CPU whose region it is
+    cpu_private(g_private_probe) = probe_value(this_cpu()->cpu_id);
+}
+
+void private_check(void* arg) {
+    auto& seen = *static_cast<PrivateSeen*>(arg);
+    const uint32_t me = this_cpu()->cpu_id;
+    {
+        // Every CPU wrote the same address (the previous pass): each finds its own value.
+        arch::IrqOff irq;
+        if (cpu_private(g_private_probe) == probe_value(me)) seen.own_value.fetch_add(1);
+    }
+    // A neighbour's private pages, through the direct map: its lowest IST stack word and its
+    // top-level table.
+    uint32_t other = me;
+    for (uint32_t c = 1; c < cpu_count(); ++c) {
+        const uint32_t k = (me + c) % cpu_count();
+        if (cpu_by_id(k)->online.load() && cpu_by_id(k)->page_root != 0) {
+            other = k;
+            break;
+        }
+    }
+    if (other == me) return;
+    const CpuData* o = cpu_by_id(other);
+    auto* stack = phys_to_virt<uint64_t>(o->private_phys);
+    auto* root = phys_to_virt<uint64_t>(o->page_root) + 300; // a kernel-half entry
+    FaultInfo f{};
+    if (run_catching_faults(touch, stack, &f) && f.vector == 14 &&
+        f.cr2 == reinterpret_cast<uint64_t>(stack)) {
+        seen.stacks_refused.fetch_add(1);
+        if (names_owner(f.cr2, other)) seen.reported.fetch_add(1);
+    }
+    if (!run_catching_faults(read_only, root, &f)) seen.tables_readable.fetch_add(1);
+    if (run_catching_faults(touch, root, &f) && f.vector == 14 && (f.error_code & 3) == 3)
+        seen.tables_refused.fetch_add(1);
+}
+
+KTEST(security, cpu_private_pages_are_reachable_only_by_their_cpu) {
+    static PrivateSeen seen;
+    seen.own_value = seen.stacks_refused = seen.tables_refused = seen.reported =
+        seen.tables_readable = 0;
+    uint32_t online = 0;
+    for (uint32_t c = 0; c < cpu_count(); ++c) online += cpu_by_id(c)->online.load() ? 1 : 0;
+    KASSERT(ktest::run_on_all_cpus(private_write, nullptr));
+    KASSERT(ktest::run_on_all_cpus(private_check, &seen));
+    const uint32_t others = online > 1 ? online : 0;
+    ktest::note("%u CPUs: %u read their own value at the shared address; of %u neighbours' IST "
+                "stacks %u refused (%u reported with the owner), top-level tables %u readable "
+                "and %u refused a write", online, seen.own_value.load(), others,
+                seen.stacks_refused.load(), seen.reported.load(), seen.tables_readable.load(),
+                seen.tables_refused.load());
+    KEXPECT_EQ(seen.own_value.load(), online);
+    KEXPECT_EQ(seen.stacks_refused.load(), others);
+    KEXPECT_EQ(seen.reported.load(), others);
+    KEXPECT_EQ(seen.tables_readable.load(), others);
+    KEXPECT_EQ(seen.tables_refused.load(), others);
+}
+
+// A space that gets a new top-level entry while other CPUs run it: each copies the entry on its
+// first access (lower_half_sync_fault) and reads the right memory.
+constexpr uint64_t kGrowVa = 0x60000000, kGrowVa2 = kGrowVa + (1ull << 39); // the next slot
+struct Grow {
+    std::atomic<uint32_t> phase{0}, readers_done{0}, saw_new{0}, wrong{0};
+    uint64_t a = 0, b = 0;
+};
+void grow_reader(void* arg) {
+    auto& g = *static_cast<Grow*>(arg);
+    bool saw = false;
+    for (;;) {
+        const uint32_t ph = g.phase.load(std::memory_order_acquire);
+        if (ph == 2) break;
+        if (*reinterpret_cast<volatile uint64_t*>(kGrowVa) != g.a) g.wrong.fetch_add(1);
+        if (ph == 1 && !saw) {
+            if (*reinterpret_cast<volatile uint64_t*>(kGrowVa2) != g.b) g.wrong.fetch_add(1);
+            saw = true;
+        }
+        cpu_relax();
+        yield();
+    }
+    if (saw) g.saw_new.fetch_add(1);
+}
+
+KTEST(security, a_space_that_grows_is_seen_on_every_cpu_running_it) {
+    AddressSpace* as = address_space_create();
+    KASSERT(as != nullptr);
+    const uint64_t fa = pmm::alloc_zeroed_page(), fb = pmm::alloc_zeroed_page();
+    KASSERT(fa != 0 && fb != 0);
+    static Grow g;
+    g.phase = 0, g.readers_done = 0, g.saw_new = 0, g.wrong = 0;
+    g.a = 0x1111'2222'3333'4444;
+    g.b = 0x5555'6666'7777'8888;
+    *phys_to_virt<uint64_t>(fa) = g.a;
+    *phys_to_virt<uint64_t>(fb) = g.b;
+    KASSERT(address_space_map(as, kGrowVa, fa, false));
+    uint32_t online = 0;
+    for (uint32_t c = 0; c < cpu_count(); ++c) online += cpu_by_id(c)->online.load() ? 1 : 0;
+    const uint32_t readers = online < 2 ? 2 : online > 16 ? 16 : online;
+    Task* tasks[16];
+    for (uint32_t i = 0; i < readers; ++i) {
+        tasks[i] = task_create(grow_reader, &g, {.name = "grow", .address_space = as});
+        KASSERT(tasks[i] != nullptr);
+    }
+    sleep_for(20'000'000); // every reader runs the space with one top-level entry
+    KASSERT(address_space_map(as, kGrowVa2, fb, false)); // a second one, while they run
+    g.phase = 1;
+    sleep_for(20'000'000);
+    g.phase = 2;
+    for (uint32_t i = 0; i < readers; ++i) task_join(tasks[i]);
+    ktest::note("%u readers saw the new entry, %u wrong reads", g.saw_new.load(), g.wrong.load());
+    KEXPECT_EQ(g.saw_new.load(), readers);
+    KEXPECT_EQ(g.wrong.load(), 0u);
+    address_space_unmap(as, kGrowVa, 4096);
+    address_space_unmap(as, kGrowVa2, 4096);
+    address_space_destroy(as);
+    pmm::free_pages(fa);
+    pmm::free_pages(fb);
 }
 
 // The stack protector's canary is the running task's: each task has its own, and the CPU's copy

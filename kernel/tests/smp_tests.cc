@@ -6,6 +6,7 @@
 
 #include "arch/x86/cpu.h"
 #include "arch/x86/cpu_features.h"
+#include "arch/x86/cpu_private.h"
 #include "arch/x86/cpu_stacks.h"
 #include "arch/x86/gdt.h"
 #include "arch/x86/lapic.h"
@@ -145,7 +146,7 @@ KTEST(smp, security_state_identical_on_all_cpus) {
 
 KTEST(smp, ist_stacks_only_for_slots_in_use) {
     // The gates use slots 1..kIstDebug (interrupts.cc): a guarded stack of kIstStackSize
-    // each. The TSS's other slots: no stack, nothing allocated.
+    // each, in the CPU's private region. The TSS's other slots: no stack, nothing allocated.
     constexpr int kUsed = x86::kIstDebug;
     for (uint32_t i = 0; i < cpu_count(); ++i) {
         const CpuData* c = cpu_by_id(i);
@@ -157,8 +158,10 @@ KTEST(smp, ist_stacks_only_for_slots_in_use) {
                 continue;
             }
             KEXPECT_EQ(top, c->ist_tops[slot]);
+            KEXPECT_EQ(top, x86::cpu_private_ist_top(slot));
             char where[160];
-            KEXPECT(kstack_describe_guard(top - x86::kIstStackSize - 1, where, sizeof(where)));
+            KEXPECT(x86::cpu_private_describe(top - x86::kIstStackSize - 1, where, sizeof(where)));
+            KEXPECT(strstr(where, "guard page below IST stack") != nullptr);
         }
     }
 }

@@ -8,6 +8,7 @@
 
 #include "arch/x86/cpu.h"
 #include "arch/x86/cpu_features.h"
+#include "arch/x86/cpu_private.h"
 #include "arch/x86/paging.h"
 #include "debug/log.h"
 #include "debug/panic.h"
@@ -19,6 +20,7 @@
 #include "boot/params.h"
 #include "smp/call.h"
 #include "smp/cpu.h"
+#include "smp/cpu_private.h"
 #include "smp/percpu.h"
 #include "smp/tlb.h"
 
@@ -30,8 +32,12 @@ namespace {
 
 AddressSpace g_kernel_as;
 COHORT_PERCPU(AddressSpace*, g_current_as);
-COHORT_PERCPU(PcidCache, g_pcids);
-COHORT_PERCPU(AddressSpaceSwitchStats, g_switch_stats);
+// This CPU's own business only: in its private region (smp/cpu_private.h).
+COHORT_CPU_PRIVATE(PcidCache, g_pcids);
+COHORT_CPU_PRIVATE(AddressSpaceSwitchStats, g_switch_stats);
+// Whose lower half the CPU's own top-level table holds (its table starts with none: the
+// kernel's).
+COHORT_CPU_PRIVATE(const AddressSpace*, g_installed) = &g_kernel_as;
 // Lazy TLB on this CPU. `on`: it keeps g_current_as loaded for a kernel thread. `loaded_gen`:
 // the space's generation read just before this CPU last loaded it with a flush (CR3 write),
 // the newest change its TLB is sure to reflect. Not the generation at the switch to the kernel
@@ -41,12 +47,14 @@ struct LazyState {
     bool on;
     uint64_t loaded_gen;
 };
-COHORT_PERCPU(LazyState, g_lazy);
+COHORT_CPU_PRIVATE(LazyState, g_lazy);
 std::atomic<uint64_t> g_next_id{1};
 
 constexpr uint64_t kCr3NoFlush = 1ull << 63; // with CR4.PCIDE: keep the new PCID's entries
 
 uint64_t* table(uint64_t phys) { return phys_to_virt<uint64_t>(phys); }
+// The running CPU's own top-level table, through the only writable mapping it has.
+uint64_t* own_root() { return reinterpret_cast<uint64_t*>(layout::kCpuPrivateRoot); }
 
 // Test injection: a lazy CPU coming back skips its generation check (the TLB tests show it
 // then reads through a stale translation).
@@ -57,12 +65,12 @@ bool lazy_gen_check_skipped() {
 
 void write_cr3_counted(uint64_t v) {
     x86::write_cr3(v);
-    ++per_cpu(g_switch_stats).cr3_writes;
+    ++cpu_private(g_switch_stats).cr3_writes;
 }
 
 // Remote call from address_space_destroy: stop keeping `arg` loaded.
 void leave_lazy(void* arg) {
-    if (per_cpu(g_lazy).on && per_cpu(g_current_as) == static_cast<AddressSpace*>(arg))
+    if (cpu_private(g_lazy).on && per_cpu(g_current_as) == static_cast<AddressSpace*>(arg))
         address_space_activate(&g_kernel_as);
 }
 
@@ -128,45 +136,56 @@ bool address_space_pcid_enabled() { return x86::pcid_enabled(); }
 
 AddressSpaceSwitchStats address_space_switch_stats() {
     x86::InterruptGuard irq;
-    return per_cpu(g_switch_stats);
+    return cpu_private(g_switch_stats);
 }
 
 void address_space_activate(AddressSpace* as) {
     x86::InterruptGuard irq; // the switch and the mask updates must not be split by a call
     AddressSpace* old = address_space_current();
-    LazyState& lazy = per_cpu(g_lazy);
-    AddressSpaceSwitchStats& stats = per_cpu(g_switch_stats);
-    const uint32_t me = this_cpu()->cpu_id;
+    LazyState& lazy = cpu_private(g_lazy);
+    AddressSpaceSwitchStats& stats = cpu_private(g_switch_stats);
+    const CpuData* cpu = this_cpu();
+    const uint32_t me = cpu->cpu_id;
+    const uint64_t root = cpu->page_root; // every space runs on the CPU's own top-level table
+    // Whether its lower half is in our table already (then CR3 need not change for it).
+    const bool installed = cpu_private(g_installed) == as;
     as->active.set(me); // a locked RMW: a full barrier before the generation is read
     if (!x86::pcid_enabled()) {
         // Any change bumped after this read either finds us active (and sends us its flush)
         // or leaves the generation past what we record here.
         const uint64_t gen = as->tlb_gen.load(std::memory_order_seq_cst);
-        if (lazy.on && old == as && (x86::read_cr3() & x86::pte::kAddrMask) == as->root) {
+        if (lazy.on && old == as && installed) {
             // Back to the space a kernel thread kept loaded. Shootdowns skipped us while we
             // were out of the active set; if any change was made since we last loaded it with
             // a flush, its generation moved on: drop the space's entries (the kernel's are
             // global and stay).
             if (gen != lazy.loaded_gen && !lazy_gen_check_skipped()) {
-                x86::write_cr3(as->root);
+                x86::write_cr3(root);
                 lazy.loaded_gen = gen;
                 ++stats.cr3_writes;
                 ++stats.lazy_flushed;
             } else {
                 ++stats.lazy_kept;
             }
-        } else if (old != as || (x86::read_cr3() & x86::pte::kAddrMask) != as->root) {
+        } else if (old != as || !installed) {
             // Every CR3 load flushes the non-global entries: nothing of another space survives.
-            write_cr3_counted(as->root);
+            x86::lower_half_clear();
+            write_cr3_counted(root);
+            x86::lower_half_fill(as);
             lazy.loaded_gen = gen;
         }
     } else {
         // The PCID cache compares the generation itself, lazy or not (mm/pcid_cache.h).
         const PcidCache::Decision d =
-            per_cpu(g_pcids).switch_to(as->id, as->tlb_gen.load(std::memory_order_seq_cst));
-        const uint64_t cr3 = as->root | d.pcid;
-        if (d.flush || x86::read_cr3() != cr3) {
+            cpu_private(g_pcids).switch_to(as->id, as->tlb_gen.load(std::memory_order_seq_cst));
+        const uint64_t cr3 = root | d.pcid;
+        if (d.flush || x86::read_cr3() != cr3 || !installed) {
+            // The old space's entries leave the table before the new PCID is loaded and the
+            // new ones arrive after: a walk tagged with either PCID only ever sees its own
+            // space's entries (paging-structure caches keep entries per PCID).
+            if (!installed) x86::lower_half_clear();
             write_cr3_counted(cr3 | (d.flush ? 0 : kCr3NoFlush));
+            if (!installed) x86::lower_half_fill(as);
             ++(d.flush ? stats.flushed : stats.kept);
         } else if (lazy.on && old == as) {
             ++stats.lazy_kept;
@@ -185,14 +204,14 @@ void address_space_cpu_leaving() {
     address_space_activate(&g_kernel_as); // off any space a kernel thread kept lazily
     g_kernel_as.active.clear(this_cpu()->cpu_id);
     // INIT empties its TLB; the PCID cache must say so when it comes back.
-    new (&per_cpu(g_pcids)) PcidCache();
-    per_cpu(g_lazy) = LazyState{};
+    new (&cpu_private(g_pcids)) PcidCache();
+    cpu_private(g_lazy) = LazyState{};
 }
 
 void address_space_enter_lazy() {
     x86::InterruptGuard irq;
     AddressSpace* as = address_space_current();
-    LazyState& lazy = per_cpu(g_lazy);
+    LazyState& lazy = cpu_private(g_lazy);
     if (as == &g_kernel_as || lazy.on) return;
     if (!tlb_lazy_enabled()) {
         address_space_activate(&g_kernel_as);
@@ -206,7 +225,7 @@ void address_space_enter_lazy() {
     lazy.on = true;
     as->lazy.set(me); // before leaving `active`: address_space_destroy sees us in one of them
     as->active.clear(me);
-    ++per_cpu(g_switch_stats).lazy_entered;
+    ++cpu_private(g_switch_stats).lazy_entered;
 }
 
 bool address_space_map(AddressSpace* as, uint64_t va, uint64_t pa, bool writable) {
@@ -236,5 +255,38 @@ uint64_t address_space_unmap(AddressSpace* as, uint64_t va, uint64_t size) {
     batch.flush();
     return n;
 }
+
+namespace x86 {
+
+// The lower half lives in the space's own top-level table (written under its lock, where
+// address_space_map creates entries); the CPU's table gets a copy of its 256 entries.
+void lower_half_clear() {
+    uint64_t* root = own_root();
+    for (unsigned i = 0; i < 256; ++i) root[i] = 0;
+    cpu_private(g_installed) = nullptr;
+}
+
+void lower_half_fill(const AddressSpace* as) {
+    uint64_t* root = own_root();
+    const uint64_t* src = table(as->root);
+    for (unsigned i = 0; i < 256; ++i) root[i] = __atomic_load_n(&src[i], __ATOMIC_ACQUIRE);
+    cpu_private(g_installed) = as;
+}
+
+const AddressSpace* lower_half_installed() { return cpu_private(g_installed); }
+
+bool lower_half_sync_fault(uint64_t addr) {
+    if (addr >= layout::kKernelHalf || this_cpu()->page_root == 0) return false;
+    const AddressSpace* as = cpu_private(g_installed);
+    if (as == nullptr) return false;
+    const unsigned i = (addr >> 39) & 511;
+    uint64_t* root = own_root();
+    const uint64_t e = __atomic_load_n(&table(as->root)[i], __ATOMIC_ACQUIRE);
+    if (root[i] != 0 || e == 0) return false;
+    root[i] = e; // non-present entries are never cached: the retry walks this one
+    return true;
+}
+
+} // namespace x86
 
 } // namespace cohort

@@ -8,6 +8,7 @@
 #include "arch/x86/cpu.h"
 #include "arch/x86/cpu_compat.h"
 #include "arch/x86/cpu_features.h"
+#include "arch/x86/cpu_private.h"
 #include "arch/x86/cpu_stacks.h"
 #include "arch/x86/fpu.h"
 #include "arch/x86/gdt.h"
@@ -71,9 +72,10 @@ x86::TrampolineData* trampoline_data() { return phys_to_virt<x86::TrampolineData
 /// First C++ code on an AP, on its own stack; `cpu` was found by the trampoline by APIC id.
 // No stack protector: the canary is read through GSBASE, which INIT left at zero.
 extern "C" [[noreturn]] COHORT_NO_STACK_PROTECTOR void ap_entry(CpuData* cpu) {
-    // Off the trampoline's page tables first: their kernel half is the kernel's, so nothing
-    // moves, and from here on this CPU caches nothing of the identity map the BSP will free.
-    x86::write_cr3(vmm::kernel_root());
+    // Off the trampoline's page tables first, onto the CPU's own: their kernel half is the
+    // kernel's, so nothing moves, the CPU-private slot appears (IST stacks, private variables)
+    // and from here on this CPU caches nothing of the identity map the BSP will free.
+    x86::write_cr3(cpu->page_root);
     install_cpu_data(cpu);
     // Self-check recorded for the smp tests: per-CPU access through %gs works on this CPU.
     per_cpu(g_cpu_probe) = cpu->cpu_id;
@@ -122,7 +124,9 @@ uint64_t smp_trampoline_page() { return g_trampoline_phys; }
 
 namespace arch {
 
-bool ap_prepare_cpu(CpuData& cpu) { return x86::alloc_cpu_stacks(cpu); }
+bool ap_prepare_cpu(CpuData& cpu) {
+    return x86::cpu_private_setup(cpu) && x86::alloc_cpu_stacks(cpu);
+}
 
 const char* ap_prepare(std::span<CpuData* const> aps) {
     uint64_t id;

@@ -9,6 +9,7 @@
 #include "debug/fault_catcher.h"
 #include "debug/audit.h"
 #include "debug/log.h"
+#include "arch/x86/cpu_private.h"
 #include "arch/x86/kcfi.h"
 #include "debug/panic.h"
 #include "lib/format.h"
@@ -62,8 +63,9 @@ const char* const kExceptionNames[32] = {
 
 /// Spells out a page-fault error code: what was accessed, how, and why it failed.
 void describe_page_fault(uint64_t err, uint64_t cr2, char* buf, size_t size) {
-    char guard[96];
-    const bool is_guard = kstack_describe_guard(cr2, guard, sizeof(guard));
+    char guard[128];
+    const bool is_guard = kstack_describe_guard(cr2, guard, sizeof(guard)) ||
+                          cpu_private_describe(cr2, guard, sizeof(guard));
     format(buf, size, "%s %s of %#lx from %s mode: %s%s%s%s%s", (err & 0x10) ? "instruction fetch"
                                                                : (err & 0x2)  ? "write"
                                                                               : "read",
@@ -90,9 +92,10 @@ void report_exception(const InterruptFrame& f, const char* what) {
         console_printf("    %s\n", why);
     }
     if (f.vector == kVecDoubleFault) {
-        char guard[96];
+        char guard[128];
         if (kstack_describe_guard(f.rsp, guard, sizeof(guard)) ||
-            kstack_describe_guard(f.rsp - 8, guard, sizeof(guard)))
+            kstack_describe_guard(f.rsp - 8, guard, sizeof(guard)) ||
+            cpu_private_describe(f.rsp - 8, guard, sizeof(guard)))
             console_printf("    kernel stack overflow: rsp %#lx%s\n", f.rsp, guard);
     }
     print_registers(f);
@@ -102,6 +105,10 @@ void report_exception(const InterruptFrame& f, const char* what) {
 void handle_exception(InterruptFrame& f) {
     CpuData* cpu = this_cpu();
     const char* what = kExceptionNames[f.vector];
+    // An address space that grew a top-level entry after this CPU installed its lower half
+    // (arch/x86/cpu_private.h): copy the entry and retry, as if it had always been there.
+    if (f.vector == kVecPageFault && !(f.error_code & 1) && lower_half_sync_fault(read_cr2()))
+        return;
     // A failed KCFI check is a ud2 the compiler placed: say which call and target it was.
     char kcfi[256];
     const bool kcfi_trap = f.vector == kVecInvalidOpcode && kcfi_describe(f, kcfi, sizeof(kcfi));

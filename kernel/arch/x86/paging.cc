@@ -13,6 +13,7 @@
 #include "mm/pmm.h"
 #include "mm/vmm.h"
 #include "mm/address_space.h"
+#include "smp/cpu.h"
 #include "smp/tlb.h"
 #include "sync/spinlock.h"
 #include "sync/tas_lock.h"
@@ -232,6 +233,11 @@ void init(const MemoryMap& map) {
 uint64_t kernel_root() { return g_kernel_root; }
 
 bool map(uint64_t va, uint64_t pa, uint64_t size, uint32_t prot) {
+    if (va >= layout::kCpuPrivateBase && va < layout::kCpuPrivateBase + (1ull << 39)) {
+        // Each CPU's own slot (arch/x86/cpu_private.cc): the shared tables do not reach it.
+        log_error("vmm: %#lx is in the CPU-private slot; map it with cpu_private_setup", va);
+        return false;
+    }
     Guard<TasLock, IrqSave> guard(g_pt_lock);
     for (uint64_t off = 0; off < size; off += kPage)
         if (!map_one(g_kernel_root, va + off, pa + off, leaf_bits(va + off, prot), kPage))
@@ -252,6 +258,58 @@ uint64_t clear_ptes(uint64_t va, uint64_t size) {
     return n;
 }
 } // namespace
+
+namespace {
+// Splits the large pages on the way to `va` (1 GiB, then 2 MiB) into tables of the next size
+// with the same frames and attributes, and returns its 4 KiB entry. Under g_pt_lock. The old
+// and new translations are the same, so a CPU using either meanwhile reads the same memory;
+// the caller flushes once it changed the entry it wanted.
+uint64_t* split_to_4k(uint64_t root, uint64_t va) {
+    uint64_t* t = table(root);
+    for (int l = 4; l > 1; --l) {
+        uint64_t& e = t[index(va, l)];
+        if (!(e & pte::kPresent)) return nullptr;
+        if (l < 4 && (e & pte::kHuge)) {
+            const uint64_t fresh = pmm::alloc_zeroed_page();
+            if (fresh == 0) return nullptr;
+            g_table_pages.fetch_add(1, std::memory_order_relaxed);
+            const uint64_t span = l == 3 ? k1G : k2M, child = l == 3 ? k2M : kPage;
+            const uint64_t base = e & pte::kAddrMask & ~(span - 1);
+            uint64_t bits = e & ~pte::kAddrMask; // present, write, global, NX, caching
+            if (child == kPage) bits &= ~pte::kHuge; // bit 7 of a 4 KiB entry is PAT
+            uint64_t* fresh_table = table(fresh);
+            for (unsigned i = 0; i < 512; ++i) fresh_table[i] = (base + i * child) | bits;
+            __atomic_store_n(&e, fresh | pte::kPresent | pte::kWrite, __ATOMIC_RELEASE);
+        }
+        t = table(e & pte::kAddrMask);
+    }
+    return &t[index(va, 1)];
+}
+} // namespace
+
+bool direct_map_restrict(uint64_t phys, uint64_t pages, bool read_only) {
+    const uint64_t va = layout::kDirectMapBase + phys;
+    {
+        Guard<TasLock, IrqSave> guard(g_pt_lock);
+        for (uint64_t i = 0; i < pages; ++i) {
+            uint64_t* e = split_to_4k(g_kernel_root, va + i * kPage);
+            if (e == nullptr) {
+                log_error("vmm: cannot split the direct map at %#lx (out of memory)", va + i * kPage);
+                return false;
+            }
+            *e = read_only ? (*e & ~pte::kWrite) : 0;
+        }
+    }
+    for (uint64_t i = 0; i < pages; ++i) invlpg(va + i * kPage);
+    // CPUs already running (none while the boot prepares every CPU's region) drop theirs too.
+    for (uint32_t c = 0; c < cpu_count(); ++c) {
+        if (c != this_cpu()->cpu_id && cpu_by_id(c)->online.load(std::memory_order_acquire)) {
+            tlb_shootdown(nullptr, va, va + pages * kPage);
+            break;
+        }
+    }
+    return true;
+}
 
 uint64_t unmap(uint64_t va, uint64_t size) {
     const uint64_t n = clear_ptes(va, size);
