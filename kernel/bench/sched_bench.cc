@@ -123,6 +123,35 @@ KBENCH(sched_switch_space) {
                    (s1.lazy_flushed - s0.lazy_flushed) * 1000 / switches);
 }
 
+KBENCH(sched_switch_spaces) {
+    // Tasks a and b each in a private address space of its own: every switch loads the other
+    // space (a CR3 write, and the lower half copied into the CPU's own top-level table).
+    AddressSpace* sa = address_space_create();
+    AddressSpace* sb = address_space_create();
+    if (sa == nullptr || sb == nullptr) return log_error("bench: cannot create address spaces");
+    g_yield.ready = 0;
+    g_yield.go = false;
+    CpuMask one;
+    one.set(bench_cpu());
+    Task* a = task_create(yielder, &g_yield,
+                          {.name = "yield/a", .affinity = &one, .address_space = sa});
+    Task* b = task_create(yielder, nullptr, {.name = "yield/b", .affinity = &one, .address_space = sb});
+    if (a == nullptr || b == nullptr) return log_error("bench: cannot create the yielding tasks");
+    while (g_yield.ready.load() < 2) sleep_for(100'000);
+    g_yield.go.store(true, std::memory_order_release);
+    task_join(a);
+    task_join(b);
+    address_space_destroy(sa);
+    address_space_destroy(sb);
+    const uint64_t switches = uint64_t{kRuns} * kYieldsPerRun * 2;
+    uint64_t median = 0, p99 = 0;
+    kbench::summarize(g_yield.samples, kRuns, &median, &p99);
+    console_printf("bench: {\"name\":\"sched.switch_spaces\",\"cpus\":%u,\"median_cycles\":%lu,"
+                   "\"p99_cycles\":%lu,\"runs\":%u,\"cr3_writes_per_kswitch\":%lu}\n",
+                   cpus_online(), median, p99, kRuns,
+                   (g_yield.after.cr3_writes - g_yield.before.cr3_writes) * 1000 / switches);
+}
+
 // --- cross-CPU wake-up ----------------------------------------------------------------------
 struct Wakeup {
     WaitQueue wq;

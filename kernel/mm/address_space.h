@@ -29,6 +29,9 @@ struct AddressSpace {
     // not running it may still hold its entries and flush them when they load it again
     // (mm/pcid_cache.h).
     mutable std::atomic<uint64_t> tlb_gen{0};
+    // Lower-half top-level slots (0-255) with an entry: the ones a CPU copies into its own
+    // top-level table when it loads this space (arch/x86/cpu_private.h).
+    std::atomic<uint64_t> lower_used[4]{};
     SpinLock lock{&g_address_space_class}; // serialises changes to the lower-half page tables
 };
 

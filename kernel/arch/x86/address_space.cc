@@ -38,6 +38,8 @@ COHORT_CPU_PRIVATE(AddressSpaceSwitchStats, g_switch_stats);
 // Whose lower half the CPU's own top-level table holds (its table starts with none: the
 // kernel's).
 COHORT_CPU_PRIVATE(const AddressSpace*, g_installed) = &g_kernel_as;
+// Which of its lower-half entries are set (so a switch touches only those).
+COHORT_CPU_PRIVATE(uint64_t, g_lower_set)[4];
 // Lazy TLB on this CPU. `on`: it keeps g_current_as loaded for a kernel thread. `loaded_gen`:
 // the space's generation read just before this CPU last loaded it with a flush (CR3 write),
 // the newest change its TLB is sure to reflect. Not the generation at the switch to the kernel
@@ -232,6 +234,9 @@ bool address_space_map(AddressSpace* as, uint64_t va, uint64_t pa, bool writable
     if (va >= layout::kKernelHalf) return false;
     Guard<SpinLock, IrqSave> guard(as->lock);
     uint64_t* e = x86::pt_walk(as->root, va, 1, /*create=*/true);
+    const unsigned slot = (va >> 39) & 511;
+    if (table(as->root)[slot] & x86::pte::kPresent)
+        as->lower_used[slot / 64].fetch_or(uint64_t{1} << (slot % 64), std::memory_order_release);
     if (e == nullptr || (*e & x86::pte::kPresent)) return false;
     *e = (pa & x86::pte::kAddrMask) | x86::pte::kPresent | x86::pte::kNx |
          (writable ? x86::pte::kWrite : 0);
@@ -262,14 +267,28 @@ namespace x86 {
 // address_space_map creates entries); the CPU's table gets a copy of its 256 entries.
 void lower_half_clear() {
     uint64_t* root = own_root();
-    for (unsigned i = 0; i < 256; ++i) root[i] = 0;
+    uint64_t (&set)[4] = cpu_private(g_lower_set);
+    for (unsigned w = 0; w < 4; ++w) {
+        for (uint64_t bits = set[w]; bits != 0; bits &= bits - 1)
+            root[w * 64 + __builtin_ctzll(bits)] = 0;
+        set[w] = 0;
+    }
     cpu_private(g_installed) = nullptr;
 }
 
 void lower_half_fill(const AddressSpace* as) {
     uint64_t* root = own_root();
     const uint64_t* src = table(as->root);
-    for (unsigned i = 0; i < 256; ++i) root[i] = __atomic_load_n(&src[i], __ATOMIC_ACQUIRE);
+    uint64_t (&set)[4] = cpu_private(g_lower_set);
+    // An entry made after the bit was read is copied by lower_half_sync_fault on first use.
+    for (unsigned w = 0; w < 4; ++w) {
+        for (uint64_t bits = as->lower_used[w].load(std::memory_order_acquire); bits != 0;
+             bits &= bits - 1) {
+            const unsigned i = w * 64 + __builtin_ctzll(bits);
+            root[i] = __atomic_load_n(&src[i], __ATOMIC_ACQUIRE);
+            set[w] |= uint64_t{1} << (i % 64);
+        }
+    }
     cpu_private(g_installed) = as;
 }
 
@@ -284,6 +303,7 @@ bool lower_half_sync_fault(uint64_t addr) {
     const uint64_t e = __atomic_load_n(&table(as->root)[i], __ATOMIC_ACQUIRE);
     if (root[i] != 0 || e == 0) return false;
     root[i] = e; // non-present entries are never cached: the retry walks this one
+    cpu_private(g_lower_set)[i / 64] |= uint64_t{1} << (i % 64);
     return true;
 }
 
