@@ -66,23 +66,32 @@ void yielder(void* arg) {
     if (timer) g_yield.after = address_space_switch_stats();
 }
 
-KBENCH(sched_switch) {
+/// Two yielders on the bench CPU, in `space_a` and `space_b` (nullptr: kernel threads), run to
+/// the end; returns the switches they made, or 0 if they could not be created.
+uint64_t run_yielders(AddressSpace* space_a, AddressSpace* space_b) {
     g_yield.ready = 0;
     g_yield.go = false;
     CpuMask one;
     one.set(bench_cpu());
-    Task* a = task_create(yielder, &g_yield, {.name = "yield/a", .affinity = &one});
-    Task* b = task_create(yielder, nullptr, {.name = "yield/b", .affinity = &one});
+    Task* a = task_create(yielder, &g_yield,
+                          {.name = "yield/a", .affinity = &one, .address_space = space_a});
+    Task* b = task_create(yielder, nullptr,
+                          {.name = "yield/b", .affinity = &one, .address_space = space_b});
     if (a == nullptr || b == nullptr) {
         log_error("bench: cannot create the yielding tasks");
-        return;
+        return 0;
     }
     while (g_yield.ready.load() < 2) sleep_for(100'000);
     const uint64_t switches0 = a->stats.switches + b->stats.switches;
     g_yield.go.store(true, std::memory_order_release);
     task_join(a);
     task_join(b);
-    const uint64_t switches = a->stats.switches + b->stats.switches - switches0;
+    return a->stats.switches + b->stats.switches - switches0;
+}
+
+KBENCH(sched_switch) {
+    const uint64_t switches = run_yielders(nullptr, nullptr);
+    if (switches == 0) return;
     if (switches < uint64_t{kRuns} * kYieldsPerRun * 2)
         log_warn("bench: sched.switch saw %lu switches for %u yields", switches,
                  kRuns * kYieldsPerRun * 2);
@@ -95,19 +104,9 @@ KBENCH(sched_switch_space) {
     // CR3 (which without PCIDs also drops the whole TLB).
     AddressSpace* space = address_space_create();
     if (space == nullptr) return log_error("bench: cannot create an address space");
-    g_yield.ready = 0;
-    g_yield.go = false;
-    CpuMask one;
-    one.set(bench_cpu());
-    Task* a = task_create(yielder, &g_yield,
-                          {.name = "yield/a", .affinity = &one, .address_space = space});
-    Task* b = task_create(yielder, nullptr, {.name = "yield/b", .affinity = &one});
-    if (a == nullptr || b == nullptr) return log_error("bench: cannot create the yielding tasks");
-    while (g_yield.ready.load() < 2) sleep_for(100'000);
-    g_yield.go.store(true, std::memory_order_release);
-    task_join(a);
-    task_join(b);
+    const bool ran = run_yielders(space, nullptr) != 0;
     address_space_destroy(space);
+    if (!ran) return;
     const uint64_t switches = uint64_t{kRuns} * kYieldsPerRun * 2;
     const AddressSpaceSwitchStats& s0 = g_yield.before;
     const AddressSpaceSwitchStats& s1 = g_yield.after;
@@ -128,21 +127,15 @@ KBENCH(sched_switch_spaces) {
     // space (a CR3 write, and the lower half copied into the CPU's own top-level table).
     AddressSpace* sa = address_space_create();
     AddressSpace* sb = address_space_create();
-    if (sa == nullptr || sb == nullptr) return log_error("bench: cannot create address spaces");
-    g_yield.ready = 0;
-    g_yield.go = false;
-    CpuMask one;
-    one.set(bench_cpu());
-    Task* a = task_create(yielder, &g_yield,
-                          {.name = "yield/a", .affinity = &one, .address_space = sa});
-    Task* b = task_create(yielder, nullptr, {.name = "yield/b", .affinity = &one, .address_space = sb});
-    if (a == nullptr || b == nullptr) return log_error("bench: cannot create the yielding tasks");
-    while (g_yield.ready.load() < 2) sleep_for(100'000);
-    g_yield.go.store(true, std::memory_order_release);
-    task_join(a);
-    task_join(b);
+    if (sa == nullptr || sb == nullptr) {
+        address_space_destroy(sa); // either may be nullptr
+        address_space_destroy(sb);
+        return log_error("bench: cannot create address spaces");
+    }
+    const bool ran = run_yielders(sa, sb) != 0;
     address_space_destroy(sa);
     address_space_destroy(sb);
+    if (!ran) return;
     const uint64_t switches = uint64_t{kRuns} * kYieldsPerRun * 2;
     uint64_t median = 0, p99 = 0;
     kbench::summarize(g_yield.samples, kRuns, &median, &p99);

@@ -293,7 +293,16 @@ KTEST(irq, moving_the_uart_interrupt_while_bytes_stream_loses_none) {
     KASSERT(t != nullptr);
     constexpr uint32_t kBytes = 4000;
     uint32_t sent = 0;
-    const bool flowing = send_bytes(loop, sent, kBytes);
+    // At least kBytes, and on until the line has moved a few times while bytes flowed: how
+    // many bytes pass between two moves depends on how the host runs the vCPUs, so the
+    // verdict must not (bounded: a mover that never runs is reported by the checks below).
+    const bool several_cpus = cpus_online() > 1;
+    const uint64_t give_up = monotonic_ns() + 30'000'000'000;
+    const uint32_t moves_before = m.moves.load();
+    bool flowing = true;
+    while (flowing && (sent < kBytes || (several_cpus && m.moves.load() < moves_before + 3)) &&
+           monotonic_ns() < give_up)
+        flowing = send_bytes(loop, sent, 100);
     KEXPECT(wait_for([&] { return loop.received.load() == sent; }, 3'000'000'000));
     m.stop.store(true);
     task_join(t);
@@ -303,11 +312,11 @@ KTEST(irq, moving_the_uart_interrupt_while_bytes_stream_loses_none) {
     if (!KEXPECT(flowing))
         ktest::note("the receiver stopped after %u of %u bytes (an interrupt was lost in a move)",
                     loop.received.load(), sent);
-    KEXPECT_EQ(sent, kBytes);
+    KEXPECT(sent >= kBytes);
     KEXPECT_EQ(loop.received.load(), sent);
     KEXPECT_EQ(loop.out_of_order.load(), 0u);
     KEXPECT_EQ(loop.uart.overruns(), 0u);
-    if (cpus_online() > 1) KEXPECT(cpus_used >= 2);
+    if (several_cpus) KEXPECT(cpus_used >= 2);
     ktest::note("%u bytes sent and received, %u moves, interrupts taken on %u CPUs", sent,
                 m.moves.load(), cpus_used);
 }

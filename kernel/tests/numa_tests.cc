@@ -314,7 +314,9 @@ KTEST(numa, each_cpus_stacks_and_scheduler_tasks_are_on_its_node) {
         };
         const Piece pieces[] = {
             {"kernel stack", vmm::translate(cpu->kernel_stack_top - 8)},
-            {"NMI stack", vmm::translate(cpu->ist_tops[1] - 8)},
+            // The IST stacks and CPU-private variables: one block, mapped only on that CPU.
+            {"IST stacks", cpu->private_phys},
+            {"own page tables", cpu->page_root},
             {"idle task", direct_map_virt_to_phys(rq.idle)},
             {"worker task", direct_map_virt_to_phys(rq.worker)},
             {"worker FPU area", direct_map_virt_to_phys(rq.worker->fpu_area)},

@@ -451,24 +451,38 @@ KTEST(security, cpu_private_pages_are_reachable_only_by_their_cpu) {
 // first access (lower_half_sync_fault) and reads the right memory.
 constexpr uint64_t kGrowVa = 0x60000000, kGrowVa2 = kGrowVa + (1ull << 39); // the next slot
 struct Grow {
-    std::atomic<uint32_t> phase{0}, readers_done{0}, saw_new{0}, wrong{0};
+    std::atomic<uint32_t> phase{0}, running{0}, saw_new{0}, wrong{0};
     uint64_t a = 0, b = 0;
 };
 void grow_reader(void* arg) {
     auto& g = *static_cast<Grow*>(arg);
-    bool saw = false;
+    bool counted = false, saw = false;
     for (;;) {
         const uint32_t ph = g.phase.load(std::memory_order_acquire);
         if (ph == 2) break;
         if (*reinterpret_cast<volatile uint64_t*>(kGrowVa) != g.a) g.wrong.fetch_add(1);
+        if (!counted) {
+            counted = true; // runs the space with only the first entry
+            g.running.fetch_add(1);
+        }
         if (ph == 1 && !saw) {
             if (*reinterpret_cast<volatile uint64_t*>(kGrowVa2) != g.b) g.wrong.fetch_add(1);
             saw = true;
+            g.saw_new.fetch_add(1);
         }
-        cpu_relax();
         yield();
     }
-    if (saw) g.saw_new.fetch_add(1);
+}
+
+// Waits for `done`, sleeping; bounded so that a reader that never runs fails the test.
+template <typename F>
+bool wait_until(F done) {
+    const uint64_t give_up = monotonic_ns() + 60'000'000'000;
+    while (!done()) {
+        if (monotonic_ns() > give_up) return false;
+        sleep_for(1'000'000);
+    }
+    return true;
 }
 
 KTEST(security, a_space_that_grows_is_seen_on_every_cpu_running_it) {
@@ -477,7 +491,7 @@ KTEST(security, a_space_that_grows_is_seen_on_every_cpu_running_it) {
     const uint64_t fa = pmm::alloc_zeroed_page(), fb = pmm::alloc_zeroed_page();
     KASSERT(fa != 0 && fb != 0);
     static Grow g;
-    g.phase = 0, g.readers_done = 0, g.saw_new = 0, g.wrong = 0;
+    g.phase = 0, g.running = 0, g.saw_new = 0, g.wrong = 0;
     g.a = 0x1111'2222'3333'4444;
     g.b = 0x5555'6666'7777'8888;
     *phys_to_virt<uint64_t>(fa) = g.a;
@@ -491,10 +505,11 @@ KTEST(security, a_space_that_grows_is_seen_on_every_cpu_running_it) {
         tasks[i] = task_create(grow_reader, &g, {.name = "grow", .address_space = as});
         KASSERT(tasks[i] != nullptr);
     }
-    sleep_for(20'000'000); // every reader runs the space with one top-level entry
-    KASSERT(address_space_map(as, kGrowVa2, fb, false)); // a second one, while they run
+    // Every reader runs the space with one top-level entry; then a second one appears.
+    KEXPECT(wait_until([&] { return g.running.load() == readers; }));
+    KASSERT(address_space_map(as, kGrowVa2, fb, false));
     g.phase = 1;
-    sleep_for(20'000'000);
+    KEXPECT(wait_until([&] { return g.saw_new.load() == readers; }));
     g.phase = 2;
     for (uint32_t i = 0; i < readers; ++i) task_join(tasks[i]);
     ktest::note("%u readers saw the new entry, %u wrong reads", g.saw_new.load(), g.wrong.load());
