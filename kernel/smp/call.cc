@@ -18,6 +18,7 @@
 #include "sched/sched.h"
 #include "smp/percpu.h"
 #include "smp/call_limit.h"
+#include "smp/call_slots.h"
 #include "sync/cpu_relax.h"
 #include "time/clock.h"
 #include "time/timer.h"
@@ -73,20 +74,16 @@ struct SlotRef {
     bool pooled() const { return index < kAsyncCallCredit; }
 };
 
+constexpr CallSlotLayout kSlotLayout{layout::kCallSlotAreaBase, layout::kCallSlotStride,
+                                     offsetof(CallSlots, async), sizeof(CallRequest),
+                                     kAsyncCallCredit + kSyncCallSlots};
+
 /// The slot `r` sits in, from its address alone (nothing in it is read); false when it is not
 /// exactly a slot of a known CPU.
 bool slot_of(const CallRequest* r, SlotRef* out) {
-    const uint64_t a = reinterpret_cast<uint64_t>(r);
-    if (a < layout::kCallSlotAreaBase ||
-        a >= layout::kCallSlotAreaBase + uint64_t{cpu_count()} * layout::kCallSlotStride)
-        return false;
-    const uint64_t off = a - layout::kCallSlotAreaBase;
-    const uint64_t in = off % layout::kCallSlotStride;
-    constexpr uint64_t first = offsetof(CallSlots, async);
-    if (in < first || (in - first) % sizeof(CallRequest) != 0) return false;
-    const uint64_t index = (in - first) / sizeof(CallRequest);
-    if (index >= kAsyncCallCredit + kSyncCallSlots) return false;
-    *out = {static_cast<uint32_t>(off / layout::kCallSlotStride), static_cast<uint32_t>(index)};
+    CallSlotRef at{};
+    if (!call_slot_at(kSlotLayout, reinterpret_cast<uint64_t>(r), cpu_count(), &at)) return false;
+    *out = {at.cpu, at.index};
     return true;
 }
 
