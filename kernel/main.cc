@@ -220,7 +220,7 @@ void main_task(void*) {
 
 // The compiler-generated constructors carry no KCFI type id (clang gives one only to functions
 // the source declares), so this one loop is left unchecked; the array is in read-only data.
-COHORT_NO_KCFI void run_static_constructors() {
+static COHORT_NO_KCFI void run_static_constructors() {
     for (auto* f = __init_array_start; f != __init_array_end; ++f) (*f)();
 }
 

@@ -134,9 +134,10 @@ void handle_exception(InterruptFrame& f) {
         panic_with_frame(f, "unhandled %s at rip %#lx\n    %s", what, f.rip, why);
     }
     if (f.vector == kVecDoubleFault) {
-        char guard[96];
+        char guard[128];
         if (kstack_describe_guard(f.rsp, guard, sizeof(guard)) ||
-            kstack_describe_guard(f.rsp - 8, guard, sizeof(guard)))
+            kstack_describe_guard(f.rsp - 8, guard, sizeof(guard)) ||
+            cpu_private_describe(f.rsp - 8, guard, sizeof(guard)))
             panic_with_frame(f, "double fault: kernel stack overflow (rsp %#lx%s)", f.rsp, guard);
     }
     if (kcfi_trap) panic_with_frame(f, "%s", kcfi);
