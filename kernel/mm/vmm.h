@@ -55,8 +55,9 @@ int64_t page_table_pages();
 void* map_device(uint64_t pa, uint64_t size, uint32_t prot = kRead | kWrite | kUncached);
 
 /// Removes `pages` frames from `phys` on from the direct map (or, with `read_only`, leaves them
-/// readable only), splitting its large pages as needed, and flushes them on every CPU: for the
-/// CPU-private regions. False (logged) when out of memory for the split tables.
+/// readable only), splitting its large pages as needed: for the CPU-private regions, at boot
+/// only (no other CPU running: the flushes are local). False (logged) when out of memory for
+/// the split tables, or when called with other CPUs running.
 [[nodiscard]] bool direct_map_restrict(uint64_t phys, uint64_t pages, bool read_only);
 
 /// Physical address of the kernel's master top-level table: every CPU's own top-level table

@@ -173,15 +173,13 @@ bool may_send(uint32_t cpu) {
     return st >= BootStage::LongMode && st <= BootStage::Online;
 }
 
-int g_source_check = -1; // security.ipi_source_check, read on first use (tests turn it off)
-bool source_check() {
-    if (g_source_check < 0) g_source_check = param_bool("security.ipi_source_check", true) ? 1 : 0;
-    return g_source_check == 1;
-}
+bool g_source_check = true; // security.ipi_source_check (call_limits_init; tests turn it off)
+bool source_check() { return g_source_check; }
 
 /// Gives `r`'s slot back and tells its waiter, if any, that it ran (or was refused).
 void complete(CallRequest* r, SlotRef s, bool rejected = false) {
     std::atomic<uint32_t>* pending = r->pending;
+    r->magic = 0; // a stale pointer to the free slot is no request any more
     release_slot(s);
     // After this the slot may be reused: nothing touches the request.
     if (pending == nullptr) return;
@@ -214,8 +212,22 @@ SlotRef slot_known(const CallRequest* r) {
 /// A target's checks on a request it did not make, in slot `at`. A refused request is counted
 /// and logged; if it is a request at all (magic), it is completed unrun with kRejected, so a
 /// waiting sender learns it was refused instead of waiting forever.
+bool slot_taken(SlotRef s) {
+    const CallSlots& cs = slots_of(s.cpu);
+    return s.pooled()
+               ? (cs.async_used.load(std::memory_order_acquire) >> s.index) & 1
+               : (cs.sync_used.load(std::memory_order_acquire) >> (s.index - kAsyncCallCredit)) & 1;
+}
+
 bool accept(CallRequest* r, SlotRef at) {
     CpuData* me = this_cpu();
+    if (!slot_taken(at)) {
+        // A free slot: whatever it holds is a finished request's leftovers, its waiter gone.
+        me->counters.calls_rejected.fetch_add(1, std::memory_order_relaxed);
+        log_error("smp: cpu%u rejected the call request in cpu%u's slot %u: the slot is free",
+                  me->cpu_id, at.cpu, at.index);
+        return false;
+    }
     const char* why = nullptr;
     if (r->magic != kCallMagic) why = "no request magic";
     else if (r->fn == nullptr) why = "no function";
@@ -354,8 +366,11 @@ SyncPost try_post_sync(uint32_t cpu, CallFn fn, void* arg, std::atomic<uint32_t>
 }
 
 // Outside NoPreempt: one of the tasks holding this CPU's synchronous slots will be answered.
+// A worker also runs the run_on work queued for it meanwhile, as wait_for does: a slot holder's
+// target may be waiting for exactly that work.
 void wait_for_sync_slot() {
     run_pending_calls();
+    if (sched_in_worker() && lock_holds_on_this_cpu() == 0) run_deferred_work();
     if (lock_holds_on_this_cpu() == 0) yield();
     else cpu_relax();
 }
@@ -451,6 +466,8 @@ uint64_t measure_empty_call_interrupt_ns() {
 } // namespace
 
 void call_limits_init() {
+    g_source_check = param_bool("security.ipi_source_check", true);
+    if (!g_source_check) log_warn("smp: remote-call source check off (security.ipi_source_check=0)");
     CallLimiter::Params p;
     p.enabled = param_bool("ipi.rate_limit", true);
     // Held-back requests are retried once per window, by a timer interrupt: the window must be
@@ -536,8 +553,16 @@ void run_pending_calls() {
     // Reverse: pushes made a LIFO stack, calls must run in the order they were made. Only
     // what sits in a CPU's call slots is followed: any other pointer is not even read.
     CallRequest* ordered = nullptr;
-    while (list != nullptr) {
+    // At most every slot of every CPU once: more means a slot was pushed twice (a cycle).
+    for (uint64_t left = uint64_t{cpu_count()} * (kAsyncCallCredit + kSyncCallSlots) + 1;
+         list != nullptr; --left) {
         SlotRef at;
+        if (left == 0) {
+            me->counters.calls_rejected.fetch_add(1, std::memory_order_relaxed);
+            log_error("smp: cpu%u dropped the rest of its call queue: longer than every slot "
+                      "there is (a request was queued twice)", me->cpu_id);
+            break;
+        }
         if (!slot_of(list, &at)) {
             me->counters.calls_rejected.fetch_add(1, std::memory_order_relaxed);
             log_error("smp: cpu%u dropped its call queue from %p on: not a call slot, so nothing "
@@ -810,7 +835,11 @@ CallStatus post_many(const Targets& to, CallFn fn, void* arg, bool wait, bool de
         fn(arg);
     }
     if (deferred) lock_hold_exit(); // the slot stays ours through `owner`; we may move now
-    if (self && deferred) run_pinned(slot_cpu, fn, arg);
+    if (self && deferred) {
+        // Not on a CPU going offline: it waits for this multicast before it parks.
+        if (online(slot_cpu)) run_pinned(slot_cpu, fn, arg);
+        else status = CallStatus::Offline;
+    }
     wait_for(m.pending, [&] {
         for (uint32_t c = 0; c < cpu_count(); ++c)
             if (c != slot_cpu && queue_of(c).incoming[kind].test(slot_cpu)) resend_to(c);
@@ -936,7 +965,7 @@ void call_wait_sends_done() {
     const CallSlots& cs = slots_of(me);
     const CallQueue& q = per_cpu(g_call_queue);
     const uint64_t start = monotonic_ns();
-    uint64_t report = start + 1'000'000'000;
+    uint64_t resend = start + 100'000'000, report = start + 1'000'000'000;
     for (;;) {
         const int async = __builtin_popcountll(cs.async_used.load(std::memory_order_acquire));
         const int sync = __builtin_popcountll(cs.sync_used.load(std::memory_order_acquire));
@@ -944,9 +973,27 @@ void call_wait_sends_done() {
         const bool run_mc = q.outgoing[kDeferred].owner.load(std::memory_order_acquire) != nullptr;
         if (async == 0 && sync == 0 && !mc && !run_mc) return;
         const uint64_t now = monotonic_ns();
+        if (now >= resend) {
+            // An IPI lost or overtaken by its request, as wait_for re-sends for: every online
+            // CPU with something queued gets the call interrupt again (rare: a slow offline).
+            for (uint32_t c = 0; c < cpu_count(); ++c) {
+                if (c == me || !online(c)) continue;
+                const CallQueue& tq = queue_of(c);
+                const CallRequest* head = tq.head.load(std::memory_order_acquire);
+                if ((head != nullptr && head != kClosed) || tq.incoming[kDeferred].test(me))
+                    resend_to(c);
+            }
+            resend = now + 100'000'000;
+        }
+        if (now - start >= 5'000'000'000) {
+            // Parking anyway: what is left is refused by its targets as coming from a CPU
+            // that is not up, and a waiting sender gets CallStatus::Rejected, not a hang.
+            log_error("smp: cpu%u parks with %d async and %d synchronous requests, %s multicast "
+                      "and %s run_on_many still outstanding after 5 s; their targets will "
+                      "refuse them", me, async, sync, mc ? "a" : "no", run_mc ? "a" : "no");
+            return;
+        }
         if (now >= report) {
-            // Its targets are slow (or one never answers): say so; parking now would leave
-            // requests that can no longer be told from forged ones.
             log_warn("smp: cpu%u waits %lu ms to park for its own calls: %d async and %d "
                      "synchronous requests, %s multicast, %s run_on_many outstanding",
                      me, (now - start) / 1'000'000, async, sync, mc ? "a" : "no",
@@ -977,6 +1024,28 @@ CallStatus forge_call(uint32_t target, uint32_t slot_cpu, uint32_t claimed, Call
     }
     wait_for(pending, [target] { resend_to(target); });
     return pending.load() & kRejected ? CallStatus::Rejected : CallStatus::Ok;
+}
+
+bool forge_stale_call(uint32_t target, uint32_t slot_cpu, CallFn fn, void* arg) {
+    static std::atomic<uint32_t> pending{1}; // must never be touched: nobody waits on it
+    const uint64_t rejected = cpu_by_id(target)->counters.calls_rejected.load();
+    {
+        NoPreempt stay;
+        CallSlots& cs = slots_of(cpu_by_id(slot_cpu)->cpu_id);
+        const uint64_t used = cs.sync_used.load(std::memory_order_acquire);
+        if (~used == 0) return false;
+        const int slot = __builtin_ctzll(~used); // free: its bit stays clear
+        CallRequest* req = &cs.sync[slot];
+        *req = CallRequest{nullptr, fn, arg, &pending, kCallMagic, slot_cpu, false, false};
+        if (!enqueue(cpu_by_id(target), req)) return false;
+    }
+    const uint64_t give_up = monotonic_ns() + 10'000'000'000;
+    while (cpu_by_id(target)->counters.calls_rejected.load() == rejected) {
+        if (monotonic_ns() > give_up) return false;
+        run_pending_calls();
+        cpu_relax();
+    }
+    return pending.load() == 1;
 }
 
 CallStatus forge_multicast(uint32_t target, uint32_t source, CallFn fn, void* arg) {

@@ -84,8 +84,9 @@ uint32_t async_calls_outstanding(uint32_t cpu);
 /// including hot-add slots. False when out of memory: the kernel cannot start that CPU.
 bool call_slots_setup(uint32_t cpu, uint32_t node);
 /// CPU hotplug, on the departing CPU just before it parks (interrupts off): waits until every
-/// request it sent has completed, so none is left that targets would have to refuse. Logs what
-/// is still outstanding every second.
+/// request it sent has completed, so none is left that targets would have to refuse. Re-sends
+/// call IPIs to targets with work queued every 100 ms, logs what is outstanding every second,
+/// and parks anyway after 5 s (logged; the leftovers are then refused, their waiters told so).
 void call_wait_sends_done();
 /// Runs thread-context work queued by run_on (each CPU's worker task calls it with interrupts
 /// enabled). Returns true if it ran anything.
@@ -98,6 +99,10 @@ namespace call_testing {
 /// Queues fn(arg) to `target` as a synchronous request sitting in `slot_cpu`'s slots and
 /// claiming to come from `claimed`, waits for the target, and returns its verdict.
 CallStatus forge_call(uint32_t target, uint32_t slot_cpu, uint32_t claimed, CallFn fn, void* arg);
+/// Queues to `target` a leftover request: one in a free synchronous slot of `slot_cpu` (as a
+/// stale pointer to a finished request would be). Returns once the target has looked at it
+/// (its calls_rejected count moved) or after 10 s; false if it never did.
+bool forge_stale_call(uint32_t target, uint32_t slot_cpu, CallFn fn, void* arg);
 /// Sets `source`'s bit in `target`'s multicast mask, with fn(arg) in `source`'s multicast, as
 /// if `source` had sent one (it must not be sending: a CPU that is not up), and waits.
 CallStatus forge_multicast(uint32_t target, uint32_t source, CallFn fn, void* arg);

@@ -263,8 +263,14 @@ uint64_t address_space_unmap(AddressSpace* as, uint64_t va, uint64_t size) {
 
 namespace x86 {
 
+namespace {
+// Copies made by lower_half_sync_fault (machine-wide: it is a rare path, once per CPU and slot).
+std::atomic<uint64_t> g_lower_syncs{0};
+} // namespace
+
 // The lower half lives in the space's own top-level table (written under its lock, where
-// address_space_map creates entries); the CPU's table gets a copy of its 256 entries.
+// address_space_map creates entries and marks them in lower_used); the CPU's table gets a copy
+// of the entries marked there, and remembers which it set (g_lower_set) to clear just those.
 void lower_half_clear() {
     uint64_t* root = own_root();
     uint64_t (&set)[4] = cpu_private(g_lower_set);
@@ -294,6 +300,8 @@ void lower_half_fill(const AddressSpace* as) {
 
 const AddressSpace* lower_half_installed() { return cpu_private(g_installed); }
 
+uint64_t lower_half_syncs() { return g_lower_syncs.load(std::memory_order_relaxed); }
+
 bool lower_half_sync_fault(uint64_t addr) {
     if (addr >= layout::kKernelHalf || this_cpu()->page_root == 0) return false;
     const AddressSpace* as = cpu_private(g_installed);
@@ -304,6 +312,7 @@ bool lower_half_sync_fault(uint64_t addr) {
     if (root[i] != 0 || e == 0) return false;
     root[i] = e; // non-present entries are never cached: the retry walks this one
     cpu_private(g_lower_set)[i / 64] |= uint64_t{1} << (i % 64);
+    g_lower_syncs.fetch_add(1, std::memory_order_relaxed);
     return true;
 }
 

@@ -58,6 +58,10 @@ uint64_t cpu_private_ist_top(int i) {
 
 bool cpu_private_setup(CpuData& cpu) {
     const uint64_t data = data_pages();
+    if (layout::kCpuPrivateData + data * kPage > layout::kCpuPrivateBase + layout::kCpuPrivateSize) {
+        log_error("vmm: %lu pages of CPU-private variables do not fit the private region", data);
+        return false;
+    }
     const uint64_t priv_pages = kIstCount * kIstPages + data;
     const uint64_t tables = pmm::alloc_pages_node(cpu.node, kTablePages);
     const uint64_t priv = tables == 0 ? 0 : pmm::alloc_pages_node(cpu.node, priv_pages);

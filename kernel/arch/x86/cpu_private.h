@@ -42,5 +42,7 @@ const AddressSpace* lower_half_installed();
 /// A not-present fault at lower-half `addr` whose top-level entry the installed space has and
 /// this CPU's copy lacks (the space grew since it was installed): copies it; true to retry.
 bool lower_half_sync_fault(uint64_t addr);
+/// Entries lower_half_sync_fault copied so far, on every CPU.
+uint64_t lower_half_syncs();
 
 } // namespace cohort::x86

@@ -8,7 +8,8 @@ bool kcfi_decode_check(const uint8_t (&b)[kKcfiCheckBytes], KcfiCheck* out) {
     const uint32_t imm = uint32_t{b[2]} | uint32_t{b[3]} << 8 | uint32_t{b[4]} << 16 |
                          uint32_t{b[5]} << 24;
     // add disp8(%reg), %r10d: REX.R (r10 in ModRM.reg) and maybe REX.B, opcode 03, ModRM with
-    // mod 01 (disp8), reg 010; rm 100 would need a SIB byte, which a call target never uses.
+    // mod 01 (disp8), reg 010. rm 100 (a target in rsp or r12) takes a SIB byte, which shifts
+    // the sequence: not decoded, and the report says so.
     const uint8_t rex = b[6], modrm = b[8];
     if ((rex & 0xfe) != 0x44 || b[7] != 0x03 || (modrm & 0xf8) != 0x50 || (modrm & 7) == 4)
         return false;

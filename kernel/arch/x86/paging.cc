@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstring>
 
+#include "arch/arch.h"
 #include "arch/x86/cpu.h"
 #include "arch/x86/cpu_features.h"
 #include "debug/log.h"
@@ -261,10 +262,10 @@ uint64_t clear_ptes(uint64_t va, uint64_t size) {
 
 namespace {
 // Splits the large pages on the way to `va` (1 GiB, then 2 MiB) into tables of the next size
-// with the same frames and attributes, and returns its 4 KiB entry. Under g_pt_lock. The old
-// and new translations are the same, so a CPU using either meanwhile reads the same memory;
-// the caller flushes once it changed the entry it wanted.
-uint64_t* split_to_4k(uint64_t root, uint64_t va) {
+// with the same frames and attributes, and returns its 4 KiB entry; `split` is set if it split
+// anything. Under g_pt_lock. The old and new translations are identical, so a CPU using
+// either meanwhile reads the same memory; the caller flushes before it changes any attribute.
+uint64_t* split_to_4k(uint64_t root, uint64_t va, bool* split) {
     uint64_t* t = table(root);
     for (int l = 4; l > 1; --l) {
         uint64_t& e = t[index(va, l)];
@@ -280,6 +281,7 @@ uint64_t* split_to_4k(uint64_t root, uint64_t va) {
             uint64_t* fresh_table = table(fresh);
             for (unsigned i = 0; i < 512; ++i) fresh_table[i] = (base + i * child) | bits;
             __atomic_store_n(&e, fresh | pte::kPresent | pte::kWrite, __ATOMIC_RELEASE);
+            *split = true;
         }
         t = table(e & pte::kAddrMask);
     }
@@ -288,26 +290,37 @@ uint64_t* split_to_4k(uint64_t root, uint64_t va) {
 } // namespace
 
 bool direct_map_restrict(uint64_t phys, uint64_t pages, bool read_only) {
+    // Boot only (every CPU's private region is made before any AP runs): the flushes below
+    // are this CPU's alone.
+    for (uint32_t c = 0; c < cpu_count(); ++c) {
+        if (c != this_cpu()->cpu_id && cpu_by_id(c)->online.load(std::memory_order_acquire)) {
+            log_error("vmm: direct_map_restrict with cpu%u running: only at boot", c);
+            return false;
+        }
+    }
     const uint64_t va = layout::kDirectMapBase + phys;
+    bool split = false;
     {
         Guard<TasLock, IrqSave> guard(g_pt_lock);
         for (uint64_t i = 0; i < pages; ++i) {
-            uint64_t* e = split_to_4k(g_kernel_root, va + i * kPage);
-            if (e == nullptr) {
+            if (split_to_4k(g_kernel_root, va + i * kPage, &split) == nullptr) {
                 log_error("vmm: cannot split the direct map at %#lx (out of memory)", va + i * kPage);
                 return false;
             }
+        }
+    }
+    // The SDM's rule for a page-size change: a CPU may hold the large and the small
+    // translation of one address at once, so no attribute may differ between them until the
+    // large one is gone. Drop every translation, global ones included, before changing any.
+    if (split) arch::tlb_flush_all();
+    {
+        Guard<TasLock, IrqSave> guard(g_pt_lock);
+        for (uint64_t i = 0; i < pages; ++i) {
+            uint64_t* e = walk(g_kernel_root, va + i * kPage, 1, false);
             *e = read_only ? (*e & ~pte::kWrite) : 0;
         }
     }
     for (uint64_t i = 0; i < pages; ++i) invlpg(va + i * kPage);
-    // CPUs already running (none while the boot prepares every CPU's region) drop theirs too.
-    for (uint32_t c = 0; c < cpu_count(); ++c) {
-        if (c != this_cpu()->cpu_id && cpu_by_id(c)->online.load(std::memory_order_acquire)) {
-            tlb_shootdown(nullptr, va, va + pages * kPage);
-            break;
-        }
-    }
     return true;
 }
 
