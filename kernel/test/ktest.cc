@@ -9,6 +9,7 @@
 #include "debug/ubsan.h"
 #include "lib/format.h"
 #include "lib/glob.h"
+#include "sched/sched.h"
 #include "time/clock.h"
 #include "debug/panic.h"
 #include "smp/call.h"
@@ -132,6 +133,14 @@ void skip(const char* fmt, ...) {
 }
 
 void allow_ubsan_reports() { g_current.ubsan_allowed = true; }
+
+uint64_t deadline_after(uint64_t ns) { return monotonic_ns() + ns; }
+
+bool sleep_before(uint64_t end) {
+    if (monotonic_ns() > end) return false;
+    sleep_for(1'000'000);
+    return true;
+}
 
 bool run_on_all_cpus(void (*fn)(void*), void* arg, uint64_t) {
     CpuMask all;

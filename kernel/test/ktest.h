@@ -49,6 +49,21 @@ void allow_ubsan_reports();
 /// returns when all have finished.
 bool run_on_all_cpus(void (*fn)(void*), void* arg, uint64_t unused = 0);
 
+/// The monotonic time `ns` from now, and one short sleep (1 ms) unless `end` has passed (then
+/// false): the parts of wait_for below.
+uint64_t deadline_after(uint64_t ns);
+bool sleep_before(uint64_t end);
+
+/// Sleeps until `done()` holds or `ns` pass; true if done. The bound turns a condition that
+/// never comes into a failed check instead of a hung run.
+template <typename F>
+bool wait_for(F done, uint64_t ns) {
+    const uint64_t end = deadline_after(ns);
+    while (!done())
+        if (!sleep_before(end)) return false;
+    return true;
+}
+
 /// Runs the tests selected by a comma-separated list of globs ("all" = every non-manual test),
 /// prints KTAP and the `# cohort-tests:` summary. Returns true when every test passed.
 bool run(const char* selection);

@@ -106,16 +106,7 @@ KTEST(irq, affinity_refuses_what_it_cannot_do) {
     KEXPECT(irq_set_affinity(id, 0) == IrqError::NoSuchIrq);
 }
 
-// Waits until `done()` or `ns` pass; true if done.
-template <typename F>
-bool wait_for(F done, uint64_t ns) {
-    const uint64_t end = monotonic_ns() + ns;
-    while (!done()) {
-        if (monotonic_ns() > end) return false;
-        sleep_for(1'000'000);
-    }
-    return true;
-}
+using ktest::wait_for;
 
 KTEST(irq, pit_interrupts_reach_each_cpu_in_turn) {
     const auto routed = route_pit();

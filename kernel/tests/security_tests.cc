@@ -261,8 +261,7 @@ KTEST(security, remote_calls_are_attributed_by_their_slot_not_their_word) {
     // The genuine path through the same slots still works, and runs once.
     for (uint32_t t = 0; t < cpu_count(); ++t)
         if (cpu_by_id(t)->online.load()) KEXPECT(call_on(t, forged_work, nullptr, true) == CallStatus::Ok);
-    uint32_t online = 0;
-    for (uint32_t t = 0; t < cpu_count(); ++t) online += cpu_by_id(t)->online.load() ? 1 : 0;
+    const uint32_t online = cpus_online();
     KEXPECT_EQ(g_forged_ran.load(), online);
 
     // 2. From a CPU that is not up: a request in its slots, and a multicast bit of its own.
@@ -355,8 +354,7 @@ KTEST(security, indirect_calls_of_the_wrong_type_trap_on_every_cpu) {
     static KcfiSeen seen;
     seen.typed_ok = seen.mismatch = seen.untyped = 0;
     KASSERT(ktest::run_on_all_cpus(kcfi_on_this_cpu, &seen));
-    uint32_t online = 0;
-    for (uint32_t c = 0; c < cpu_count(); ++c) online += cpu_by_id(c)->online.load() ? 1 : 0;
+    const uint32_t online = cpus_online();
     ktest::note("%u CPUs: well-typed calls ran on %u, the wrong C++ type trapped on %u, untyped "
                 "assembly on %u; the wrong target ran %u times", online, seen.typed_ok.load(),
                 seen.mismatch.load(), seen.untyped.load(), g_wrong_target_ran.load());
@@ -443,8 +441,7 @@ KTEST(security, cpu_private_pages_are_reachable_only_by_their_cpu) {
     static PrivateSeen seen;
     seen.own_value = seen.stacks_refused = seen.tables_refused = seen.reported =
         seen.tables_readable = 0;
-    uint32_t online = 0;
-    for (uint32_t c = 0; c < cpu_count(); ++c) online += cpu_by_id(c)->online.load() ? 1 : 0;
+    const uint32_t online = cpus_online();
     KASSERT(ktest::run_on_all_cpus(private_write, nullptr));
     KASSERT(ktest::run_on_all_cpus(private_check, &seen));
     const uint32_t others = online > 1 ? online : 0;
@@ -487,17 +484,6 @@ void grow_reader(void* arg) {
     }
 }
 
-// Waits for `done`, sleeping; bounded so that a reader that never runs fails the test.
-template <typename F>
-bool wait_until(F done) {
-    const uint64_t give_up = monotonic_ns() + 60'000'000'000;
-    while (!done()) {
-        if (monotonic_ns() > give_up) return false;
-        sleep_for(1'000'000);
-    }
-    return true;
-}
-
 KTEST(security, a_space_that_grows_is_seen_on_every_cpu_running_it) {
     AddressSpace* as = address_space_create();
     KASSERT(as != nullptr);
@@ -510,8 +496,7 @@ KTEST(security, a_space_that_grows_is_seen_on_every_cpu_running_it) {
     *phys_to_virt<uint64_t>(fa) = g.a;
     *phys_to_virt<uint64_t>(fb) = g.b;
     KASSERT(address_space_map(as, kGrowVa, fa, false));
-    uint32_t online = 0;
-    for (uint32_t c = 0; c < cpu_count(); ++c) online += cpu_by_id(c)->online.load() ? 1 : 0;
+    const uint32_t online = cpus_online();
     const uint32_t readers = online < 2 ? 2 : online > 16 ? 16 : online;
     Task* tasks[16];
     for (uint32_t i = 0; i < readers; ++i) {
@@ -519,11 +504,12 @@ KTEST(security, a_space_that_grows_is_seen_on_every_cpu_running_it) {
         KASSERT(tasks[i] != nullptr);
     }
     // Every reader runs the space with one top-level entry; then a second one appears.
-    KEXPECT(wait_until([&] { return g.running.load() == readers; }));
+    // Bounded, so that a reader that never runs fails the test rather than hanging it.
+    KEXPECT(ktest::wait_for([&] { return g.running.load() == readers; }, 60'000'000'000));
     const uint64_t syncs_before = x86::lower_half_syncs();
     KASSERT(address_space_map(as, kGrowVa2, fb, false));
     g.phase = 1;
-    KEXPECT(wait_until([&] { return g.saw_new.load() == readers; }));
+    KEXPECT(ktest::wait_for([&] { return g.saw_new.load() == readers; }, 60'000'000'000));
     g.phase = 2;
     for (uint32_t i = 0; i < readers; ++i) task_join(tasks[i]);
     // Each CPU that ran the space before it grew copied the entry on its first use (a CPU
